@@ -1,0 +1,16 @@
+"""mtsmlip: learned multiple-time-step MD for machine-learning interatomic potentials.
+
+A small fast model (short cutoff) and a large slow model are co-trained so that
+their sum fits reference energies and forces; MD then evaluates the fast model
+every inner step and the slow one only every outer step (r-RESPA).
+"""
+
+__version__ = "0.1.0"
+
+
+def load(model_dir):
+    """Load a trained model directory: returns a :class:`mtsmlip.models.TrainedModels`
+    with ``.fast``, ``.slow``, ``.total`` and ``.baseline`` ASE calculators."""
+    from .models import TrainedModels
+
+    return TrainedModels.load(model_dir)

@@ -1,0 +1,170 @@
+"""Reading reference frames, checking them, and splitting them.
+
+Every problem with input data raises :class:`DataError` whose message names the
+file, the frame (0-based index) and the field, so that a user can find it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+
+class DataError(ValueError):
+    """Bad input data; the message names file, frame and field."""
+
+
+def _where(path, frame=None, field=None) -> str:
+    parts = [f"{path}"]
+    if frame is not None:
+        parts.append(f"frame {frame}")
+    if field is not None:
+        parts.append(f"field '{field}'")
+    return ", ".join(parts)
+
+
+def read_frames(path, index=":") -> list[Atoms]:
+    """Read frames with energies and forces from anything ``ase.io.read`` reads.
+
+    Returns a list of ``Atoms`` whose ``info['energy']`` (eV) and ``arrays['forces']``
+    (eV/Å) hold the reference, detached from any calculator. Raises DataError for a
+    missing or empty file, missing/NaN energy or forces, and mixed periodicity.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found")
+    try:
+        frames = ase.io.read(path, index=index)
+    except StopIteration:
+        frames = []
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise DataError(f"{path}: cannot be read by ase.io.read ({exc})") from exc
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if len(frames) == 0:
+        raise DataError(f"{path}: file holds no frames")
+    labelled = [_labelled(atoms, path, i) for i, atoms in enumerate(frames)]
+    check_consistent_periodicity(labelled, path)
+    return labelled
+
+
+def _labelled(atoms: Atoms, path, i) -> Atoms:
+    """Copy of `atoms` with the reference energy/forces moved into info/arrays."""
+    energy = _get_energy(atoms, path, i)
+    forces = _get_forces(atoms, path, i)
+    out = Atoms(
+        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
+    )
+    if not np.all(np.isfinite(out.positions)):
+        raise DataError(f"{_where(path, i, 'positions')}: contains NaN or inf")
+    out.info["energy"] = energy
+    out.arrays["forces"] = forces
+    return out
+
+
+def _get_energy(atoms, path, i) -> float:
+    energy = atoms.info.get("energy")
+    if energy is None and atoms.calc is not None:
+        energy = atoms.calc.results.get("energy")
+    if energy is None:
+        raise DataError(f"{_where(path, i, 'energy')}: missing")
+    energy = float(energy)
+    if not np.isfinite(energy):
+        raise DataError(f"{_where(path, i, 'energy')}: is {energy}")
+    return energy
+
+
+def _get_forces(atoms, path, i) -> np.ndarray:
+    forces = atoms.arrays.get("forces")
+    if forces is None and atoms.calc is not None:
+        forces = atoms.calc.results.get("forces")
+    if forces is None:
+        raise DataError(f"{_where(path, i, 'forces')}: missing")
+    forces = np.asarray(forces, dtype=float)
+    if forces.shape != (len(atoms), 3):
+        raise DataError(
+            f"{_where(path, i, 'forces')}: shape {forces.shape}, expected ({len(atoms)}, 3)"
+        )
+    if not np.all(np.isfinite(forces)):
+        bad = int(np.argwhere(~np.isfinite(forces))[0][0])
+        raise DataError(f"{_where(path, i, 'forces')}: NaN or inf at atom {bad}")
+    return forces
+
+
+def check_consistent_periodicity(frames, path) -> None:
+    """All frames periodic or all non-periodic: a model cannot learn both at once."""
+    first = bool(frames[0].pbc.any())
+    for i, atoms in enumerate(frames):
+        if bool(atoms.pbc.any()) != first:
+            raise DataError(
+                f"{_where(path, i, 'pbc')}: pbc={atoms.pbc.tolist()} but frame 0 has "
+                f"pbc={frames[0].pbc.tolist()}; periodic and non-periodic frames are mixed"
+            )
+
+
+def perpendicular_widths_A(cell) -> np.ndarray:
+    """Distances between opposite faces of the cell (Å), shape (3,)."""
+    inv = np.linalg.inv(np.asarray(cell, dtype=float))
+    return 1.0 / np.linalg.norm(inv, axis=0)
+
+
+def check_cell_fits_cutoff(atoms: Atoms, r_max_A: float, where: str) -> None:
+    """Raise DataError if a periodic direction is narrower than the cutoff,
+    so that an atom would interact with its own periodic image inside r_max."""
+    if not atoms.pbc.any():
+        return
+    if abs(atoms.cell.volume) < 1e-12:
+        raise DataError(f"{where}, field 'cell': periodic frame without a cell")
+    widths = perpendicular_widths_A(atoms.cell.array)[atoms.pbc]
+    if widths.min() < r_max_A:
+        raise DataError(
+            f"{where}, field 'cell': cell width {widths.min():.3f} Å is smaller than "
+            f"the model cutoff {r_max_A:.3f} Å"
+        )
+
+
+def check_species_known(atoms: Atoms, type_names, where: str) -> None:
+    """Raise DataError naming species the model was never trained on."""
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(type_names))
+    if unknown:
+        raise DataError(
+            f"{where}, field 'numbers': species {unknown} unknown to the model "
+            f"(trained on {list(type_names)})"
+        )
+
+
+def species_of(frames) -> list[str]:
+    """Sorted chemical symbols present in `frames` (the model's type names)."""
+    return sorted({s for atoms in frames for s in atoms.get_chemical_symbols()})
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices into the frame list for train/validation/test, fixed by `seed`."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    seed: int
+
+    def as_dict(self) -> dict:
+        return {"seed": self.seed, "train": self.train, "val": self.val, "test": self.test}
+
+
+def make_split(n_frames: int, n_train: int, n_val: int, seed: int, n_test: int | None = None) -> Split:
+    """Random split of `n_frames` frames; the test set is the remaining frames
+    (or the first `n_test` of them). Same seed, same split."""
+    if n_train < 1 or n_val < 1:
+        raise DataError(f"need at least 1 training and 1 validation frame (got {n_train}, {n_val})")
+    if n_train + n_val > n_frames:
+        raise DataError(
+            f"asked for {n_train} train + {n_val} validation frames but the data has {n_frames}"
+        )
+    perm = np.random.default_rng(seed).permutation(n_frames).tolist()
+    rest = perm[n_train + n_val :]
+    test = rest if n_test is None else rest[:n_test]
+    return Split(train=perm[:n_train], val=perm[n_train : n_train + n_val], test=test, seed=seed)

@@ -1,0 +1,23 @@
+"""Shared test fixtures: reference data location and small synthetic systems."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MTSMLIP_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def water_file() -> Path:
+    """The revPBE0-D3 water set. In CI (CI=true) its absence is a failure, not a skip."""
+    path = data_dir() / "water-cheng2019" / "water_1593.extxyz.gz"
+    if not path.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"reference data missing in CI: {path} (set MTSMLIP_DATA)")
+        pytest.skip(f"reference data not found at {path} (set MTSMLIP_DATA)")
+    return path

@@ -1,0 +1,77 @@
+"""Model layer: build/save/load round trip, calculators obey the physics, bad input errors."""
+
+import numpy as np
+import pytest
+
+from mtsmlip.data import DataError
+from mtsmlip.models import (
+    FAST_PRESET,
+    SLOW_PRESET,
+    LoadedModel,
+    build_model,
+    load_model,
+    model_config,
+    save_model,
+)
+from tests.physics import (
+    assert_forces_are_minus_energy_gradient,
+    assert_invariant_and_equivariant,
+    energy_forces,
+    small_water_box,
+)
+
+
+def tiny(preset, r_max, seed=0):
+    overrides = {"r_max": r_max, "avg_num_neighbors": 10.0}
+    if "nequip" in preset["_target_"]:
+        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
+    return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
+
+
+@pytest.fixture(scope="module", params=["fast", "slow"])
+def loaded(request):
+    cfg = tiny(FAST_PRESET, 3.0) if request.param == "fast" else tiny(SLOW_PRESET, 3.5)
+    module = build_model(cfg).eval()
+    return LoadedModel(module=module, config=cfg, metadata={})
+
+
+def test_forces_are_minus_energy_gradient(loaded):
+    assert_forces_are_minus_energy_gradient(loaded.calculator(), small_water_box())
+
+
+def test_invariance_and_equivariance(loaded):
+    assert_invariant_and_equivariant(loaded.calculator(), small_water_box())
+
+
+def test_save_load_roundtrip_gives_same_energy_and_forces(loaded, tmp_path):
+    save_model(tmp_path / "m.pt", loaded.module, loaded.config, {"note": "x"})
+    again = load_model(tmp_path / "m.pt")
+    atoms = small_water_box()
+    e0, f0 = energy_forces(loaded.calculator(), atoms)
+    e1, f1 = energy_forces(again.calculator(), atoms)
+    assert e1 == pytest.approx(e0, abs=1e-12)
+    np.testing.assert_allclose(f1, f0, atol=1e-12)
+    assert again.metadata == {"note": "x"}
+
+
+def test_unknown_species_is_named(loaded):
+    atoms = small_water_box()
+    atoms[0].symbol = "C"
+    with pytest.raises(DataError, match=r"\['C'\] unknown to the model"):
+        energy_forces(loaded.calculator(), atoms)
+
+
+def test_cell_narrower_than_cutoff_is_rejected(loaded):
+    atoms = small_water_box(n_side=1)
+    atoms.cell = np.eye(3) * 2.5
+    with pytest.raises(DataError, match="smaller than the model cutoff"):
+        energy_forces(loaded.calculator(), atoms)
+
+
+def test_loading_a_non_model_file_fails_clearly(tmp_path):
+    bad = tmp_path / "bad.pt"
+    import torch
+
+    torch.save({"x": 1}, bad)
+    with pytest.raises(DataError, match="not an mtsmlip model file"):
+        load_model(bad)
