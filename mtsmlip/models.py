@@ -240,3 +240,17 @@ class TrainedModels:
     @property
     def baseline(self):
         return self.calculator("baseline")
+
+
+def write_model_dir(directory, models: dict, manifest: dict) -> None:
+    """Write a complete model directory: each ``models[name] = (module, config)``
+    to its file, then ``manifest.json`` with ``complete: true`` *last*, so an
+    interrupted write never looks like a finished one."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = directory / MANIFEST
+    if stale.exists():
+        stale.unlink()
+    for name, (module, config) in models.items():
+        save_model(directory / MODEL_FILES[name], module, config)
+    atomic_write_json(stale, {**manifest, "complete": True})

@@ -75,3 +75,30 @@ def test_loading_a_non_model_file_fails_clearly(tmp_path):
     torch.save({"x": 1}, bad)
     with pytest.raises(DataError, match="not an mtsmlip model file"):
         load_model(bad)
+
+
+def test_model_dir_roundtrip_and_total_is_sum(tmp_path):
+    import mtsmlip
+    from mtsmlip.models import write_model_dir
+
+    fast_cfg, slow_cfg = tiny(FAST_PRESET, 3.0), tiny(SLOW_PRESET, 3.5, seed=1)
+    write_model_dir(
+        tmp_path,
+        {"fast": (build_model(fast_cfg), fast_cfg), "slow": (build_model(slow_cfg), slow_cfg)},
+        {"note": "test"},
+    )
+    models = mtsmlip.load(tmp_path)
+    atoms = small_water_box()
+    ef, ff = energy_forces(models.fast, atoms)
+    es, fs = energy_forces(models.slow, atoms)
+    et, ft = energy_forces(models.total, atoms)
+    assert et == pytest.approx(ef + es, abs=1e-9)
+    np.testing.assert_allclose(ft, ff + fs, atol=1e-10)
+
+
+def test_unfinished_model_dir_is_refused(tmp_path):
+    import mtsmlip
+
+    (tmp_path / "fast.pt").write_bytes(b"")
+    with pytest.raises(DataError, match="not a finished"):
+        mtsmlip.load(tmp_path)
