@@ -1,0 +1,26 @@
+"""Observables from an MD trajectory, to judge whether multiple-time-step MD
+reproduces conventional MD: g(r), MSD/diffusion, VACF/VDOS, energy drift, the
+force spectrum (scale separation), and a tolerance verdict. See docs/analysis.md.
+
+Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
+"""
+
+from .dynamics import (DiffusionEstimate, diffusion_blocks, diffusion_by_species, diffusion_from_msd,
+                       drift_meV_per_atom_per_ps, msd, remove_com_drift, unwrap_positions,
+                       unwrapped_positions_A)
+from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
+from .spectra import (THZ_TO_CM1, autocorrelation, force_autocorrelation, force_spectrum, nyquist_THz,
+                      power_above_frequency_fraction, power_spectrum, vacf, vdos)
+from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differences, running_coordination,
+                        species_pairs)
+from .acceptance import RunMetrics, Tolerance, largest_n_within_tolerance, verdict
+
+__all__ = [
+    "DiffusionEstimate", "RunMetrics", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
+    "chemical_symbols", "diffusion_blocks", "diffusion_by_species", "diffusion_from_msd",
+    "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
+    "largest_n_within_tolerance", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
+    "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",
+    "remove_com_drift", "running_coordination", "species_pairs", "unwrap_positions",
+    "unwrapped_positions_A", "vacf", "vdos", "velocities_A_per_fs", "verdict",
+]

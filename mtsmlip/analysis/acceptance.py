@@ -1,0 +1,118 @@
+"""Does a multiple-time-step run reproduce the baseline? A tolerance and a verdict.
+
+A run passes when every check that its :class:`Tolerance` enables holds:
+
+* drift:      |drift of the run's conserved energy| ≤ drift_meV_per_atom_per_ps;
+* structure:  ``rdf_differences(run, baseline)["overall"]`` (the worst pair's
+              RMS Δg, see :mod:`.structure`) ≤ rdf_diff;
+* dynamics:   for every species, |D_run − D_base| ≤ diffusion_sigma ·
+              sqrt(σ_run² + σ_base²) with σ the block standard errors.
+
+Set a tolerance field to None to switch that check off. A metric the check
+needs but that is missing (None) on either side fails the check, by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from .dynamics import DiffusionEstimate
+from .structure import RDF, rdf_differences
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds for accepting a run against the baseline (None disables a check).
+
+    Defaults: 1 meV/atom/ps is a loose NVE bound for MLIP MD (well-behaved runs
+    at 0.5 fs drift far less); 0.05 RMS in g(r) is above typical sampling noise
+    of ~10 ps of 200-atom water and well below a shifted or broadened first
+    peak; 2 sigma is a ~95 % two-sided band for the diffusion difference.
+    """
+
+    drift_meV_per_atom_per_ps: float | None = 1.0
+    rdf_diff: float | None = 0.05
+    diffusion_sigma: float | None = 2.0
+
+
+@dataclass
+class RunMetrics:
+    """What the verdict needs from one run (any field may be None).
+
+    rdf: as returned by :func:`mtsmlip.analysis.rdf`; diffusion: {symbol:
+    DiffusionEstimate}, as from :func:`mtsmlip.analysis.diffusion_by_species`.
+    """
+
+    drift_meV_per_atom_per_ps: float | None = None
+    rdf: RDF | None = None
+    diffusion: Mapping[str, DiffusionEstimate] | None = field(default=None)
+
+
+def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tuple[bool, list[str]]:
+    """(ok, reasons): ok is True when all enabled checks pass; reasons names
+    each failed check with the numbers (empty when ok)."""
+    reasons = _drift_reasons(run, tolerance) + _rdf_reasons(run, baseline, tolerance)
+    reasons += _diffusion_reasons(run, baseline, tolerance)
+    return not reasons, reasons
+
+
+def _drift_reasons(run, tol) -> list[str]:
+    bound = tol.drift_meV_per_atom_per_ps
+    if bound is None:
+        return []
+    if run.drift_meV_per_atom_per_ps is None:
+        return ["drift: missing energy drift of the run"]
+    drift = run.drift_meV_per_atom_per_ps
+    return [] if abs(drift) <= bound else [f"drift: |{drift:.4g}| > {bound:.4g} meV/atom/ps"]
+
+
+def _rdf_reasons(run, baseline, tol) -> list[str]:
+    if tol.rdf_diff is None:
+        return []
+    if run.rdf is None or baseline.rdf is None:
+        return ["rdf: missing g(r) of the run or the baseline"]
+    diffs = rdf_differences(run.rdf, baseline.rdf)
+    worst = max((p for p in diffs if p != "overall"), key=diffs.get)
+    if diffs["overall"] <= tol.rdf_diff:
+        return []
+    return [f"rdf: difference {diffs['overall']:.4g} > {tol.rdf_diff:.4g} (worst pair {'-'.join(worst)})"]
+
+
+def _diffusion_reasons(run, baseline, tol) -> list[str]:
+    if tol.diffusion_sigma is None:
+        return []
+    if run.diffusion is None or baseline.diffusion is None:
+        return ["diffusion: missing D of the run or the baseline"]
+    missing = sorted(set(baseline.diffusion) - set(run.diffusion))
+    reasons = [f"diffusion {s}: missing in the run" for s in missing]
+    for symbol in sorted(set(baseline.diffusion) & set(run.diffusion)):
+        reasons += _diffusion_pair(symbol, run.diffusion[symbol], baseline.diffusion[symbol], tol.diffusion_sigma)
+    return reasons
+
+
+def _diffusion_pair(symbol, d_run, d_base, sigma) -> list[str]:
+    diff = abs(d_run.D_A2_per_ps - d_base.D_A2_per_ps)
+    allowed = sigma * np.hypot(d_run.stderr_A2_per_ps, d_base.stderr_A2_per_ps)
+    if diff <= allowed:
+        return []
+    return [f"diffusion {symbol}: D {d_run.D_A2_per_ps:.4g} vs baseline {d_base.D_A2_per_ps:.4g} Å²/ps, "
+            f"|difference| {diff:.3g} > {sigma:g} sigma = {allowed:.3g}"]
+
+
+def largest_n_within_tolerance(verdicts: Mapping[int, bool | tuple]) -> int | None:
+    """Largest inner-step count n such that every tested n' ≤ n passed.
+
+    verdicts: {n: ok} or {n: (ok, reasons)} as from :func:`verdict`. A pass
+    above a failure does not count (it is more likely luck than safety).
+    Returns None when the smallest n already fails (or nothing was tested).
+    """
+    best = None
+    for n in sorted(verdicts):
+        ok = verdicts[n][0] if isinstance(verdicts[n], tuple) else bool(verdicts[n])
+        if not ok:
+            break
+        best = n
+    return best

@@ -1,0 +1,126 @@
+"""Unwrapping, mean-squared displacement, self-diffusion, energy drift.
+
+Conventions: positions (T, N, 3) in Å, T frames equally spaced by
+``frame_interval_ps``; D in Å²/ps (1 Å²/ps = 1e-8 m²/s = 1e-4 cm²/s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from . import frames as _frames
+from .spectra import autocorrelation
+
+
+def unwrap_positions(positions_wrapped_A: np.ndarray, cells_A: np.ndarray) -> np.ndarray:
+    """Undo periodic wrapping: (T, N, 3) wrapped -> (T, N, 3) continuous paths.
+
+    cells_A: (3, 3) or (T, 3, 3), rows are lattice vectors. Works in fractional
+    coordinates, so triclinic cells are fine. Assumes no atom moves more than
+    half a box length between consecutive frames.
+    """
+    cells_A = np.broadcast_to(cells_A, (len(positions_wrapped_A), 3, 3))
+    frac = np.einsum("tni,tij->tnj", positions_wrapped_A, np.linalg.inv(cells_A))
+    step = np.diff(frac, axis=0)
+    step -= np.round(step)
+    frac_unwrapped = frac[0] + np.concatenate([np.zeros_like(frac[:1]), np.cumsum(step, axis=0)])
+    return np.einsum("tnj,tji->tni", frac_unwrapped, cells_A)
+
+
+def unwrapped_positions_A(frames: Sequence[Atoms]) -> np.ndarray:
+    """Continuous positions (T, N, 3), Å, from a trajectory of (possibly wrapped) frames."""
+    return unwrap_positions(_frames.positions_A(frames), _frames.cells_A(frames))
+
+
+def remove_com_drift(positions_A: np.ndarray, masses_amu=None) -> np.ndarray:
+    """Subtract each frame's centre-of-mass displacement from frame 0: (T, N, 3)."""
+    weights = np.ones(positions_A.shape[1]) if masses_amu is None else np.asarray(masses_amu, float)
+    com_A = np.einsum("tni,n->ti", positions_A, weights / weights.sum())
+    return positions_A - (com_A - com_A[0])[:, None, :]
+
+
+def msd(positions_unwrapped_A, frame_interval_ps, masses_amu=None, select=None,
+        remove_com=True, max_lag=None):
+    """Mean-squared displacement averaged over atoms and all time origins.
+
+    positions_unwrapped_A: (T, N, 3). masses_amu: (N,) for the centre-of-mass
+    correction (equal masses if None). select: boolean mask or indices of the
+    atoms to average over (all if None); the COM uses all atoms.
+    Returns lag_time_ps (L,), msd_A2 (L,), L = max_lag + 1 (default T // 2 + 1).
+    Uses the FFT algorithm, O(T log T): MSD(m) = S1(m) − 2 S2(m).
+    """
+    x = np.asarray(positions_unwrapped_A, dtype=float)
+    if remove_com:
+        x = remove_com_drift(x, masses_amu)
+    if select is not None:
+        x = x[:, select]
+    n_lags = (len(x) // 2 if max_lag is None else max_lag) + 1
+    msd_A2 = _msd_fft(x.reshape(len(x), -1), n_lags) / x.shape[1]
+    return np.arange(n_lags) * frame_interval_ps, msd_A2
+
+
+def _msd_fft(x: np.ndarray, n_lags: int) -> np.ndarray:
+    """Σ over columns of x (T, M) of <|x(t+m) − x(t)|²>_t, for m < n_lags."""
+    T = len(x)
+    sq = np.sum(x**2, axis=1)
+    prefix = np.concatenate([[0.0], np.cumsum(sq)])[:n_lags]
+    suffix = np.concatenate([[0.0], np.cumsum(sq[::-1])])[:n_lags]
+    s1 = (2 * sq.sum() - prefix - suffix) / (T - np.arange(n_lags))
+    s2 = autocorrelation(x, n_lags).sum(axis=1)
+    return s1 - 2 * s2
+
+
+@dataclass(frozen=True)
+class DiffusionEstimate:
+    """Self-diffusion coefficient, mean ± standard error over blocks, Å²/ps."""
+
+    D_A2_per_ps: float
+    stderr_A2_per_ps: float
+    per_block_A2_per_ps: tuple[float, ...]
+
+
+def diffusion_from_msd(lag_time_ps, msd_A2, fit_start_ps, fit_end_ps, n_dims=3) -> float:
+    """D = slope / (2·n_dims) of a straight line (free intercept) through the MSD
+    for lag times in [fit_start_ps, fit_end_ps]. Shapes: (L,), (L,). Å²/ps."""
+    window = (lag_time_ps >= fit_start_ps) & (lag_time_ps <= fit_end_ps)
+    if window.sum() < 2:
+        raise ValueError(f"fit window [{fit_start_ps}, {fit_end_ps}] ps holds fewer than 2 MSD points")
+    slope, _ = np.polyfit(lag_time_ps[window], msd_A2[window], 1)
+    return float(slope / (2 * n_dims))
+
+
+def diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks=5, fit_fraction=(0.1, 0.5),
+                     masses_amu=None, select=None) -> DiffusionEstimate:
+    """D with an error bar: split the trajectory (T, N, 3) into ``n_blocks``
+    contiguous blocks, compute each block's MSD (COM drift removed) and fit it
+    over lag times ``fit_fraction`` × block duration (default 10–50 %: past the
+    ballistic start, before the noisy long lags). Returns mean ± std/√n_blocks."""
+    blocks = np.array_split(np.asarray(positions_unwrapped_A, float), n_blocks)
+    per_block = [_block_D(b, frame_interval_ps, fit_fraction, masses_amu, select) for b in blocks]
+    return DiffusionEstimate(float(np.mean(per_block)),
+                             float(np.std(per_block, ddof=1) / np.sqrt(n_blocks)), tuple(per_block))
+
+
+def _block_D(block, frame_interval_ps, fit_fraction, masses_amu, select) -> float:
+    lag_ps, msd_A2 = msd(block, frame_interval_ps, masses_amu, select, max_lag=len(block) - 1)
+    duration_ps = (len(block) - 1) * frame_interval_ps
+    return diffusion_from_msd(lag_ps, msd_A2, fit_fraction[0] * duration_ps, fit_fraction[1] * duration_ps)
+
+
+def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_blocks=5, fit_fraction=(0.1, 0.5)):
+    """{symbol: DiffusionEstimate} for each species of a (wrapped) trajectory."""
+    positions = unwrapped_positions_A(frames)
+    symbols, masses = _frames.chemical_symbols(frames), frames[0].get_masses()
+    return {s: diffusion_blocks(positions, frame_interval_ps, n_blocks, fit_fraction, masses, symbols == s)
+            for s in sorted(set(symbols))}
+
+
+def drift_meV_per_atom_per_ps(time_ps, conserved_eV, n_atoms) -> float:
+    """Slope of a least-squares line through the conserved energy, per atom,
+    in meV/atom/ps. Shapes: time_ps (T,), conserved_eV (T,)."""
+    slope_eV_per_ps, _ = np.polyfit(np.asarray(time_ps, float), np.asarray(conserved_eV, float), 1)
+    return float(slope_eV_per_ps * 1000.0 / n_atoms)

@@ -1,0 +1,79 @@
+"""Small plot helpers (matplotlib, Agg): each takes {label: data} and a PNG path,
+draws one overlay figure and writes it atomically (mtsmlip.models.atomic_write)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .structure import RDF  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    from ..models import atomic_write  # lazy: models imports torch
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def _overlay(curves: Mapping[str, tuple], xlabel, ylabel, title, logy=False):
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, label=label, lw=1.2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    return fig, ax
+
+
+def plot_rdf(rdfs: Mapping[str, RDF], path) -> None:
+    """One panel per species pair, one line per run. rdfs: {label: rdf(...) result}."""
+    pairs = sorted({pair for r in rdfs.values() for pair in r})
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.5), squeeze=False, layout="constrained")
+    for ax, pair in zip(axes[0], pairs):
+        for label, curves in rdfs.items():
+            if pair in curves:
+                ax.plot(*curves[pair], label=label, lw=1.2)
+        ax.set(xlabel="r (Å)", ylabel="g(r)", title="-".join(pair))
+        ax.axhline(1.0, color="grey", lw=0.5)
+    axes[0][0].legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_msd(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path) -> None:
+    """curves: {label: (lag_time_ps, msd_A2)}."""
+    fig, _ = _overlay(curves, "lag time (ps)", "MSD (Å²)", "Mean-squared displacement")
+    _save(fig, path)
+
+
+def plot_vdos(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path) -> None:
+    """curves: {label: (freq_cm1, dos)}."""
+    fig, _ = _overlay(curves, "wavenumber (cm⁻¹)", "VDOS (a.u.)", "Vibrational density of states")
+    _save(fig, path)
+
+
+def plot_energy(traces: Mapping[str, tuple[np.ndarray, np.ndarray]], path, per_atom_n=None) -> None:
+    """traces: {label: (time_ps, energy_eV)}; each trace is shown relative to its
+    first value (per atom in meV if per_atom_n is given)."""
+    scale, unit = (1000.0 / per_atom_n, "meV/atom") if per_atom_n else (1.0, "eV")
+    shifted = {k: (t, (np.asarray(e) - e[0]) * scale) for k, (t, e) in traces.items()}
+    fig, _ = _overlay(shifted, "time (ps)", f"E − E(0) ({unit})", "Conserved energy")
+    _save(fig, path)
+
+
+def plot_force_spectrum(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], path, nyquist_THz=None) -> None:
+    """spectra: {label: (freq_THz, power)}, log power; a dashed line marks the
+    outer step's Nyquist frequency if given."""
+    fig, ax = _overlay(spectra, "frequency (THz)", "power ((eV/Å)²/THz)", "Force spectrum", logy=True)
+    if nyquist_THz is not None:
+        ax.axvline(nyquist_THz, ls="--", color="k", lw=1, label=f"outer Nyquist {nyquist_THz:.3g} THz")
+        ax.legend(fontsize="small")
+    _save(fig, path)

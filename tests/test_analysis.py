@@ -1,0 +1,260 @@
+"""Analysis library against known answers: ideal gas and crystal g(r), ballistic
+and random-walk MSD, harmonic VDOS, linear drift, two-sine force spectrum, and
+the tolerance verdict."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+
+from mtsmlip import analysis as an
+from mtsmlip.analysis import plots
+from mtsmlip.data import DataError
+
+# ---------------------------------------------------------------- structure
+
+
+def ideal_gas_frames(rng, n_a=120, n_b=60, box_A=14.0, n_frames=20):
+    symbols = ["Ar"] * n_a + ["Kr"] * n_b
+    return [Atoms(symbols, positions=rng.uniform(0, box_A, (n_a + n_b, 3)), cell=[box_A] * 3, pbc=True)
+            for _ in range(n_frames)]
+
+
+def test_ideal_gas_rdf_is_one_within_counting_noise_for_all_pairs():
+    frames = ideal_gas_frames(np.random.default_rng(0))
+    result = an.rdf(frames, r_max_A=6.5, n_bins=26)
+    assert set(result) == {("Ar", "Ar"), ("Ar", "Kr"), ("Kr", "Kr")}
+    for pair, (r_A, g) in result.items():
+        expected_counts = _expected_pair_counts(frames, pair, r_A)
+        sigma = 1 / np.sqrt(expected_counts)  # Poisson noise of g per bin
+        assert np.all(np.abs(g - 1) < 5 * sigma + 1e-12), pair
+        far = r_A > 2.0
+        assert abs(np.average(g[far], weights=expected_counts[far]) - 1) < 0.03, pair
+
+
+def _expected_pair_counts(frames, pair, r_A):
+    width_A = r_A[1] - r_A[0]
+    shell_A3 = 4 / 3 * np.pi * ((r_A + width_A / 2) ** 3 - (r_A - width_A / 2) ** 3)
+    n_a = frames[0].get_chemical_symbols().count(pair[0])
+    return len(frames) * n_a * an.partner_density_per_A3(frames[0], pair) * shell_A3
+
+
+def test_ideal_gas_rdf_beyond_half_box_uses_periodic_images():
+    frames = ideal_gas_frames(np.random.default_rng(1), n_a=60, n_b=0, box_A=8.0, n_frames=10)
+    r_A, g = an.rdf(frames, r_max_A=9.0, n_bins=9)[("Ar", "Ar")]
+    assert np.all(np.abs(g[r_A > 4.0] - 1) < 0.1)  # 9 Å > half of the 8 Å box
+
+
+def test_fcc_rdf_first_peak_at_nearest_neighbour_with_12_neighbours():
+    a_A = 3.61
+    crystal = bulk("Cu", "fcc", a=a_A, cubic=True).repeat(3)
+    r_A, g = an.rdf([crystal], r_max_A=4.5, n_bins=90)[("Cu", "Cu")]
+    assert r_A[np.argmax(g)] == pytest.approx(a_A / np.sqrt(2), abs=0.05)
+    n_of_r = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Cu", "Cu")))
+    assert n_of_r[np.searchsorted(r_A, 3.0)] == pytest.approx(12.0)  # between 1st (2.55) and 2nd (3.61) shell
+
+
+def test_rocksalt_cross_and_like_pair_coordination():
+    a_A = 5.64
+    crystal = bulk("NaCl", "rocksalt", a=a_A, cubic=True).repeat(2)
+    result = an.rdf([crystal], r_max_A=4.5, n_bins=90)
+    r_A, g = result[("Cl", "Na")]
+    assert r_A[np.argmax(g)] == pytest.approx(a_A / 2, abs=0.05)
+    n_cross = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Cl", "Na")))
+    assert n_cross[np.searchsorted(r_A, 3.5)] == pytest.approx(6.0)
+    r_A, g = result[("Na", "Na")]
+    n_like = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Na", "Na")))
+    assert n_like[np.searchsorted(r_A, 4.3)] == pytest.approx(12.0)  # a/√2 = 3.99 Å
+
+
+def test_rdf_rejects_changing_atoms_and_non_periodic_frames():
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True)
+    with pytest.raises(DataError, match="frame 1"):
+        an.rdf([crystal, crystal.repeat(2)], 3.0, 10)
+    with pytest.raises(DataError, match="cell"):
+        an.rdf([Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]])], 3.0, 10)
+
+
+def test_rdf_difference_is_zero_for_same_and_rms_for_shifted_curves():
+    r_A = np.linspace(0, 6, 121)
+    g = 1 + np.exp(-((r_A - 3) ** 2))
+    assert an.rdf_difference(g, g, r_A) == 0.0
+    assert an.rdf_difference(g, g + 0.1, r_A) == pytest.approx(0.1)
+    diffs = an.rdf_differences({("H", "H"): (r_A, g), ("H", "O"): (r_A, g)},
+                               {("H", "H"): (r_A, g + 0.02), ("H", "O"): (r_A, g + 0.2)})
+    assert diffs[("H", "H")] == pytest.approx(0.02)
+    assert diffs["overall"] == pytest.approx(0.2)
+
+
+# ---------------------------------------------------------------- dynamics
+
+
+def test_msd_of_ballistic_particles_is_vt_squared():
+    t_ps = np.arange(50) * 0.01
+    v_A_per_ps = np.array([[3.0, 0, 0], [0, -4.0, 0], [1.0, 2.0, 2.0]])  # |v| = 3, 4, 3
+    x_A = t_ps[:, None, None] * v_A_per_ps[None]
+    lag_ps, msd_A2 = an.msd(x_A, 0.01, remove_com=False)
+    np.testing.assert_allclose(msd_A2, np.mean([9, 16, 9]) * lag_ps**2, atol=1e-10)
+
+
+def test_msd_removes_centre_of_mass_drift():
+    t_ps = np.arange(40) * 0.01
+    x_A = np.zeros((40, 4, 3)) + t_ps[:, None, None] * np.array([2.0, 0, 0])  # all atoms drift together
+    _, msd_A2 = an.msd(x_A, 0.01)
+    np.testing.assert_allclose(msd_A2, 0.0, atol=1e-12)
+
+
+def random_walk_A(rng, D_A2_per_ps, dt_ps, n_steps, n_atoms):
+    steps = rng.normal(0.0, np.sqrt(2 * D_A2_per_ps * dt_ps), (n_steps, n_atoms, 3))
+    return np.cumsum(steps, axis=0)
+
+
+def test_random_walk_diffusion_recovered_within_error_bar():
+    D_true, dt_ps, n_atoms = 0.25, 0.01, 200
+    x_A = random_walk_A(np.random.default_rng(7), D_true, dt_ps, 4000, n_atoms)
+    estimate = an.diffusion_blocks(x_A, dt_ps, n_blocks=8)
+    D_expected = D_true * (1 - 1 / n_atoms)  # COM removal takes one atom's worth of motion
+    assert abs(estimate.D_A2_per_ps - D_expected) < 3 * estimate.stderr_A2_per_ps
+    assert estimate.stderr_A2_per_ps < 0.05 * D_true
+    assert len(estimate.per_block_A2_per_ps) == 8
+
+
+def test_unwrapping_across_boundaries_restores_the_path():
+    rng = np.random.default_rng(3)
+    cell_A = np.array([[6.0, 0, 0], [1.5, 5.0, 0], [0.5, 0.7, 7.0]])  # triclinic
+    x_A = random_walk_A(rng, 2.0, 0.01, 500, 5) + 3.0  # crosses the box many times
+    frames = [Atoms("H5", positions=x, cell=cell_A, pbc=True) for x in x_A]
+    for atoms in frames:
+        atoms.wrap()
+    assert not np.allclose(an.positions_A(frames), x_A)
+    np.testing.assert_allclose(an.unwrapped_positions_A(frames), x_A - x_A[0] + frames[0].positions, atol=1e-9)
+
+
+def test_diffusion_by_species_from_wrapped_frames():
+    rng = np.random.default_rng(4)
+    fast, slow = random_walk_A(rng, 1.0, 0.01, 1000, 30), random_walk_A(rng, 0.1, 0.01, 1000, 30)
+    x_A = np.concatenate([fast, slow], axis=1)
+    frames = [Atoms("H30O30", positions=x, cell=[8.0] * 3, pbc=True) for x in x_A]
+    for atoms in frames:
+        atoms.wrap()
+    d = an.diffusion_by_species(frames, 0.01)
+    assert set(d) == {"H", "O"}
+    assert d["H"].D_A2_per_ps == pytest.approx(1.0, rel=0.15)
+    assert d["O"].D_A2_per_ps == pytest.approx(0.1, rel=0.25)
+
+
+def test_drift_of_noisy_linear_energy_trace_recovers_slope():
+    rng = np.random.default_rng(5)
+    n_atoms, slope_meV_per_atom_per_ps = 192, 0.3
+    t_ps = np.arange(2000) * 0.005
+    energy_eV = -1000 + slope_meV_per_atom_per_ps * n_atoms / 1000 * t_ps + rng.normal(0, 0.02, t_ps.size)
+    drift = an.drift_meV_per_atom_per_ps(t_ps, energy_eV, n_atoms)
+    assert drift == pytest.approx(slope_meV_per_atom_per_ps, abs=0.01)
+
+
+# ---------------------------------------------------------------- spectra
+
+
+def harmonic_velocities(rng, freq_THz, dt_fs, n_steps, n_atoms):
+    t_fs = np.arange(n_steps) * dt_fs
+    omega_per_fs = 2 * np.pi * freq_THz / 1000
+    phase = rng.uniform(0, 2 * np.pi, (n_atoms, 3))
+    return -omega_per_fs * np.sin(omega_per_fs * t_fs[:, None, None] + phase[None])
+
+
+def test_vacf_and_vdos_of_harmonic_oscillator_peak_at_its_frequency():
+    freq_THz, dt_fs = 50.0, 0.5  # 50 THz = 1668 cm^-1
+    v = harmonic_velocities(np.random.default_rng(6), freq_THz, dt_fs, 2000, 4)
+    lag_fs, c = an.vacf(v, dt_fs)
+    np.testing.assert_allclose(c, np.cos(2 * np.pi * freq_THz / 1000 * lag_fs), atol=0.05)
+    f_THz, f_cm1, dos = an.vdos(v, dt_fs, masses_amu=[1.0, 2.0, 3.0, 4.0])
+    resolution_THz = f_THz[1] - f_THz[0]
+    assert f_THz[np.argmax(dos)] == pytest.approx(freq_THz, abs=resolution_THz)
+    assert f_cm1[np.argmax(dos)] == pytest.approx(freq_THz * 33.356, abs=resolution_THz * 33.4)
+    assert np.trapezoid(dos, f_THz) == pytest.approx(1.0)
+
+
+def two_sine_forces(dt_fs, n_steps, f1_THz, f2_THz, a1, a2):
+    t_fs = np.arange(n_steps) * dt_fs
+    signal = a1 * np.sin(2 * np.pi * f1_THz / 1000 * t_fs) + a2 * np.sin(2 * np.pi * f2_THz / 1000 * t_fs + 1.0)
+    return np.broadcast_to(signal[:, None, None], (n_steps, 3, 3)) + 0.7  # constant offset is removed
+
+
+def test_force_spectrum_puts_right_power_fraction_above_cut():
+    dt_fs, a1, a2 = 0.5, 1.0, 0.5
+    forces = two_sine_forces(dt_fs, 4000, 5.0, 80.0, a1, a2)
+    f_THz, power = an.force_spectrum(forces, dt_fs)
+    cut_THz = an.nyquist_THz(10.0)  # a 10 fs outer step: 1/(2·10 fs) = 50 THz, between the sines
+    assert cut_THz == pytest.approx(50.0)
+    expected = a2**2 / (a1**2 + a2**2)
+    assert an.power_above_frequency_fraction(f_THz, power, cut_THz) == pytest.approx(expected, abs=0.01)
+    assert an.power_above_frequency_fraction(f_THz, power, 100.0) < 1e-3
+
+
+def test_force_autocorrelation_of_single_sine_is_cosine():
+    dt_fs = 0.5
+    forces = two_sine_forces(dt_fs, 4000, 20.0, 80.0, 1.0, 0.0)
+    lag_fs, c = an.force_autocorrelation(forces, dt_fs, max_lag=200)
+    np.testing.assert_allclose(c, np.cos(2 * np.pi * 20.0 / 1000 * lag_fs), atol=0.02)
+
+
+# ---------------------------------------------------------------- verdict
+
+
+def flat_rdf(offset=0.0):
+    r_A = np.linspace(0.5, 6, 56)
+    return {("H", "O"): (r_A, np.ones_like(r_A) + offset), ("O", "O"): (r_A, np.ones_like(r_A))}
+
+
+def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01):
+    return an.RunMetrics(drift_meV_per_atom_per_ps=drift, rdf=flat_rdf(rdf_offset),
+                         diffusion={"O": an.DiffusionEstimate(D, err, (D,))})
+
+
+def test_verdict_accepts_a_run_within_all_tolerances():
+    ok, reasons = an.verdict(metrics(D=0.22), metrics(), an.Tolerance())
+    assert ok and reasons == []
+
+
+@pytest.mark.parametrize("run, word", [
+    (metrics(drift=-3.0), "drift"),
+    (metrics(rdf_offset=0.2), "H-O"),
+    (metrics(D=0.3), "diffusion O"),
+    (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, rdf=flat_rdf(), diffusion=None), "missing"),
+])
+def test_verdict_rejects_and_names_the_reason(run, word):
+    ok, reasons = an.verdict(run, metrics(), an.Tolerance())
+    assert not ok
+    assert len(reasons) == 1 and word in reasons[0]
+
+
+def test_verdict_skips_disabled_checks_and_collects_all_failures():
+    bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0)
+    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 3
+    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None)
+    assert an.verdict(bad, metrics(), off) == (True, [])
+
+
+def test_largest_n_within_tolerance_stops_at_first_failure():
+    assert an.largest_n_within_tolerance({1: True, 2: True, 4: True, 8: False}) == 4
+    assert an.largest_n_within_tolerance({8: (True, []), 2: (True, []), 4: (False, ["drift"]), 16: (True, [])}) == 2
+    assert an.largest_n_within_tolerance({1: False, 2: True}) is None
+    assert an.largest_n_within_tolerance({}) is None
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_plot_helpers_write_png_files(tmp_path):
+    r = flat_rdf()
+    t_ps = np.linspace(0, 1, 20)
+    f_THz = np.linspace(0, 100, 50)
+    paths = [tmp_path / name for name in ("rdf.png", "msd.png", "vdos.png", "energy.png", "forces.png")]
+    plots.plot_rdf({"baseline": r, "mts n=4": flat_rdf(0.1)}, paths[0])
+    plots.plot_msd({"baseline": (t_ps, 6 * t_ps)}, paths[1])
+    plots.plot_vdos({"baseline": (f_THz * an.THZ_TO_CM1, np.exp(-f_THz / 20))}, paths[2])
+    plots.plot_energy({"baseline": (t_ps, 1e-3 * t_ps)}, paths[3], per_atom_n=192)
+    plots.plot_force_spectrum({"slow": (f_THz, 1 + np.exp(-f_THz / 10))}, paths[4], nyquist_THz=25.0)
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temp files left
