@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+from ase.neighborlist import neighbor_list
 
 from mtsmlip import analysis as an
 from mtsmlip.analysis import plots
-from mtsmlip.data import DataError
+from mtsmlip.data import DataError, read_frames
 
 # ---------------------------------------------------------------- structure
 
@@ -36,7 +37,7 @@ def _expected_pair_counts(frames, pair, r_A):
     width_A = r_A[1] - r_A[0]
     shell_A3 = 4 / 3 * np.pi * ((r_A + width_A / 2) ** 3 - (r_A - width_A / 2) ** 3)
     n_a = frames[0].get_chemical_symbols().count(pair[0])
-    return len(frames) * n_a * an.partner_density_per_A3(frames[0], pair) * shell_A3
+    return len(frames) * n_a * an.partner_density_per_A3(frames, pair) * shell_A3
 
 
 def test_ideal_gas_rdf_beyond_half_box_uses_periodic_images():
@@ -50,7 +51,7 @@ def test_fcc_rdf_first_peak_at_nearest_neighbour_with_12_neighbours():
     crystal = bulk("Cu", "fcc", a=a_A, cubic=True).repeat(3)
     r_A, g = an.rdf([crystal], r_max_A=4.5, n_bins=90)[("Cu", "Cu")]
     assert r_A[np.argmax(g)] == pytest.approx(a_A / np.sqrt(2), abs=0.05)
-    n_of_r = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Cu", "Cu")))
+    n_of_r = an.running_coordination(r_A, g, an.partner_density_per_A3([crystal], ("Cu", "Cu")))
     assert n_of_r[np.searchsorted(r_A, 3.0)] == pytest.approx(12.0)  # between 1st (2.55) and 2nd (3.61) shell
 
 
@@ -60,11 +61,32 @@ def test_rocksalt_cross_and_like_pair_coordination():
     result = an.rdf([crystal], r_max_A=4.5, n_bins=90)
     r_A, g = result[("Cl", "Na")]
     assert r_A[np.argmax(g)] == pytest.approx(a_A / 2, abs=0.05)
-    n_cross = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Cl", "Na")))
+    n_cross = an.running_coordination(r_A, g, an.partner_density_per_A3([crystal], ("Cl", "Na")))
     assert n_cross[np.searchsorted(r_A, 3.5)] == pytest.approx(6.0)
     r_A, g = result[("Na", "Na")]
-    n_like = an.running_coordination(r_A, g, an.partner_density_per_A3(crystal, ("Na", "Na")))
+    n_like = an.running_coordination(r_A, g, an.partner_density_per_A3([crystal], ("Na", "Na")))
     assert n_like[np.searchsorted(r_A, 4.3)] == pytest.approx(12.0)  # a/√2 = 3.99 Å
+
+
+def test_water_rdf_coordination_matches_ase_neighbour_count(water_file):
+    frames = read_frames(water_file, index="6:12")  # cells of different volume
+    assert len({round(atoms.get_volume(), 3) for atoms in frames}) > 1
+    result = an.rdf(frames, r_max_A=6.0, n_bins=240)
+    r_A, g = result[("O", "O")]
+    assert 2.7 < r_A[np.argmax(g)] < 2.9  # the hydrogen-bond peak of liquid water
+    r_A, g = result[("H", "O")]
+    upper_A = r_A + (r_A[1] - r_A[0]) / 2
+    k = np.searchsorted(upper_A, 1.25)
+    n_of_r = an.running_coordination(r_A, g, an.partner_density_per_A3(frames, ("H", "O")))
+    direct = np.mean([_count_neighbours(atoms, "H", "O", upper_A[k]) for atoms in frames])
+    assert n_of_r[k] == pytest.approx(direct, rel=1e-9)
+    assert 0.95 < direct < 1.05  # one covalent O per H
+
+
+def _count_neighbours(atoms, a, b, r_A):
+    i, j = neighbor_list("ij", atoms, r_A)
+    symbols = np.array(atoms.get_chemical_symbols())
+    return np.sum((symbols[i] == a) & (symbols[j] == b)) / np.sum(symbols == a)
 
 
 def test_rdf_rejects_changing_atoms_and_non_periodic_frames():

@@ -2,14 +2,16 @@
 
 Distances come from vesin's periodic neighbour list (minimum image and, for
 ``r_max_A`` beyond half the box, further periodic images), so any triclinic cell
-works. Normalisation, for a pair (a, b) in a frame of volume V:
+works. Normalisation, for a pair (a, b) over F frames of volumes V_f:
 
-    g_ab(r) = n_ab(r) / (N_a · ρ_b · 4π/3 · (r_hi³ − r_lo³)),
-    ρ_b = N_b / V  (a ≠ b),   ρ_b = (N_a − 1) / V  (a = b),
+    g_ab(r) = Σ_f n_ab,f(r) / (N_a · ρ_b · F · 4π/3 · (r_hi³ − r_lo³)),
+    ρ_b = (N_b − δ_ab) · mean_f(1/V_f),
 
-where n_ab counts ordered pairs i∈a, j∈b (j ≠ i) whose distance falls in the
-bin [r_lo, r_hi). For an ideal gas g = 1 at every r, exactly in expectation.
-g is computed per frame and averaged over frames, so a varying cell is fine.
+where n_ab,f counts ordered pairs i∈a, j∈b (j ≠ i) in frame f whose distance
+falls in the bin [r_lo, r_hi). For an ideal gas g = 1 at every r, exactly in
+expectation, also when the cell changes between frames; and integrating g with
+the same ρ_b (:func:`running_coordination`) gives the exact mean number of b
+neighbours of an a.
 """
 
 from __future__ import annotations
@@ -43,41 +45,47 @@ def rdf(frames: Sequence[Atoms], r_max_A: float, n_bins: int, pairs=None) -> RDF
     pairs = species_pairs(frames[0].get_chemical_symbols()) if pairs is None else pairs
     edges_A = np.linspace(0.0, r_max_A, n_bins + 1)
     neighbours = NeighborList(cutoff=float(r_max_A), full_list=True)
-    total = {pair: np.zeros(n_bins) for pair in pairs}
+    counts = {pair: np.zeros(n_bins) for pair in pairs}
     for i, atoms in enumerate(frames):
-        for pair, g in _frame_rdf(atoms, i, neighbours, edges_A, pairs).items():
-            total[pair] += g
+        for pair, n in _frame_counts(atoms, i, neighbours, edges_A, pairs).items():
+            counts[pair] += n
     r_A = 0.5 * (edges_A[1:] + edges_A[:-1])
-    return {pair: (r_A, g / len(frames)) for pair, g in total.items()}
+    return {pair: (r_A, n / _ideal_gas_counts(frames, pair, edges_A)) for pair, n in counts.items()}
 
 
-def _frame_rdf(atoms: Atoms, index: int, neighbours, edges_A, pairs) -> dict:
-    volume_A3 = _volume_A3(atoms, index)
+def _ideal_gas_counts(frames, pair, edges_A) -> np.ndarray:
+    """Expected histogram (n_bins,) summed over frames if the atoms were uncorrelated."""
+    shell_A3 = 4.0 / 3.0 * np.pi * np.diff(edges_A**3)
+    return _count(frames[0], pair[0]) * partner_density_per_A3(frames, pair) * len(frames) * shell_A3
+
+
+def _frame_counts(atoms: Atoms, index: int, neighbours, edges_A, pairs) -> dict:
+    """{pair: histogram (n_bins,) of ordered i∈a, j∈b distances} in one frame."""
+    _check_periodic(atoms, index)
     i, j, d = neighbours.compute(atoms.positions, atoms.cell[:], atoms.pbc, quantities="ijd")
     symbols = np.array(atoms.get_chemical_symbols())
-    shell_A3 = 4.0 / 3.0 * np.pi * np.diff(edges_A**3)
-    out = {}
     for a, b in pairs:
-        n_a, n_b = np.sum(symbols == a), np.sum(symbols == b)
-        if n_a == 0 or n_b == 0 or (a == b and n_a < 2):
+        if _count(atoms, a) == 0 or _count(atoms, b) - (a == b) < 1:
             raise DataError(f"trajectory, frame {index}, field 'symbols': pair {a}-{b} has too few atoms")
-        counts, _ = np.histogram(d[(symbols[i] == a) & (symbols[j] == b)], bins=edges_A)
-        partner_density = (n_b - (a == b)) / volume_A3
-        out[(a, b)] = counts / (n_a * partner_density * shell_A3)
-    return out
+    return {(a, b): np.histogram(d[(symbols[i] == a) & (symbols[j] == b)], bins=edges_A)[0]
+            for a, b in pairs}
 
 
-def _volume_A3(atoms: Atoms, index: int) -> float:
+def _count(atoms: Atoms, symbol: str) -> int:
+    return atoms.get_chemical_symbols().count(symbol)
+
+
+def _check_periodic(atoms: Atoms, index: int) -> None:
     if not np.all(atoms.pbc) or abs(atoms.cell.volume) < 1e-12:
         raise DataError(f"trajectory, frame {index}, field 'cell': g(r) needs a fully periodic cell")
-    return abs(atoms.cell.volume)
 
 
-def partner_density_per_A3(atoms: Atoms, pair: Pair) -> float:
-    """ρ_b used in the normalisation of g_ab (see module doc), 1/Å³."""
+def partner_density_per_A3(frames: Sequence[Atoms], pair: Pair) -> float:
+    """ρ_b = (N_b − δ_ab) · mean(1/V) over frames, 1/Å³: the density that
+    normalises g_ab (see module doc) and that :func:`running_coordination` needs."""
     a, b = pair
-    n_b = sum(s == b for s in atoms.get_chemical_symbols())
-    return (n_b - (a == b)) / abs(atoms.cell.volume)
+    inverse_volume = np.mean([1.0 / abs(atoms.cell.volume) for atoms in frames])
+    return (_count(frames[0], b) - (a == b)) * inverse_volume
 
 
 def running_coordination(r_A: np.ndarray, g: np.ndarray, partner_density_per_A3: float) -> np.ndarray:
