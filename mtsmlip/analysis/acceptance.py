@@ -27,10 +27,10 @@ from .structure import RDF, rdf_differences
 class Tolerance:
     """Bounds for accepting a run against the baseline (None disables a check).
 
-    Defaults: 1 meV/atom/ps is a loose NVE bound for MLIP MD (well-behaved runs
-    at 0.5 fs drift far less); 0.05 RMS in g(r) is above typical sampling noise
-    of ~10 ps of 200-atom water and well below a shifted or broadened first
-    peak; 2 sigma is a ~95 % two-sided band for the diffusion difference.
+    Defaults are starting values, to calibrate per system: 1 meV/atom/ps is a
+    loose NVE bound; 0.05 RMS in g(r) must sit clearly above the sampling-noise
+    floor (the difference between two halves of the baseline run); 2 sigma is a
+    ~95 % two-sided band for the diffusion difference.
     """
 
     drift_meV_per_atom_per_ps: float | None = 1.0
