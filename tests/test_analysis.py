@@ -2,6 +2,7 @@
 and random-walk MSD, harmonic VDOS, linear drift, two-sine force spectrum, and
 the tolerance verdict."""
 
+import ase.units
 import numpy as np
 import pytest
 from ase import Atoms
@@ -172,6 +173,14 @@ def test_drift_of_noisy_linear_energy_trace_recovers_slope():
     energy_eV = -1000 + slope_meV_per_atom_per_ps * n_atoms / 1000 * t_ps + rng.normal(0, 0.02, t_ps.size)
     drift = an.drift_meV_per_atom_per_ps(t_ps, energy_eV, n_atoms)
     assert drift == pytest.approx(slope_meV_per_atom_per_ps, abs=0.01)
+
+
+def test_velocities_from_frames_are_in_angstrom_per_fs():
+    atoms = Atoms("H2O", positions=np.zeros((3, 3)), cell=[5.0] * 3, pbc=True)
+    atoms.set_velocities(np.full((3, 3), 2.0) / ase.units.fs)  # 2 Å/fs in ASE units
+    np.testing.assert_allclose(an.velocities_A_per_fs([atoms, atoms]), 2.0)
+    with pytest.raises(DataError, match="momenta"):
+        an.velocities_A_per_fs([Atoms("H")])
 
 
 # ---------------------------------------------------------------- spectra
