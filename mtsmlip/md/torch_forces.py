@@ -1,0 +1,106 @@
+"""Full-speed force providers for trained models: positions stay torch tensors.
+
+Each model gets a :class:`SkinNeighborList`: a vesin list at ``r_max + skin``,
+rebuilt only when some atom moved more than half the skin since the last build.
+Every call filters its candidate edges to the model's own ``r_max`` (nequip models
+give exactly zero beyond r_max, so this changes no force, only the cost), computes
+the edge vectors once and hands them to the model, which returns the energy and
+the per-edge forces dE/d(edge vector); atomic forces are their scatter-sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from vesin import NeighborList
+
+from ..data import check_cell_fits_cutoff, check_species_known
+
+DEFAULT_SKIN_A = 1.0
+
+
+class SkinNeighborList:
+    """Candidate edges within ``cutoff_A + skin_A`` of the positions at the last
+    build, in a canonical order (sorted by i, j, shift), so that the filtered edges
+    never depend on when the list was built (bit-for-bit restarts).
+
+    cell (3, 3) Å, rows are cell vectors; pbc (3,) bool; positions (N, 3) tensors.
+    """
+
+    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc):
+        self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
+        self.cell = torch.as_tensor(np.asarray(cell, dtype=float))
+        self.pbc = np.asarray(pbc, dtype=bool)
+        self.built_at = None
+        self.n_builds = 0
+
+    def needs_rebuild(self, positions: torch.Tensor) -> bool:
+        if self.built_at is None:
+            return True
+        moved2 = (positions - self.built_at).square().sum(1).max()
+        return bool(moved2 > (0.5 * self.skin_A) ** 2)
+
+    def build(self, positions: torch.Tensor) -> None:
+        x = positions.detach().cpu().numpy()
+        box = self.cell.numpy() if self.pbc.any() else np.zeros((3, 3))
+        nl = NeighborList(cutoff=self.cutoff_A + self.skin_A, full_list=True)
+        i, j, shifts = nl.compute(x, box, self.pbc.tolist(), quantities="ijS")
+        order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+        device = positions.device
+        self.edge_index = torch.from_numpy(np.stack([i[order], j[order]]).astype(np.int64)).to(device)
+        self.shift_vectors = (torch.from_numpy(shifts[order].astype(float)) @ self.cell).to(positions)
+        self.built_at = positions.detach().clone()
+        self.n_builds += 1
+
+    def edges(self, positions: torch.Tensor, r_max_A: float):
+        """Edges shorter than `r_max_A` now: edge_index (2, E), edge vectors
+        x[j] − x[i] + shift (E, 3) Å."""
+        if self.needs_rebuild(positions):
+            self.build(positions)
+        i, j = self.edge_index
+        vectors = positions[j] - positions[i] + self.shift_vectors
+        keep = vectors.square().sum(1) < r_max_A * r_max_A
+        return self.edge_index[:, keep], vectors[keep]
+
+
+class ModelForces:
+    """Force provider (see respa.py) for one nequip model at full speed.
+
+    positions (N, 3) float64 tensor in; (energy eV 0-d tensor, forces (N, 3)
+    float64 tensor eV/Å) out. ``min_distance_A`` is the shortest edge of the last
+    call (for the engine's safety check).
+    """
+
+    def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu"):
+        where = f"structure {atoms.get_chemical_formula()}"
+        check_species_known(atoms, loaded.type_names, where)
+        check_cell_fits_cutoff(atoms, loaded.r_max, where)
+        self.model, self.r_max = loaded.module.eval().to(device), loaded.r_max
+        self.n_atoms = len(atoms)
+        index = {name: k for k, name in enumerate(loaded.type_names)}
+        types = [index[s] for s in atoms.get_chemical_symbols()]
+        self.atom_types = torch.tensor(types, dtype=torch.int64, device=device)
+        self.neighbors = SkinNeighborList(self.r_max, skin_A, atoms.cell.array, atoms.pbc)
+        self.min_distance_A = None
+
+    def __call__(self, positions: torch.Tensor):
+        if not bool(torch.isfinite(positions).all()):  # let the engine's safety check stop it
+            nan = torch.full_like(positions, float("nan"))
+            return nan[0, 0], nan
+        edge_index, vectors = self.neighbors.edges(positions, self.r_max)
+        lengths2 = vectors.detach().square().sum(1)
+        self.min_distance_A = lengths2.min().sqrt() if len(lengths2) else float("inf")
+        out = self.model(self.graph(positions, edge_index, vectors))
+        forces = torch.zeros_like(positions)
+        edge_forces = out["edge_forces"].to(positions.dtype)
+        forces.index_add_(0, edge_index[0], edge_forces)
+        forces.index_add_(0, edge_index[1], -edge_forces)
+        return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
+
+    def graph(self, positions, edge_index, vectors) -> dict:
+        return {
+            "pos": positions.detach(),
+            "atom_types": self.atom_types,
+            "edge_index": edge_index,
+            "edge_vectors": vectors.detach(),
+        }
