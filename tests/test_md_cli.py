@@ -1,0 +1,88 @@
+"""`mtsmlip md`: outputs, bit-for-bit resume, clear errors before any step."""
+
+import ase.io
+import numpy as np
+import pytest
+
+from mtsmlip.cli import main
+from tests.physics import small_water_box
+from tests.test_md_engine import write_tiny_pair
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("md_cli")
+    ase.io.write(root / "water.extxyz", small_water_box())
+    return write_tiny_pair(root / "pair"), root / "water.extxyz"
+
+
+def md(setup, out, *extra):
+    model, structure = setup
+    argv = ["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.25",
+            "--n-inner", "2", "--temperature-K", "100", "--seed", "3", "--no-progress", "--out", str(out)]
+    return main(argv + list(extra))
+
+
+def final_state(out):
+    with np.load(out / "restart.npz") as z:
+        return z["positions"], z["momenta"]
+
+
+def read_log(out):
+    lines = (out / "md.log").read_text().splitlines()
+    return lines[0][2:].split(), np.loadtxt(out / "md.log", ndmin=2)
+
+
+@pytest.mark.parametrize("thermostat", ["langevin", "bussi"])
+def test_resume_continues_bit_for_bit(setup, tmp_path, thermostat):
+    assert md(setup, tmp_path / "a", "--steps", "8", "--traj-every", "2", "--thermostat", thermostat) == 0
+    assert md(setup, tmp_path / "b", "--steps", "4", "--traj-every", "2", "--thermostat", thermostat) == 0
+    assert md(setup, tmp_path / "b", "--steps", "4", "--traj-every", "2", "--thermostat", thermostat,
+              "--resume") == 0
+    for full, resumed in zip(final_state(tmp_path / "a"), final_state(tmp_path / "b")):
+        np.testing.assert_array_equal(full, resumed)
+    assert len(ase.io.read(tmp_path / "b" / "trajectory.extxyz", ":")) == 5  # steps 0, 2, 4, 6, 8
+
+
+def test_outputs(setup, tmp_path):
+    assert md(setup, tmp_path, "--steps", "6", "--traj-every", "3") == 0
+    columns, rows = read_log(tmp_path)
+    assert columns == ["step", "time_ps", "temperature_K", "potential_eV", "kinetic_eV", "conserved_eV",
+                       "steps_per_s", "ns_per_day"]
+    np.testing.assert_allclose(rows[:, 1], [0.0, 0.0015, 0.003])  # 3 outer steps of 2 × 0.25 fs
+    assert 50 < rows[0, 2] < 200  # Maxwell–Boltzmann start near 100 K
+    np.testing.assert_allclose(rows[:, 5], rows[:, 3] + rows[:, 4], atol=1e-8)  # NVE: no work
+    assert np.all(rows[1:, 7] > 0)
+    frames = ase.io.read(tmp_path / "trajectory.extxyz", ":")
+    assert [f.info["step"] for f in frames] == [0, 3, 6]
+    assert frames[-1].get_potential_energy() == pytest.approx(rows[-1, 3], abs=1e-8)
+
+
+def test_same_seed_same_start_and_baseline_runs(setup, tmp_path):
+    assert md(setup, tmp_path / "a", "--steps", "2") == 0
+    assert md(setup, tmp_path / "b", "--steps", "2") == 0
+    assert read_log(tmp_path / "a")[1][0, 2] == read_log(tmp_path / "b")[1][0, 2]
+    assert md(setup, tmp_path / "c", "--steps", "4", "--traj-every", "2", "--baseline") == 0
+    assert read_log(tmp_path / "c")[1][-1, 1] == pytest.approx(0.001)  # velocity Verlet at 0.25 fs
+
+
+@pytest.mark.parametrize("extra, message", [(["--n-inner", "0"], "n_inner must be an integer >= 1"),
+                                            (["--timestep-fs", "-1"], "timestep_fs must be a positive"),
+                                            (["--resume"], "no restart file")])
+def test_bad_settings_fail_clearly_before_any_step(setup, tmp_path, capsys, extra, message):
+    assert md(setup, tmp_path / "out", "--steps", "2", *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "md.log").exists()
+
+
+def test_unknown_species_and_existing_output_are_refused(setup, tmp_path, capsys):
+    model, _ = setup
+    atoms = small_water_box()
+    atoms[0].symbol = "N"
+    ase.io.write(tmp_path / "bad.extxyz", atoms)
+    code = main(["md", "--model", str(model), "--structure", str(tmp_path / "bad.extxyz"), "--steps", "1",
+                 "--out", str(tmp_path / "o"), "--no-progress"])
+    assert code == 2 and "['N'] unknown to the model" in capsys.readouterr().err
+    assert md(setup, tmp_path / "twice", "--steps", "1") == 0
+    assert md(setup, tmp_path / "twice", "--steps", "1") == 2
+    assert "use --resume" in capsys.readouterr().err
