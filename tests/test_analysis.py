@@ -41,6 +41,13 @@ def _expected_pair_counts(frames, pair, r_A):
     return len(frames) * n_a * an.partner_density_per_A3(frames, pair) * shell_A3
 
 
+def test_ideal_gas_rdf_of_few_atoms_counts_partners_without_self():
+    frames = ideal_gas_frames(np.random.default_rng(2), n_a=4, n_b=3, box_A=10.0, n_frames=1000)
+    for pair, (r_A, g) in an.rdf(frames, r_max_A=5.0, n_bins=5).items():
+        weights = _expected_pair_counts(frames, pair, r_A)
+        assert np.average(g, weights=weights) == pytest.approx(1.0, abs=0.05), pair  # N_b instead of N_b-1: 0.67
+
+
 def test_ideal_gas_rdf_beyond_half_box_uses_periodic_images():
     frames = ideal_gas_frames(np.random.default_rng(1), n_a=60, n_b=0, box_A=8.0, n_frames=10)
     r_A, g = an.rdf(frames, r_max_A=9.0, n_bins=9)[("Ar", "Ar")]

@@ -58,6 +58,7 @@ def msd(positions_unwrapped_A, frame_interval_ps, masses_amu=None, select=None,
         x = remove_com_drift(x, masses_amu)
     if select is not None:
         x = x[:, select]
+    x = x - x[0]  # displacements only; keeps S1 − 2·S2 free of cancellation for far-off origins
     n_lags = (len(x) // 2 if max_lag is None else max_lag) + 1
     msd_A2 = _msd_fft(x.reshape(len(x), -1), n_lags) / x.shape[1]
     return np.arange(n_lags) * frame_interval_ps, msd_A2
