@@ -1,0 +1,224 @@
+"""The numbers, verdicts, plots and report of ``mtsmlip compare``.
+
+compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
+RDF difference, NVE drift, diffusion ± block error, mean temperature and the
+verdict; ``largest_n_within_tolerance``; ``scale_separation`` (power of the slow
+and fast forces above each outer step's Nyquist frequency); ``tolerance``.
+The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
+a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from . import analysis as an
+from .models import atomic_write, atomic_write_json
+
+MAX_RDF_FRAMES = 200
+N_DIFFUSION_BLOCKS = 4
+MIN_FRAMES_PER_BLOCK = 5
+
+
+def frames_of(samples, template: Atoms, max_frames=None) -> list[Atoms]:
+    """Atoms for (a thinned subset of) the sampled positions."""
+    positions = samples.array("positions_A")
+    stride = max(1, len(positions) // max_frames) if max_frames else 1
+    frames = []
+    for x in positions[::stride]:
+        atoms = template.copy()
+        atoms.positions = x
+        frames.append(atoms)
+    return frames
+
+
+def rdf_range_A(template: Atoms) -> float:
+    """Up to half the narrowest cell width (at most 6 Å)."""
+    from .data import perpendicular_widths_A
+
+    return float(min(6.0, 0.5 * perpendicular_widths_A(template.cell.array).min() - 1e-6))
+
+
+def diffusion(samples, template: Atoms, interval_ps: float) -> dict | None:
+    """{symbol: DiffusionEstimate} from block-averaged MSDs of the sampled run,
+    or None when the run is too short for block averages (the verdict then fails
+    the diffusion check by name)."""
+    if len(samples.step) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
+        return None
+    positions = an.unwrap_positions(samples.array("positions_A").astype(float), template.cell.array)
+    symbols, masses = np.array(template.get_chemical_symbols()), template.get_masses()
+    return {s: an.diffusion_blocks(positions, interval_ps, N_DIFFUSION_BLOCKS, masses_amu=masses,
+                                   select=symbols == s) for s in sorted(set(symbols))}
+
+
+def heaviest_species(template: Atoms) -> str:
+    return template.get_chemical_symbols()[int(np.argmax(template.get_masses()))]
+
+
+def run_metrics(label, production, drift, cfg, template, rdf_r_A):
+    """Every number of one run, plus what the verdict needs."""
+    run = next(r for r in cfg.runs if r.label == label)
+    samples, outer_fs = production.samples[label], cfg.outer_fs(run)
+    simulated_ps = (samples.array("step")[-1]) * outer_fs / 1000.0
+    time_ps, conserved = drift[label]
+    d = diffusion(samples, template, outer_fs / 1000.0)
+    rdf = an.rdf(frames_of(samples, template, MAX_RDF_FRAMES), rdf_r_A, 120)
+    drift_value = an.drift_meV_per_atom_per_ps(time_ps, conserved, len(template))
+    heavy = heaviest_species(template)
+    numbers = {
+        "n_inner": run.n_inner, "outer_timestep_fs": outer_fs, "simulated_ps": simulated_ps,
+        "wall_s": production.progress[label]["wall_s"],
+        "ns_per_day": _ns_per_day(simulated_ps, production.progress[label]["wall_s"]),
+        "mean_temperature_K": float(np.mean(samples.array("temperature_K")[1:])),
+        "drift_meV_per_atom_per_ps": drift_value,
+        "diffusion_A2_per_ps": d[heavy].D_A2_per_ps if d else None,
+        "diffusion_err_A2_per_ps": d[heavy].stderr_A2_per_ps if d else None,
+        "diffusion_species": heavy,
+        "diffusion_by_species": {s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()},
+    }
+    return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d)
+
+
+def _ns_per_day(simulated_ps, wall_s) -> float:
+    return simulated_ps * 1e-3 / max(wall_s, 1e-12) * 86400.0
+
+
+def rdf_noise_floor(production, template, rdf_r_A) -> float:
+    """RDF difference between the two halves of the baseline run: what sampling
+    noise alone gives, so the tolerance can sit above it."""
+    frames = frames_of(production.samples["baseline"], template, 2 * MAX_RDF_FRAMES)
+    half = len(frames) // 2
+    if half < 2:
+        return 0.0
+    a, b = an.rdf(frames[:half], rdf_r_A, 120), an.rdf(frames[half:], rdf_r_A, 120)
+    return float(an.rdf_differences(a, b)["overall"])
+
+
+def scale_separation(forces, cfg) -> dict | None:
+    """Power of the slow and the fast force above each n's outer Nyquist frequency."""
+    if forces is None or len(forces.step) < 8:
+        return None
+    spectra = {name: an.force_spectrum(forces.array(name).astype(float), cfg.timestep_fs)
+               for name in ("forces_fast", "forces_slow")}
+    per_n = []
+    for n in sorted(set(cfg.n_inner)):
+        f_cut = an.nyquist_THz(n * cfg.timestep_fs)
+        per_n.append({"n_inner": n, "outer_nyquist_THz": f_cut,
+                      "slow_power_above_nyquist": an.power_above_frequency_fraction(*spectra["forces_slow"], f_cut),
+                      "fast_power_above_nyquist": an.power_above_frequency_fraction(*spectra["forces_fast"], f_cut)})
+    rms = {name: float(np.sqrt(np.mean(forces.array(name).astype(float) ** 2))) for name in spectra}
+    return {"fast_force_rms_eV_per_A": rms["forces_fast"], "slow_force_rms_eV_per_A": rms["forces_slow"],
+            "per_n": per_n, "_spectra": spectra}
+
+
+def analyse(production, drift, forces, cfg, start: Atoms) -> dict:
+    """compare.json's content (see module doc)."""
+    template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
+    r_A = rdf_range_A(template)
+    metrics = {r.label: run_metrics(r.label, production, drift, cfg, template, r_A) for r in cfg.runs}
+    noise = rdf_noise_floor(production, template, r_A)
+    tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise))
+    base_numbers, base_metrics = metrics["baseline"]
+    runs, verdicts = [], {}
+    for run in cfg.runs[1:]:
+        numbers, m = metrics[run.label]
+        ok, reasons = an.verdict(m, base_metrics, tolerance)
+        verdicts[run.n_inner] = ok
+        numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
+                       rdf_diff=float(an.rdf_differences(m.rdf, base_metrics.rdf)["overall"]),
+                       within_tolerance=ok, reasons=reasons)
+        runs.append(numbers)
+    return {"baseline": base_numbers, "runs": runs,
+            "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
+            "tolerance": {"drift_meV_per_atom_per_ps": tolerance.drift_meV_per_atom_per_ps,
+                          "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
+                          "diffusion_sigma": tolerance.diffusion_sigma},
+            "scale_separation": scale_separation(forces, cfg),
+            "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}
+
+
+# ---- table, plots, report ---------------------------------------------------
+def format_table(result: dict) -> str:
+    """The plain-text table printed by `mtsmlip compare` and `mtsmlip demo`."""
+    head = f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}{'RDF Δ':>8}{'drift':>10}{'D Å²/ps':>16}{'T K':>7}  verdict"
+    lines = [head, "-" * len(head)]
+    rows = [("baseline", result["baseline"], None)] + [(f"n={r['n_inner']}", r, r) for r in result["runs"]]
+    for label, r, mts in rows:
+        speed = f"{mts['speedup']:.2f}x" if mts else "1.00x"
+        rdf = f"{mts['rdf_diff']:.3f}" if mts else "-"
+        verdict = ("ok" if mts["within_tolerance"] else "FAIL: " + "; ".join(mts["reasons"])) if mts else "reference"
+        d = "too short" if r["diffusion_A2_per_ps"] is None else \
+            f"{r['diffusion_A2_per_ps']:.3f}±{r['diffusion_err_A2_per_ps']:.3f}"
+        lines.append(f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}{rdf:>8}"
+                     f"{r['drift_meV_per_atom_per_ps']:>10.3f}{d:>16}{r['mean_temperature_K']:>7.1f}  {verdict}")
+    best = result["largest_n_within_tolerance"]
+    lines.append(f"largest n within tolerance: {best if best is not None else 'none'}"
+                 "   (drift in meV/atom/ps; RDF Δ = worst-pair RMS g(r) difference to the baseline)")
+    return "\n".join(lines)
+
+
+def write_plots(result, production, drift, forces, cfg, out: Path) -> list[str]:
+    from .analysis import plots
+
+    template = production.engines["baseline"].template
+    heavy = heaviest_species(template)
+    select = np.array(template.get_chemical_symbols()) == heavy
+    msd, vdos = {}, {}
+    for run in cfg.runs:
+        s, dt_fs = production.samples[run.label], cfg.outer_fs(run)
+        x = an.unwrap_positions(s.array("positions_A").astype(float), template.cell.array)
+        msd[run.label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
+        _, cm1, dos = an.vdos(s.array("velocities_A_per_fs").astype(float), dt_fs, template.get_masses())
+        vdos[run.label] = (cm1, dos)
+    plots.plot_rdf(result["_rdf"], out / "rdf.png")
+    plots.plot_msd(msd, out / f"msd_{heavy}.png")
+    plots.plot_vdos(vdos, out / "vdos.png")
+    plots.plot_energy(drift, out / "nve_energy.png", per_atom_n=len(template))
+    names = ["rdf.png", f"msd_{heavy}.png", "vdos.png", "nve_energy.png"]
+    sep = result["scale_separation"]
+    if sep:
+        spectra = {"fast force": sep["_spectra"]["forces_fast"], "slow force": sep["_spectra"]["forces_slow"]}
+        largest_n = max(cfg.n_inner)
+        plots.plot_force_spectrum(spectra, out / "force_spectrum.png",
+                                  nyquist_THz=an.nyquist_THz(largest_n * cfg.timestep_fs))
+        names.append("force_spectrum.png")
+    return names
+
+
+def write_report(result, production, drift, forces, cfg, out: Path) -> None:
+    """compare.json, PNG plots and report.md (tables with the plots embedded)."""
+    out = Path(out)
+    pngs = write_plots(result, production, drift, forces, cfg, out)
+    atomic_write_json(out / "compare.json", public(result))
+    text = ["# mtsmlip compare", "",
+            f"{cfg.ps} ps NVT ({cfg.thermostat}, {cfg.temperature_K} K) per run from one equilibrated start, "
+            f"timed in alternating blocks; drift from {cfg.nve_ps} ps NVE per run. δt = {cfg.timestep_fs} fs.",
+            "", "```", format_table(result), "```", ""]
+    text += _separation_lines(result["scale_separation"])
+    text += [f"![{name}]({name})" for name in pngs]
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(text) + "\n"))
+
+
+def _separation_lines(sep) -> list[str]:
+    if not sep:
+        return []
+    lines = ["## Scale separation", "",
+             f"RMS fast force {sep['fast_force_rms_eV_per_A']:.3f} eV/Å, slow force "
+             f"{sep['slow_force_rms_eV_per_A']:.3f} eV/Å (n = 1 segment of the pair).", "",
+             "| n | outer Nyquist (THz) | slow power above | fast power above |", "|---|---|---|---|"]
+    for row in sep["per_n"]:
+        lines.append(f"| {row['n_inner']} | {row['outer_nyquist_THz']:.1f} | "
+                     f"{row['slow_power_above_nyquist']:.4f} | {row['fast_power_above_nyquist']:.4f} |")
+    return lines + [""]
+
+
+def public(result: dict) -> dict:
+    """The result without the private (underscore) entries that hold arrays."""
+    if isinstance(result, dict):
+        return {k: public(v) for k, v in result.items() if not str(k).startswith("_")}
+    if isinstance(result, list):
+        return [public(v) for v in result]
+    return result

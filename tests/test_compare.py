@@ -1,0 +1,121 @@
+"""`mtsmlip compare`: the report and JSON it promises, resume without loss, bad input."""
+
+import json
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+
+from mtsmlip.cli import main
+from mtsmlip.compare import Production
+from mtsmlip.models import FAST_PRESET, SLOW_PRESET, build_model, model_config, write_model_dir
+
+
+def weak_config(preset, r_max, seed):
+    """Tiny float64 model with small energy scale: gentle forces, so short runs stay physical."""
+    overrides = {"r_max": r_max, "avg_num_neighbors": 10.0, "per_type_energy_scales": 0.02}
+    if "nequip" in preset["_target_"]:
+        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
+    return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    configs = {"fast": weak_config(FAST_PRESET, 3.0, 0), "slow": weak_config(SLOW_PRESET, 3.5, 1),
+               "baseline": weak_config(SLOW_PRESET, 3.5, 2)}
+    write_model_dir(root / "pair", {k: (build_model(c).eval(), c) for k, c in configs.items()}, {})
+    rng = np.random.default_rng(0)
+    sites = np.array(list(np.ndindex(3, 3, 3)), float) * 2.1 + rng.normal(0, 0.05, (27, 3))
+    gas = Atoms("O9H18", positions=sites[rng.permutation(27)], cell=np.eye(3) * 6.3, pbc=True)
+    ase.io.write(root / "gas.extxyz", gas)
+    return root / "pair", root / "gas.extxyz"
+
+
+def compare(setup, out, *extra):
+    model, structure = setup
+    argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.02",
+            "--timestep-fs", "0.25", "--n-inner", "2,4", "--temperature-K", "50", "--equilibrate-ps", "0.002",
+            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out)]
+    return main(argv + list(extra))
+
+
+@pytest.fixture(scope="module")
+def finished(setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    assert compare(setup, out) == 0
+    return out
+
+
+def test_json_report_and_plots(finished):
+    result = json.loads((finished / "compare.json").read_text())
+    assert {"baseline", "runs", "largest_n_within_tolerance", "scale_separation"} <= set(result)
+    assert result["baseline"]["ns_per_day"] > 0
+    runs = {r["n_inner"]: r for r in result["runs"]}
+    assert sorted(runs) == [2, 4]
+    for n, r in runs.items():
+        assert r["outer_timestep_fs"] == pytest.approx(n * 0.25)
+        assert r["speedup"] == pytest.approx(r["ns_per_day"] / result["baseline"]["ns_per_day"])
+        for key in ("rdf_diff", "drift_meV_per_atom_per_ps", "diffusion_A2_per_ps", "diffusion_err_A2_per_ps"):
+            assert np.isfinite(r[key]), key
+        assert r["within_tolerance"] == (not r["reasons"])
+        assert r["simulated_ps"] == pytest.approx(0.02)
+    assert result["baseline"]["simulated_ps"] == pytest.approx(0.02)
+    report = (finished / "report.md").read_text()
+    for png in ("rdf.png", "msd_O.png", "vdos.png", "nve_energy.png", "force_spectrum.png"):
+        assert (finished / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in report
+
+
+def test_scale_separation_fractions_grow_with_the_outer_step(finished):
+    sep = json.loads((finished / "compare.json").read_text())["scale_separation"]
+    slow = [row["slow_power_above_nyquist"] for row in sep["per_n"]]
+    assert all(0.0 <= f <= 1.0 for f in slow)
+    assert slow == sorted(slow)  # a larger outer step has a lower Nyquist frequency
+
+
+def test_interrupted_compare_resumes_to_the_uninterrupted_result(setup, finished, tmp_path, monkeypatch):
+    calls, advance = {"n": 0}, Production.advance
+
+    def stop_after_three_blocks(self, run, steps):
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        advance(self, run, steps)
+
+    monkeypatch.setattr(Production, "advance", stop_after_three_blocks)
+    with pytest.raises(KeyboardInterrupt):
+        compare(setup, tmp_path)
+    kept = json.loads((tmp_path / "progress.json").read_text())
+    assert sum(v["steps"] for v in kept.values()) > 0
+    monkeypatch.setattr(Production, "advance", advance)
+    assert compare(setup, tmp_path) == 0
+    for label in ("baseline", "mts_n2", "mts_n4"):
+        with np.load(tmp_path / "runs" / label / "samples.npz") as a, \
+                np.load(finished / "runs" / label / "samples.npz") as b:
+            np.testing.assert_array_equal(a["step"], b["step"])
+            np.testing.assert_array_equal(a["positions_A"], b["positions_A"])
+
+
+def test_too_short_runs_report_no_diffusion_and_fail_by_name(setup, tmp_path):
+    assert compare(setup, tmp_path, "--ps", "0.004", "--n-inner", "4", "--spectrum-ps", "0") == 0
+    run = json.loads((tmp_path / "compare.json").read_text())["runs"][0]
+    assert run["diffusion_A2_per_ps"] is None
+    assert not run["within_tolerance"]
+    assert any(reason.startswith("diffusion") for reason in run["reasons"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--n-inner", "2,x"), "expected integers"),
+    (("--ps", "0"), "must be positive"),
+    (("--n-inner", "0,2"), "integers >= 1"),
+])
+def test_bad_settings_are_refused(setup, tmp_path, capsys, extra, message):
+    assert compare(setup, tmp_path, *extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resuming_with_other_settings_is_refused(setup, finished, capsys):
+    assert compare(setup, finished, "--temperature-K", "60") == 2
+    assert "other settings" in capsys.readouterr().err
