@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "eval": "mtsmlip.evaluate",
     "md": "mtsmlip.md.cli",
     "compare": "mtsmlip.compare",
+    "demo": "mtsmlip.demo",
 }
 
 

@@ -1,0 +1,39 @@
+"""The demo's water box and model-name resolution."""
+
+import numpy as np
+import pytest
+from ase import units
+from vesin import NeighborList
+
+from mtsmlip.data import DataError
+from mtsmlip.demo import water_box
+from mtsmlip.models import resolve_model_dir
+
+
+def test_water_box_has_the_density_and_composition_asked_for():
+    box = water_box(64, 1.0, seed=0)
+    assert box.get_chemical_formula(mode="hill") == "H128O64"
+    density_g_cm3 = box.get_masses().sum() / units.mol / (box.get_volume() * 1e-24)
+    assert density_g_cm3 == pytest.approx(1.0, rel=1e-9)
+    assert box.cell.lengths() == pytest.approx([12.417] * 3, abs=2e-3)  # the water set's 64-molecule box
+
+
+def test_water_box_molecules_are_intact_and_apart():
+    box = water_box(64, 1.0, seed=1)
+    i, j, d = NeighborList(cutoff=2.0, full_list=False).compute(
+        box.positions, box.cell.array, [True] * 3, quantities="ijd")
+    same_molecule = (i // 3) == (j // 3)
+    assert d[~same_molecule].min() > 1.2  # no clashes between molecules
+    oh = d[same_molecule & ((i % 3 == 0) | (j % 3 == 0))]
+    assert len(oh) == 128 and np.allclose(oh, 0.9686, atol=1e-3)  # both O-H bonds of every molecule
+
+
+def test_water_box_is_reproducible_per_seed():
+    np.testing.assert_array_equal(water_box(8, seed=3).positions, water_box(8, seed=3).positions)
+    assert not np.allclose(water_box(8, seed=3).positions, water_box(8, seed=4).positions)
+
+
+def test_unknown_model_name_lists_what_is_shipped(tmp_path):
+    assert resolve_model_dir(tmp_path) == tmp_path
+    with pytest.raises(DataError, match="no shipped models of that name"):
+        resolve_model_dir("no-such-model")
