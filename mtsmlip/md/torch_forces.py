@@ -58,9 +58,9 @@ class SkinNeighborList:
         if self.needs_rebuild(positions):
             self.build(positions)
         i, j = self.edge_index
-        vectors = positions[j] - positions[i] + self.shift_vectors
-        keep = vectors.square().sum(1) < r_max_A * r_max_A
-        return self.edge_index[:, keep], vectors[keep]
+        vectors = positions.index_select(0, j) - positions.index_select(0, i) + self.shift_vectors
+        keep = torch.nonzero(vectors.square().sum(1) < r_max_A * r_max_A).squeeze(1)
+        return self.edge_index.index_select(1, keep), vectors.index_select(0, keep)
 
 
 class ModelForces:
