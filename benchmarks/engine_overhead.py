@@ -97,7 +97,10 @@ def main(argv=None):
     p.add_argument("--outer-steps", type=int, default=10)
     p.add_argument("--n-inner", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     atoms, pair = water_box(), timed_pair()
     inner_steps = args.outer_steps * args.n_inner
