@@ -37,8 +37,10 @@ def read_frames(path, index=":") -> list[Atoms]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: file is empty (holds no frames)")
     try:
-        frames = ase.io.read(path, index=index)
+        frames = _read_ase(path, index)
     except StopIteration:
         frames = []
     except Exception as exc:  # ase raises many types for unreadable files
@@ -50,6 +52,22 @@ def read_frames(path, index=":") -> list[Atoms]:
     labelled = [_labelled(atoms, path, i) for i, atoms in enumerate(frames)]
     check_consistent_periodicity(labelled, path)
     return labelled
+
+
+def _read_ase(path: str, index):
+    """ase.io.read, but a .gz file is decompressed into memory first: ASE seeks
+    back and forth in the file, which in a gzip stream costs quadratic time
+    (1593 water frames: 230 s against 1.4 s)."""
+    if not path.endswith(".gz"):
+        return ase.io.read(path, index=index)
+    import gzip
+    import io
+
+    from ase.io.formats import filetype
+
+    fmt = filetype(path)
+    with gzip.open(path, "rt") as f:
+        return ase.io.read(io.StringIO(f.read()), index=index, format=fmt)
 
 
 def _labelled(atoms: Atoms, path, i) -> Atoms:

@@ -1,0 +1,184 @@
+"""Evaluate a trained model directory: errors of fast, fast + slow and baseline.
+
+Energies are compared per atom (meV/atom), forces per Cartesian component
+(meV/Å). Also reported: the RMS of the fast and of the slow forces, which says
+how much of the force the slow model carries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError
+
+ERROR_KEYS = ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_meV_per_A", "force_rmse_meV_per_A")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="model directory written by `mtsmlip train`")
+    parser.add_argument("--data", required=True, help="frames with reference energies and forces")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--frames", default=None, help="python slice of the frames, e.g. '-200:' or '0:100:5'")
+    which.add_argument("--split", choices=("train", "val", "test"), default=None,
+                       help="the frames of this part of the training split (same data file)")
+    parser.add_argument("--json", action="store_true", help="print the errors as JSON")
+    parser.add_argument("--out", default=None, help="folder for parity.png (default: the model directory)")
+
+
+def run(args) -> int:
+    import mtsmlip
+
+    models = mtsmlip.load(args.model)
+    frames = select_frames(args.data, models.manifest, args.frames, args.split)
+    predictions = predict(models, frames, args.data)
+    report = error_report(frames, predictions)
+    plot = write_parity_plot(Path(args.out or args.model) / "parity.png", frames, predictions)
+    print(json.dumps(report, indent=2) if args.json else format_report(report, plot))
+    return 0
+
+
+# ----------------------------------------------------------------- frames
+def parse_slice(text: str) -> slice:
+    """'a:b:c' (any part may be empty) or a single index 'i' -> slice."""
+    try:
+        parts = [int(p) if p.strip() else None for p in text.split(":")]
+    except ValueError:
+        raise DataError(f"--frames '{text}': not a slice like '-200:' or '0:100:5'") from None
+    if len(parts) == 1:
+        i = parts[0]
+        return slice(i, (i + 1) or None)
+    if len(parts) > 3:
+        raise DataError(f"--frames '{text}': not a slice like '-200:' or '0:100:5'")
+    return slice(*parts)
+
+
+def select_frames(data_path, manifest, frames_slice=None, split=None) -> list:
+    """The labelled frames to evaluate: all, a slice, or a recorded split part."""
+    from .training import frames_of
+
+    frames = frames_of(data_path)
+    if split is not None:
+        n_expected = manifest["data"]["n_frames"]
+        if len(frames) != n_expected:
+            raise DataError(f"{data_path}: {len(frames)} frames, but the model was trained on a file with "
+                            f"{n_expected}; --split needs the same data file (use --frames)")
+        return [frames[i] for i in manifest["split"][split]]
+    chosen = frames[parse_slice(frames_slice)] if frames_slice else frames
+    if not chosen:
+        raise DataError(f"{data_path}: --frames {frames_slice} selects no frames")
+    return chosen
+
+
+# ------------------------------------------------------------ predictions
+def predict(models, frames, data_path) -> dict:
+    """{name: (energies_eV (n,), [forces_eV_per_A (N_i, 3)])} for fast, slow,
+    total (= fast + slow) and, if trained, baseline."""
+    out = {name: _predict_one(models.models[name].calculator(), frames, data_path) for name in models.models}
+    out["total"] = (out["fast"][0] + out["slow"][0], [a + b for a, b in zip(out["fast"][1], out["slow"][1])])
+    return out
+
+
+def _predict_one(calc, frames, data_path):
+    energies, forces = [], []
+    for i, atoms in enumerate(frames):
+        a = atoms.copy()
+        a.calc = calc
+        try:
+            energies.append(a.get_potential_energy())
+        except DataError as exc:
+            raise DataError(f"{data_path}, frame {i} of the selection: {exc}") from None
+        forces.append(a.get_forces())
+    return np.array(energies), forces
+
+
+# ---------------------------------------------------------------- metrics
+def energy_errors_meV_per_atom(pred_eV, frames) -> np.ndarray:
+    """(pred − ref)/N per frame, meV/atom, shape (n_frames,)."""
+    ref = np.array([a.info["energy"] for a in frames])
+    n_atoms = np.array([len(a) for a in frames])
+    return 1000.0 * (np.asarray(pred_eV) - ref) / n_atoms
+
+
+def force_errors_meV_per_A(pred_forces, frames) -> np.ndarray:
+    """All Cartesian components of pred − ref, meV/Å, shape (3·Σ N_i,)."""
+    return 1000.0 * np.concatenate([(f - a.arrays["forces"]).ravel() for f, a in zip(pred_forces, frames)])
+
+
+def mae_rmse(errors) -> tuple[float, float]:
+    errors = np.asarray(errors, dtype=float)
+    return float(np.mean(np.abs(errors))), float(np.sqrt(np.mean(errors**2)))
+
+
+def rms_meV_per_A(forces) -> float:
+    """RMS over all components of a list of (N, 3) force arrays in eV/Å, in meV/Å."""
+    return 1000.0 * float(np.sqrt(np.mean(np.concatenate([np.ravel(f) for f in forces]) ** 2)))
+
+
+def errors(prediction, frames) -> dict:
+    """The four error numbers of one model (see ERROR_KEYS)."""
+    e_mae, e_rmse = mae_rmse(energy_errors_meV_per_atom(prediction[0], frames))
+    f_mae, f_rmse = mae_rmse(force_errors_meV_per_A(prediction[1], frames))
+    return dict(zip(ERROR_KEYS, (e_mae, e_rmse, f_mae, f_rmse)))
+
+
+def error_report(frames, predictions) -> dict:
+    """The `mtsmlip eval --json` document (baseline is null without a baseline)."""
+    return {
+        "fast": errors(predictions["fast"], frames),
+        "total": errors(predictions["total"], frames),
+        "baseline": errors(predictions["baseline"], frames) if "baseline" in predictions else None,
+        "fast_force_rms_meV_per_A": rms_meV_per_A(predictions["fast"][1]),
+        "slow_force_rms_meV_per_A": rms_meV_per_A(predictions["slow"][1]),
+        "n_frames": len(frames),
+    }
+
+
+def format_report(report, plot_path) -> str:
+    lines = [f"{report['n_frames']} frames        E MAE   E RMSE  (meV/atom)    F MAE   F RMSE  (meV/Å)"]
+    for name in ("fast", "total", "baseline"):
+        r = report[name]
+        if r is not None:
+            lines.append(f"  {name:<9} {r['energy_mae_meV_per_atom']:9.2f} {r['energy_rmse_meV_per_atom']:8.2f}"
+                         f"              {r['force_mae_meV_per_A']:8.1f} {r['force_rmse_meV_per_A']:8.1f}")
+    lines.append(f"  force RMS: fast {report['fast_force_rms_meV_per_A']:.1f} meV/Å, "
+                 f"slow {report['slow_force_rms_meV_per_A']:.1f} meV/Å")
+    lines.append(f"  parity plot: {plot_path}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ plots
+def write_parity_plot(path, frames, predictions) -> Path:
+    """Predicted against reference energy per atom and force components for
+    fast, total and baseline; written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .models import atomic_write
+
+    fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(10, 4.5))
+    ref_e = np.array([a.info["energy"] / len(a) for a in frames])
+    ref_f = np.concatenate([a.arrays["forces"].ravel() for a in frames])
+    for name in ("baseline", "total", "fast"):
+        if name in predictions:
+            e, f = predictions[name]
+            ax_e.scatter(ref_e, e / np.array([len(a) for a in frames]), s=6, label=name, alpha=0.6)
+            ax_f.scatter(ref_f, np.concatenate([x.ravel() for x in f]), s=1, label=name, alpha=0.3)
+    _finish_axes(ax_e, "energy (eV/atom)")
+    _finish_axes(ax_f, "force component (eV/Å)")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def _finish_axes(ax, label) -> None:
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.set_xlabel(f"reference {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.legend(markerscale=3)

@@ -1,0 +1,246 @@
+"""Co-training: a trained model dir obeys the physics, the stage-2 loss falls,
+an interrupted run resumes to the same numbers, and bad input is named."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import mtsmlip
+from mtsmlip import training
+from mtsmlip.cli import main
+from mtsmlip.data import DataError
+from mtsmlip.models import FAST_PRESET, SLOW_PRESET, load_model, model_config
+from tests.physics import (
+    assert_forces_are_minus_energy_gradient,
+    assert_invariant_and_equivariant,
+    energy_forces,
+    small_water_box,
+)
+from tests.training_helpers import (
+    TINY_CONFIG,
+    config_file,
+    data_file,
+    labelled_frames,
+    trained_dir,
+    write_config,
+    write_frames,
+)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return mtsmlip.load(trained_dir())
+
+
+@pytest.mark.parametrize("name", ["fast", "slow", "total", "baseline"])
+def test_forces_are_minus_energy_gradient(models, name):
+    assert_forces_are_minus_energy_gradient(models.calculator(name), small_water_box(seed=99))
+
+
+@pytest.mark.parametrize("name", ["fast", "slow", "total"])
+def test_rotation_translation_permutation_invariance(models, name):
+    assert_invariant_and_equivariant(models.calculator(name), small_water_box(seed=98))
+
+
+def test_total_is_fast_plus_slow_and_slow_is_smaller(models):
+    atoms = small_water_box(seed=97)
+    (ef, ff), (es, fs), (et, ft) = (energy_forces(models.calculator(n), atoms) for n in ("fast", "slow", "total"))
+    assert et == pytest.approx(ef + es, abs=1e-9)
+    np.testing.assert_allclose(ft, ff + fs, atol=1e-9)
+    assert np.sqrt(np.mean(fs**2)) < np.sqrt(np.mean(ff**2))
+
+
+def test_stage2_loss_decreases(models):
+    history = models.manifest["stages"]["stage2"]["history"]
+    assert len(history) == TINY_CONFIG["epochs"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_force_rmse_meV_per_A"] < history[0]["val_force_rmse_meV_per_A"]
+
+
+def test_manifest_records_the_run(models):
+    m = models.manifest
+    assert m["complete"] is True
+    assert m["cutoffs_A"] == {"fast": 2.5, "slow": 3.0, "baseline": 3.0}
+    assert m["architectures"]["slow"] == m["architectures"]["baseline"] | {
+        "per_type_energy_shifts": m["architectures"]["slow"]["per_type_energy_shifts"],
+        "per_type_energy_scales": m["architectures"]["slow"]["per_type_energy_scales"],
+    }
+    split = m["split"]
+    assert len(split["train"]) == 10 and len(split["val"]) == 3 and len(split["test"]) == 3
+    assert len(set(split["train"]) | set(split["val"]) | set(split["test"])) == 16
+    assert set(m["wall_time_s"]) == {"stage1", "stage2", "baseline"}
+    assert m["parameters"]["slow"] == m["parameters"]["baseline"] > m["parameters"]["fast"]
+    assert m["versions"]["nequip"] and m["versions"]["torch"]
+    assert (trained_dir() / "checkpoints" / "stage2" / "last.ckpt").is_file()
+
+
+def test_fast_model_starts_stage2_from_stage1():
+    stage1 = load_model(trained_dir() / "checkpoints" / "stage1" / "done" / "fast.pt")
+    fast = load_model(trained_dir() / "fast.pt")
+    assert stage1.config == fast.config
+    diffs = [(a - b).abs().max().item() for a, b in zip(stage1.module.state_dict().values(), fast.module.state_dict().values())
+             if a.is_floating_point() and a.numel()]
+    assert 0 < max(diffs) < 1.0  # fine-tuned (lower learning rate), not retrained
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_stage2_at_epoch(epoch):
+    import lightning
+
+    class StopHere(lightning.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if "slow" in module.model and trainer.current_epoch == epoch:
+                raise Interrupt()
+
+    return StopHere()
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
+    reference = mtsmlip.load(trained_dir())
+    out = tmp_path / "run"
+    cfg = training.load_config(config_file())
+    with pytest.raises(Interrupt):
+        training.train(data_file(), out, cfg, callbacks=[_interrupt_stage2_at_epoch(1)])
+    with pytest.raises(DataError, match="not a finished"):
+        mtsmlip.load(out)
+    with pytest.raises(DataError, match="--resume"):
+        training.train(data_file(), out, cfg)
+    assert main(["train", "--data", str(data_file()), "--out", str(out), "--resume"]) == 0
+    resumed = mtsmlip.load(out)
+    for name in ("fast", "slow", "baseline"):
+        a, b = resumed.models[name].module.state_dict(), reference.models[name].module.state_dict()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-12, msg=f"{name} {key}")
+    for stage, final in reference.manifest["final_losses"].items():
+        assert resumed.manifest["final_losses"][stage] == pytest.approx(final, rel=1e-9)
+    assert resumed.manifest["split"] == reference.manifest["split"]
+
+
+def test_frozen_fast_model_is_left_unchanged():
+    built = training.build_model_dict({"fast": _tiny(FAST_PRESET, 2.5), "slow": _tiny(SLOW_PRESET, 3.0)}, frozen=["fast"])
+    groups = training.param_groups(built, lr=0.01, fast_lr_factor=0.1)
+    trained = {id(p) for g in groups for p in g["params"]}
+    assert trained == {id(p) for p in built["slow"].parameters()}
+    assert not any(p.requires_grad for p in built["fast"].parameters())
+
+
+def test_fast_model_gets_the_lower_learning_rate():
+    built = training.build_model_dict({"fast": _tiny(FAST_PRESET, 2.5), "slow": _tiny(SLOW_PRESET, 3.0)})
+    groups = training.param_groups(built, lr=0.01, fast_lr_factor=0.1)
+    lrs = {("fast" if any(p is q for q in built["fast"].parameters()) else "slow"): g["lr"]
+           for g in groups for p in g["params"][:1]}
+    assert lrs == pytest.approx({"fast": 0.001, "slow": 0.01})
+
+
+def _tiny(preset, r_max):
+    overrides = dict(TINY_CONFIG["fast_model"] if "allegro" in preset["_target_"] else TINY_CONFIG["slow_model"])
+    overrides.update(r_max=r_max, avg_num_neighbors=5.0)
+    return model_config(preset, ["H", "O"], seed=0, model_dtype="float64", **overrides)
+
+
+def _batch(atoms, r_max):
+    from nequip.data import AtomicDataDict, from_ase
+    from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
+
+    d = NeighborListTransform(r_max=r_max)(ChemicalSpeciesToAtomTypeMapper(model_type_names=["H", "O"])(from_ase(atoms)))
+    return AtomicDataDict.batched_from_list([d])
+
+
+def test_slowness_term_is_the_directional_derivative_of_the_slow_force():
+    """(∂F_slow/∂x)·v from double backward equals a finite difference of F_slow along v."""
+    models = training.build_model_dict({"slow": _tiny(SLOW_PRESET, 3.0)}).train()
+    atoms = small_water_box(seed=5)
+    v = torch.tensor(np.random.default_rng(0).normal(size=(len(atoms), 3)))
+    jvp = training.sum_of_models(models, _batch(atoms, 3.0), velocities=v)["slow_force_jvp"].detach().numpy()
+    h = 1e-5
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions += h * v.numpy()
+    minus.positions -= h * v.numpy()
+    models.eval()
+    f = [training.sum_of_models(models, _batch(a, 3.0))["forces"].detach().numpy() for a in (plus, minus)]
+    np.testing.assert_allclose(jvp, (f[0] - f[1]) / (2 * h), rtol=1e-5, atol=1e-8)
+
+
+def test_maxwell_boltzmann_velocities_have_the_right_temperature():
+    from ase import units
+
+    masses = torch.tensor([1.008] * 20000 + [15.999] * 20000, dtype=torch.float64)
+    v = training.maxwell_boltzmann_velocities_A_per_fs(masses, 300.0, torch.Generator().manual_seed(0))
+    kinetic_eV = 0.5 * (masses[:, None] * (v / units.fs) ** 2).sum()
+    assert float(kinetic_eV / (1.5 * len(masses) * units.kB)) == pytest.approx(300.0, rel=0.02)
+
+
+def test_loss_has_the_co_training_terms_with_their_weights():
+    cfg = training.loss_metrics(1.0, 2.0, fast_force_weight=0.5, slowness_weight=0.25)
+    terms = {m["name"]: m.get("coeff") for m in cfg["metrics"]}
+    assert terms == {"energy_per_atom_mse": 1.0, "forces_mse": 2.0, "fast_forces_mse": 0.5, "slowness": 0.25}
+    assert [m["name"] for m in training.loss_metrics(1.0, 1.0)["metrics"]] == ["energy_per_atom_mse", "forces_mse"]
+
+
+# ------------------------------------------------------------- bad input
+def _train_error(capsys, tmp_path, frames=None, data=None, **config):
+    data = data or write_frames(tmp_path / "d.extxyz", frames)
+    rc = main(["train", "--data", str(data), "--config", str(write_config(tmp_path / "c.yaml", **config)),
+               "--out", str(tmp_path / "out")])
+    assert rc == 2
+    return capsys.readouterr().err
+
+
+def test_train_missing_file(capsys, tmp_path):
+    assert "nothere.xyz: file not found" in _train_error(capsys, tmp_path, data=tmp_path / "nothere.xyz")
+
+
+def test_train_empty_file(capsys, tmp_path):
+    (tmp_path / "empty.extxyz").write_text("")
+    assert "holds no frames" in _train_error(capsys, tmp_path, data=tmp_path / "empty.extxyz")
+
+
+@pytest.mark.parametrize("field", ["energy", "forces"])
+def test_train_frame_without_label(capsys, tmp_path, field):
+    frames = labelled_frames(4)
+    results = dict(frames[2].calc.results)
+    del results[field]
+    frames[2].calc.results = results
+    assert f"frame 2, field '{field}': missing" in _train_error(capsys, tmp_path, frames)
+
+
+def test_train_nan_forces(capsys, tmp_path):
+    frames = labelled_frames(4)
+    frames[1].calc.results["forces"][3, 1] = np.nan
+    assert "frame 1, field 'forces': NaN or inf at atom 3" in _train_error(capsys, tmp_path, frames)
+
+
+def test_train_mixed_periodicity(capsys, tmp_path):
+    frames = labelled_frames(3) + labelled_frames(1, seed0=7, vacuum=True)
+    assert "frame 3, field 'pbc'" in _train_error(capsys, tmp_path, frames)
+
+
+def test_train_cell_smaller_than_slow_cutoff(capsys, tmp_path):
+    err = _train_error(capsys, tmp_path, labelled_frames(16), slow_model={**TINY_CONFIG["slow_model"], "r_max": 6.5})
+    assert "frame 0, field 'cell'" in err and "smaller than the model cutoff 6.500" in err
+
+
+def test_train_too_few_frames(capsys, tmp_path):
+    assert "the data has 4" in _train_error(capsys, tmp_path, labelled_frames(4))
+
+
+def test_train_unknown_config_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("epoch: 3\n")
+    with pytest.raises(DataError, match="unknown config key 'epoch'"):
+        training.load_config(tmp_path / "c.yaml")
+
+
+def test_least_squares_energy_shifts_recover_per_type_energies():
+    frames = labelled_frames(3) + [small_water_box(n_side=1, seed=3)]
+    e_h, e_o = -13.6, -432.1
+    for a in frames:
+        a.info["energy"] = e_h * np.sum(a.numbers == 1) + e_o * np.sum(a.numbers == 8) + 1e-3
+    frames[-1].numbers[0] = 1  # vary the composition so the fit is determined
+    frames[-1].info["energy"] = e_h * np.sum(frames[-1].numbers == 1) + e_o * np.sum(frames[-1].numbers == 8)
+    shifts = training.per_type_energy_shifts_eV(frames, ["H", "O"])
+    assert shifts == pytest.approx([e_h, e_o], abs=1e-3)
