@@ -377,7 +377,8 @@ def _callback_classes():
 
     class LambdaSchedule(lightning.Callback):
         """Sets the λ term's coefficient from ``{epoch: λ}`` (the latest entry at or
-        before the current epoch, so a resumed run gets the same value)."""
+        before the current epoch, so a resumed run gets the same value), relative
+        to the other terms' configured (unnormalised) weights `base_coeffs`."""
 
         def __init__(self, schedule: dict, base_coeffs: dict):
             self.schedule = {int(k): float(v) for k, v in schedule.items()}
@@ -473,7 +474,8 @@ def run_stage(stage, module_kwargs, datamodule, cfg, out_dir, resume, callbacks=
     cbs = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1), report]
     schedule = cfg["loss"].get("fast_force_weight_schedule")
     if schedule and stage == "stage2":
-        cbs.append(LambdaSchedule(schedule, {k: v.coeff for k, v in module.loss.entries.items()}))
+        weights = {m["name"]: m["coeff"] for m in module_kwargs["loss"]["metrics"] if "coeff" in m}
+        cbs.append(LambdaSchedule(schedule, weights))
     trainer = lightning.Trainer(
         max_epochs=int(cfg["epochs"]), callbacks=cbs + list(callbacks), inference_mode=False,
         logger=False, enable_progress_bar=bool(cfg["progress_bar"]), enable_model_summary=False,

@@ -244,3 +244,35 @@ def test_least_squares_energy_shifts_recover_per_type_energies():
     frames[-1].info["energy"] = e_h * np.sum(frames[-1].numbers == 1) + e_o * np.sum(frames[-1].numbers == 8)
     shifts = training.per_type_energy_shifts_eV(frames, ["H", "O"])
     assert shifts == pytest.approx([e_h, e_o], abs=1e-3)
+
+
+def test_lambda_schedule_uses_the_latest_entry_so_a_resumed_run_agrees():
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    loss_cfg = training.loss_metrics(1.0, 1.0, fast_force_weight=0.5)
+    loss = instantiate(loss_cfg)
+    LambdaSchedule, _ = training._callback_classes()
+    schedule = LambdaSchedule({0: 1.0, 2: 0.1}, {m["name"]: m["coeff"] for m in loss_cfg["metrics"]})
+    module = SimpleNamespace(loss=loss)
+    for epoch, lam in [(0, 1.0), (1, 1.0), (3, 0.1)]:  # epoch 3: as if resumed there
+        schedule.on_train_epoch_start(SimpleNamespace(current_epoch=epoch), module)
+        coeffs = {k: v.coeff for k, v in loss.entries.items()}
+        assert coeffs["fast_forces_mse"] / coeffs["forces_mse"] == pytest.approx(lam)
+
+
+def test_slowness_term_enters_the_loss_and_trains_the_slow_model():
+    configs = {"fast": _tiny(FAST_PRESET, 2.5), "slow": _tiny(SLOW_PRESET, 3.0)}
+    cfg = training.load_config(config_file())
+    loss = training.loss_metrics(1.0, 1.0, fast_force_weight=0.1, slowness_weight=1.0)
+    module = training._module_class()(**training._module_kwargs(configs, cfg, loss, 1),
+                                      slowness_temperature_K=300.0, velocity_seed=0).train()
+    batch = _batch(labelled_frames(1, seed0=3)[0], 3.0)
+    out = module(batch)
+    values = module.loss(out, batch)
+    assert values["slowness"] > 0
+    values["weighted_sum"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model["slow"].parameters())
+    again = module(batch)[training.SLOW_FORCE_JVP]  # same step, same velocities
+    torch.testing.assert_close(again, out[training.SLOW_FORCE_JVP])
