@@ -26,9 +26,14 @@ import os
 import time
 from pathlib import Path
 
+import lightning
 import numpy as np
 import torch
 import yaml
+from nequip.data import AtomicDataDict, register_fields
+from nequip.data.ase import from_ase
+from nequip.data.dataset import AtomicDataset
+from nequip.train import EMALightningModule, MeanSquaredError
 
 from . import data as data_mod
 from .data import DataError
@@ -50,13 +55,8 @@ PRESETS = {"fast": FAST_PRESET, "slow": SLOW_PRESET}
 FAST_FORCES, SLOW_FORCES, SLOW_FORCE_JVP = "fast_forces", "slow_forces", "slow_force_jvp"
 
 
-def _register_fields() -> None:
-    from nequip.data import register_fields
-
-    register_fields(node_fields=[FAST_FORCES, SLOW_FORCES, SLOW_FORCE_JVP])
-
-
-_register_fields()
+# per-atom outputs of the summed models (so nequip batches and metrics know them)
+register_fields(node_fields=[FAST_FORCES, SLOW_FORCES, SLOW_FORCE_JVP])
 
 
 # ----------------------------------------------------------------- configuration
@@ -110,26 +110,21 @@ def frames_of(path) -> list:
     return list(_cached_frames(path, os.path.getmtime(path)))
 
 
-class FramesDataset:
-    """nequip dataset of the frames `indices` of `file_path` (in memory)."""
+class FramesDataset(AtomicDataset):
+    """nequip dataset of the frames `indices` of `file_path`, held in memory."""
 
-    def __new__(cls, file_path: str, indices: list, transforms=()):
-        from nequip.data.ase import from_ase
-        from nequip.data.dataset import AtomicDataset
-
-        class _InMemory(AtomicDataset):
-            def __init__(self, data_list):
-                super().__init__(transforms=list(transforms))
-                self.data_list = data_list
-
-            def __len__(self):
-                return len(self.data_list)
-
-            def _get_data_list(self, idx):
-                return self.data_list[idx] if isinstance(idx, slice) else [self.data_list[i] for i in idx]
-
+    def __init__(self, file_path: str, indices: list, transforms=()):
+        super().__init__(transforms=list(transforms))
         frames = frames_of(file_path)
-        return _InMemory([from_ase(frames[i]) for i in indices])
+        self.data_list = [from_ase(frames[i]) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.data_list)
+
+    def _get_data_list(self, indices):
+        if isinstance(indices, slice):
+            return self.data_list[indices]
+        return [self.data_list[i] for i in indices]
 
 
 def _dataset_config(file_path, indices, type_names, r_max_A) -> dict:
@@ -212,29 +207,20 @@ def stage_model_config(role, cfg, type_names, frames, seed, energy_shifts, force
 
 
 # ------------------------------------------------------------------ the loss
-def _zero_target_mse_class():
-    from nequip.train import MeanSquaredError
+class ZeroTargetMSE(MeanSquaredError):
+    """Mean square of the prediction field `field` (target 0). Used with
+    MetricsManager's ``field: None``, so it receives whole data dicts."""
 
-    class _ZeroTargetMSE(MeanSquaredError):
-        """Mean square of the prediction field `field` (target 0); used with
-        MetricsManager's ``field: None``, so it receives whole data dicts."""
+    def __init__(self, field: str = SLOW_FORCE_JVP, **kwargs):
+        super().__init__(**kwargs)
+        self.field = field
 
-        def __init__(self, field: str = SLOW_FORCE_JVP, **kwargs):
-            super().__init__(**kwargs)
-            self.field = field
+    def update(self, preds, target) -> None:
+        values = preds[self.field]
+        super().update(values, torch.zeros_like(values))
 
-        def update(self, preds, target) -> None:
-            values = preds[self.field]
-            super().update(values, torch.zeros_like(values))
-
-        def __str__(self) -> str:
-            return "mean_square"
-
-    return _ZeroTargetMSE
-
-
-def zero_target_mse(field: str = SLOW_FORCE_JVP):
-    return _zero_target_mse_class()(field=field)
+    def __str__(self) -> str:
+        return "mean_square"
 
 
 def loss_metrics(energy_weight, force_weight, fast_force_weight=0.0, slowness_weight=0.0) -> dict:
@@ -249,7 +235,7 @@ def loss_metrics(energy_weight, force_weight, fast_force_weight=0.0, slowness_we
         metrics.append(_metric("fast_forces_mse", fast_field, "MeanSquaredError", fast_force_weight))
     if slowness_weight > 0:
         metrics.append({"name": "slowness", "field": None, "coeff": float(slowness_weight),
-                        "metric": {"_target_": "mtsmlip.training.zero_target_mse"}})
+                        "metric": {"_target_": "mtsmlip.training.ZeroTargetMSE"}})
     return {"_target_": "nequip.train.MetricsManager", "metrics": metrics}
 
 
@@ -306,8 +292,7 @@ def sum_of_models(models: torch.nn.ModuleDict, batch: dict, velocities=None) -> 
     """Energies and forces of all `models` summed (E = Σ E_m, F = Σ F_m), plus
     each model's forces as '<name>_forces'. With `velocities` (N, 3), also the
     slow force's rate of change along them, (∂F_slow/∂x)·v, as 'slow_force_jvp'."""
-    from nequip.data import AtomicDataDict as K
-
+    K = AtomicDataDict
     batch = dict(batch)
     if velocities is not None:
         batch[K.POSITIONS_KEY] = batch[K.POSITIONS_KEY].detach().requires_grad_(True)
@@ -338,83 +323,75 @@ def maxwell_boltzmann_velocities_A_per_fs(masses_amu, temperature_K, generator):
     return (noise * sigma.double()[:, None]).to(masses_amu.dtype)
 
 
-def _module_class():
-    from nequip.train import EMALightningModule
+class MultiScaleModule(EMALightningModule):
+    """nequip's EMA Lightning module whose forward is the *sum* of several models.
+    Subclassed only because NequIPLightningModule.forward calls one model ("multi-
+    model subclasses will need to override this function"), and to draw the
+    velocities of the slowness term (seeded by the step, so a resumed run agrees)."""
 
-    class MultiScaleModule(EMALightningModule):
-        """nequip's EMA Lightning module whose forward is the *sum* of several
-        models. Subclassed only because NequIPLightningModule.forward calls one
-        model ("multi-model subclasses will need to override this function"), and
-        to draw the velocities of the slowness term (seeded by step, so resumable)."""
+    def __init__(self, slowness_temperature_K=None, velocity_seed=0, **kwargs):
+        super().__init__(**kwargs)
+        from ase.data import atomic_masses
 
-        def __init__(self, slowness_temperature_K=None, velocity_seed=0, **kwargs):
-            super().__init__(**kwargs)
-            self.slowness_temperature_K = slowness_temperature_K
-            self.velocity_seed = int(velocity_seed)
-            from ase.data import atomic_masses
+        self.slowness_temperature_K = slowness_temperature_K
+        self.velocity_seed = int(velocity_seed)
+        names = next(iter(self.model.values())).type_names
+        self.register_buffer("masses_amu", torch.tensor([atomic_masses[_z(t)] for t in names]))
 
-            names = next(iter(self.model.values())).type_names
-            self.register_buffer("masses_amu", torch.tensor([atomic_masses[_z(t)] for t in names]))
+    def forward(self, inputs):
+        with torch.enable_grad():
+            return sum_of_models(self.model, inputs, self._velocities(inputs))
 
-        def forward(self, inputs):
-            with torch.enable_grad():
-                return sum_of_models(self.model, inputs, self._velocities(inputs))
-
-        def _velocities(self, inputs):
-            if not (self.training and self.slowness_temperature_K and "slow" in self.model):
-                return None
-            gen = torch.Generator().manual_seed(self.velocity_seed * 1_000_003 + int(self.global_step))
-            masses = self.masses_amu[inputs["atom_types"].view(-1)].cpu()
-            v = maxwell_boltzmann_velocities_A_per_fs(masses, self.slowness_temperature_K, gen)
-            return v.to(inputs["pos"].device, inputs["pos"].dtype)
-
-    return MultiScaleModule
+    def _velocities(self, inputs):
+        if not (self.training and self.slowness_temperature_K and "slow" in self.model):
+            return None
+        gen = torch.Generator().manual_seed(self.velocity_seed * 1_000_003 + int(self.global_step))
+        masses = self.masses_amu[inputs[AtomicDataDict.ATOM_TYPE_KEY].view(-1)].cpu()
+        v = maxwell_boltzmann_velocities_A_per_fs(masses, self.slowness_temperature_K, gen)
+        pos = inputs[AtomicDataDict.POSITIONS_KEY]
+        return v.to(pos.device, pos.dtype)
 
 
 # ---------------------------------------------------------------- callbacks
-def _callback_classes():
-    import lightning
+class LambdaSchedule(lightning.Callback):
+    """Sets the λ term's coefficient from ``{epoch: λ}`` (the latest entry at or
+    before the current epoch, so a resumed run gets the same value), relative
+    to the other terms' configured (unnormalised) weights `base_coeffs`."""
 
-    class LambdaSchedule(lightning.Callback):
-        """Sets the λ term's coefficient from ``{epoch: λ}`` (the latest entry at or
-        before the current epoch, so a resumed run gets the same value), relative
-        to the other terms' configured (unnormalised) weights `base_coeffs`."""
+    def __init__(self, schedule: dict, base_coeffs: dict):
+        self.schedule = {int(k): float(v) for k, v in schedule.items()}
+        self.base = dict(base_coeffs)
 
-        def __init__(self, schedule: dict, base_coeffs: dict):
-            self.schedule = {int(k): float(v) for k, v in schedule.items()}
-            self.base = dict(base_coeffs)
+    def on_train_epoch_start(self, trainer, module):
+        due = [e for e in self.schedule if e <= trainer.current_epoch]
+        if due:
+            module.loss.set_coeffs({**self.base, "fast_forces_mse": self.schedule[max(due)]})
 
-        def on_train_epoch_start(self, trainer, module):
-            due = [e for e in self.schedule if e <= trainer.current_epoch]
-            if due:
-                module.loss.set_coeffs({**self.base, "fast_forces_mse": self.schedule[max(due)]})
 
-    class EpochReport(lightning.Callback):
-        """Prints one line per epoch with the current errors; keeps the history."""
+class EpochReport(lightning.Callback):
+    """Prints one line per epoch with the current errors; keeps the history."""
 
-        def __init__(self, stage: str):
-            self.stage, self.history, self.t0 = stage, [], time.time()
+    def __init__(self, stage: str):
+        self.stage, self.history, self.t0 = stage, [], time.time()
 
-        def on_validation_end(self, trainer, module):
-            if trainer.sanity_checking:
-                return
-            m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-            # validation runs before the module's on_train_epoch_end logs the epoch loss
-            m["train_loss_epoch/weighted_sum"] = float(module.loss.compute()["weighted_sum"])
-            row = _epoch_row(trainer.current_epoch, m)
-            if self.history and self.history[-1]["epoch"] == row["epoch"]:
-                return
-            self.history.append(row)
-            if trainer.is_global_zero:
-                print(_format_row(self.stage, trainer.max_epochs, row, time.time() - self.t0), flush=True)
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        # validation runs before the module's on_train_epoch_end logs the epoch loss
+        m["train_loss_epoch/weighted_sum"] = float(module.loss.compute()["weighted_sum"])
+        row = _epoch_row(trainer.current_epoch, m)
+        if self.history and self.history[-1]["epoch"] == row["epoch"]:
+            return
+        self.history.append(row)
+        if trainer.is_global_zero:
+            print(_format_row(self.stage, trainer.max_epochs, row, time.time() - self.t0), flush=True)
 
-        def state_dict(self):
-            return {"history": self.history}
+    def state_dict(self):
+        return {"history": self.history}
 
-        def load_state_dict(self, state):
-            self.history = list(state["history"])
-
-    return LambdaSchedule, EpochReport
+    def load_state_dict(self, state):
+        self.history = list(state["history"])
 
 
 def _epoch_row(epoch, m) -> dict:
@@ -463,12 +440,10 @@ def _module_kwargs(models_cfg, cfg, loss_cfg, n_val_sets, init_from=None, frozen
 def run_stage(stage, module_kwargs, datamodule, cfg, out_dir, resume, callbacks=(), extra_module_args=None):
     """Fit one stage with Lightning (checkpoint every epoch in
     DIR/checkpoints/<stage>/); returns (module with EMA weights loaded, history)."""
-    import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     lightning.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    module = _module_class()(**module_kwargs, **(extra_module_args or {}))
-    LambdaSchedule, EpochReport = _callback_classes()
+    module = MultiScaleModule(**module_kwargs, **(extra_module_args or {}))
     ckpt_dir = Path(out_dir) / "checkpoints" / stage
     report = EpochReport(stage)
     cbs = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1), report]
@@ -573,6 +548,7 @@ def _train_stage(stage, plan, cfg, out_dir, resume, callbacks):
     elif stage == "baseline":
         configs, kwargs = {"baseline": plan["slow"]}, {}
         loss = loss_metrics(a, b)
+        cfg = {**cfg, "epochs": cfg.get("baseline_epochs") or cfg["epochs"]}
     else:
         configs, kwargs, loss = _stage2_setup(plan, cfg, out_dir)
     r_max_A = max(c["r_max"] for c in configs.values())

@@ -253,8 +253,7 @@ def test_lambda_schedule_uses_the_latest_entry_so_a_resumed_run_agrees():
 
     loss_cfg = training.loss_metrics(1.0, 1.0, fast_force_weight=0.5)
     loss = instantiate(loss_cfg)
-    LambdaSchedule, _ = training._callback_classes()
-    schedule = LambdaSchedule({0: 1.0, 2: 0.1}, {m["name"]: m["coeff"] for m in loss_cfg["metrics"]})
+    schedule = training.LambdaSchedule({0: 1.0, 2: 0.1}, {m["name"]: m["coeff"] for m in loss_cfg["metrics"]})
     module = SimpleNamespace(loss=loss)
     for epoch, lam in [(0, 1.0), (1, 1.0), (3, 0.1)]:  # epoch 3: as if resumed there
         schedule.on_train_epoch_start(SimpleNamespace(current_epoch=epoch), module)
@@ -266,7 +265,7 @@ def test_slowness_term_enters_the_loss_and_trains_the_slow_model():
     configs = {"fast": _tiny(FAST_PRESET, 2.5), "slow": _tiny(SLOW_PRESET, 3.0)}
     cfg = training.load_config(config_file())
     loss = training.loss_metrics(1.0, 1.0, fast_force_weight=0.1, slowness_weight=1.0)
-    module = training._module_class()(**training._module_kwargs(configs, cfg, loss, 1),
+    module = training.MultiScaleModule(**training._module_kwargs(configs, cfg, loss, 1),
                                       slowness_temperature_K=300.0, velocity_seed=0).train()
     batch = _batch(labelled_frames(1, seed0=3)[0], 3.0)
     out = module(batch)
