@@ -173,16 +173,29 @@ class Split:
         return {"seed": self.seed, "train": self.train, "val": self.val, "test": self.test}
 
 
-def make_split(n_frames: int, n_train: int, n_val: int, seed: int, n_test: int | None = None) -> Split:
-    """Random split of `n_frames` frames; the test set is the remaining frames
-    (or the first `n_test` of them). Same seed, same split."""
+def make_split(n_frames: int, n_train: int, n_val: int, seed: int, n_test: int | None = None,
+               test_split: str = "random") -> Split:
+    """Train/validation/test indices into `n_frames` frames; same seed, same split.
+
+    test_split "random": train and validation are drawn at random, the test set is
+    the remaining frames (or the first `n_test` of them). "last": the test set is the
+    last `n_test` frames of the file (the usual hold-out for time-ordered data such
+    as the water set's last 200 frames); train and validation are drawn from the rest.
+    """
+    if test_split not in ("random", "last"):
+        raise DataError(f"test_split must be 'random' or 'last' (got {test_split!r})")
     if n_train < 1 or n_val < 1:
         raise DataError(f"need at least 1 training and 1 validation frame (got {n_train}, {n_val})")
-    if n_train + n_val > n_frames:
+    held_out = int(n_test or 0) if test_split == "last" else 0
+    if test_split == "last" and held_out < 1:
+        raise DataError("test_split 'last' needs test_frames >= 1")
+    pool = n_frames - held_out
+    if n_train + n_val > pool:
         raise DataError(
-            f"asked for {n_train} train + {n_val} validation frames but the data has {n_frames}"
+            f"asked for {n_train} train + {n_val} validation frames but the data has {pool}"
+            + (f" once the last {held_out} are held out" if held_out else "")
         )
-    perm = np.random.default_rng(seed).permutation(n_frames).tolist()
-    rest = perm[n_train + n_val :]
-    test = rest if n_test is None else rest[:n_test]
+    perm = np.random.default_rng(seed).permutation(pool).tolist()
+    rest = list(range(pool, n_frames)) if held_out else perm[n_train + n_val :]
+    test = rest if (n_test is None or held_out) else rest[:n_test]
     return Split(train=perm[:n_train], val=perm[n_train : n_train + n_val], test=test, seed=seed)

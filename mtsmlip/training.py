@@ -507,7 +507,8 @@ def plan_training(data_path, cfg) -> dict:
     path = os.path.abspath(os.fspath(data_path))
     frames = frames_of(path)
     n_val = int(cfg["val_frames"])
-    split = data_mod.make_split(len(frames), int(cfg["train_frames"]), n_val, int(cfg["seed"]), cfg["test_frames"])
+    split = data_mod.make_split(len(frames), int(cfg["train_frames"]), n_val, int(cfg["seed"]), cfg["test_frames"],
+                                cfg.get("test_split", "random"))
     train_frames = [frames[i] for i in split.train]
     type_names = data_mod.species_of(frames)
     shifts = per_type_energy_shifts_eV(train_frames, type_names)

@@ -104,3 +104,17 @@ def test_split_is_fixed_by_seed_and_disjoint():
 def test_split_larger_than_data():
     with pytest.raises(DataError, match="the data has 10"):
         make_split(10, 8, 4, seed=0)
+
+
+def test_last_frames_held_out_as_test_set():
+    from mtsmlip.data import make_split
+
+    split = make_split(100, 60, 10, seed=3, n_test=20, test_split="last")
+    assert split.test == list(range(80, 100))
+    assert not set(split.train) & set(split.val)
+    assert max(split.train + split.val) < 80
+    assert make_split(100, 60, 10, 3, 20, "last") == split
+    with pytest.raises(DataError, match="once the last 20 are held out"):
+        make_split(100, 75, 10, 3, 20, "last")
+    with pytest.raises(DataError, match="test_split must be"):
+        make_split(100, 60, 10, 3, 20, "first")
