@@ -275,3 +275,9 @@ def test_slowness_term_enters_the_loss_and_trains_the_slow_model():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model["slow"].parameters())
     again = module(batch)[training.SLOW_FORCE_JVP]  # same step, same velocities
     torch.testing.assert_close(again, out[training.SLOW_FORCE_JVP])
+
+
+def test_test_split_last_holds_out_the_last_frames():
+    cfg = training.load_config(config_file(), test_split="last", test_frames=3)
+    split = training.plan_training(data_file(), cfg)["split"]
+    assert split.test == [13, 14, 15] and max(split.train + split.val) < 13
