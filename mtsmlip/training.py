@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -139,8 +140,28 @@ def _dataset_config(file_path, indices, type_names, r_max_A) -> dict:
     }
 
 
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """Random order of `n` frames that is a pure function of (seed, epoch), like
+    DistributedSampler: Lightning calls ``set_epoch`` before every epoch, so a run
+    resumed from an end-of-epoch checkpoint draws exactly the order an
+    uninterrupted run draws, whatever generator state the loaders carry."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
 def data_module(file_path, split, type_names, r_max_A, cfg):
-    """A ``NequIPDataModule`` over the split; shuffling is seeded and checkpointed."""
+    """A ``NequIPDataModule`` over the split; the training order depends only on (seed, epoch)."""
     from nequip.data.datamodule import NequIPDataModule
 
     loader = {"_target_": "torch.utils.data.DataLoader", "batch_size": int(cfg["batch_size"])}
@@ -148,7 +169,8 @@ def data_module(file_path, split, type_names, r_max_A, cfg):
         seed=int(cfg["seed"]),
         train_dataset=_dataset_config(file_path, split.train, type_names, r_max_A),
         val_dataset=_dataset_config(file_path, split.val, type_names, r_max_A),
-        train_dataloader={**loader, "shuffle": True},
+        train_dataloader={**loader, "sampler": {"_target_": "mtsmlip.training.EpochShuffleSampler",
+                                                 "n": len(split.train), "seed": int(cfg["seed"])}},
         val_dataloader=loader,
     )
 
@@ -420,6 +442,10 @@ def _format_row(stage, max_epochs, row, elapsed_s) -> str:
 def _module_kwargs(models_cfg, cfg, loss_cfg, n_val_sets, init_from=None, frozen=(), fast_lr_factor=1.0):
     """Everything MultiScaleModule needs, as plain (checkpointable) config."""
     epochs, lr = int(cfg["epochs"]), float(cfg["learning_rate"])
+    # the cosine schedule steps with every optimiser step, not every epoch: Lightning
+    # saves the end-of-epoch checkpoint before an epoch-interval scheduler steps, so a
+    # resumed run would be one scheduler step behind an uninterrupted one
+    steps_per_epoch = math.ceil(int(cfg["train_frames"]) / int(cfg["batch_size"]))
     with_fast = "fast" in models_cfg and len(models_cfg) > 1
     return {
         "model": {"_target_": "mtsmlip.training.build_model_dict", "models": models_cfg,
@@ -429,8 +455,9 @@ def _module_kwargs(models_cfg, cfg, loss_cfg, n_val_sets, init_from=None, frozen
                       "param_groups": {"_target_": "mtsmlip.training.param_groups", "lr": lr,
                                        "fast_lr_factor": float(fast_lr_factor)}},
         "lr_scheduler": {"scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
-                                       "T_max": epochs, "eta_min": lr * float(cfg["lr_min_factor"])},
-                         "interval": "epoch", "frequency": 1},
+                                       "T_max": epochs * steps_per_epoch,
+                                       "eta_min": lr * float(cfg["lr_min_factor"])},
+                         "interval": "step", "frequency": 1},
         "loss": loss_cfg,
         "val_metrics": validation_metrics(with_fast),
         "ema_decay": float(cfg["ema_decay"]),
@@ -446,7 +473,9 @@ def run_stage(stage, module_kwargs, datamodule, cfg, out_dir, resume, callbacks=
     module = MultiScaleModule(**module_kwargs, **(extra_module_args or {}))
     ckpt_dir = Path(out_dir) / "checkpoints" / stage
     report = EpochReport(stage)
-    cbs = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1), report]
+    # Lightning >= 2.5 writes last.ckpt only when a top-k checkpoint was written in
+    # the same step, so keep the newest epoch checkpoint (monitor=None, top 1) too
+    cbs = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1), report]
     schedule = cfg["loss"].get("fast_force_weight_schedule")
     if schedule and stage == "stage2":
         weights = {m["name"]: m["coeff"] for m in module_kwargs["loss"]["metrics"] if "coeff" in m}

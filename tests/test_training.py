@@ -100,17 +100,22 @@ def _interrupt_stage2_at_epoch(epoch):
     return StopHere()
 
 
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, capsys):
     reference = mtsmlip.load(trained_dir())
     out = tmp_path / "run"
     cfg = training.load_config(config_file())
     with pytest.raises(Interrupt):
         training.train(data_file(), out, cfg, callbacks=[_interrupt_stage2_at_epoch(1)])
+    assert (out / "checkpoints" / "stage2" / "last.ckpt").is_file()  # epoch 0 of stage 2 was saved
     with pytest.raises(DataError, match="not a finished"):
         mtsmlip.load(out)
     with pytest.raises(DataError, match="--resume"):
         training.train(data_file(), out, cfg)
+    capsys.readouterr()
     assert main(["train", "--data", str(data_file()), "--out", str(out), "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "[stage2] epoch 2/2" in printed and "[stage2] epoch 1/2" not in printed  # continued, not restarted
+    assert "[stage1]" not in printed  # the finished stage is reused
     resumed = mtsmlip.load(out)
     for name in ("fast", "slow", "baseline"):
         a, b = resumed.models[name].module.state_dict(), reference.models[name].module.state_dict()
