@@ -310,7 +310,9 @@ def add_arguments(p) -> None:
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     p.add_argument("--ps", type=float, required=True, help="simulated ps per run (NVT production)")
     p.add_argument("--timestep-fs", type=float, default=0.5, help="inner/baseline time step δt (fs)")
-    p.add_argument("--n-inner", default="2,3,4,6", help="comma-separated inner-step counts n to test")
+    p.add_argument("--n-inner", default="2,3,4,6",
+                   help="comma-separated inner-step counts n to test; include 1 (the pair with velocity "
+                        "Verlet) to tell model differences from integrator differences")
     p.add_argument("--temperature-K", type=float, default=300.0)
     p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
                    help="thermostat for every production run (bussi disturbs dynamics least)")
