@@ -22,7 +22,7 @@ import ase.io
 import numpy as np
 from ase import Atoms, units
 
-from .data import DataError
+from .data import DataError, read_structure
 from .models import atomic_write, atomic_write_json
 
 STATE_FILE = "progress.json"
@@ -260,7 +260,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, model_dir, structure_path)
     models = load(model_dir)
-    start = equilibrated_start(models, _read_structure(structure_path), cfg, out)
+    start = equilibrated_start(models, read_structure(structure_path), cfg, out)
     state = _load_json(out / STATE_FILE)
     production = Production(models, start, cfg, out, state)
     total_ps = cfg.ps * len(cfg.runs)
@@ -275,15 +275,6 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     result = analyse(production, drift, forces, cfg, start)
     write_report(result, production, drift, forces, cfg, out)
     return result
-
-
-def _read_structure(path) -> Atoms:
-    if not Path(path).is_file():
-        raise DataError(f"{path}: structure file not found")
-    try:
-        return ase.io.read(path)
-    except Exception as exc:  # ase raises many types for unreadable files
-        raise DataError(f"{path}: cannot be read by ase.io.read ({exc})") from exc
 
 
 def _load_json(path) -> dict:

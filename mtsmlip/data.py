@@ -54,6 +54,18 @@ def read_frames(path, index=":") -> list[Atoms]:
     return labelled
 
 
+def read_structure(path) -> Atoms:
+    """The starting structure for MD: the last frame of anything ``ase.io.read``
+    reads (positions, cell, pbc and momenta if present); no labels needed."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: structure file not found")
+    try:
+        return _read_ase(path, -1)
+    except Exception as exc:  # ase raises many types for unreadable files
+        raise DataError(f"{path}: cannot be read by ase.io.read ({exc})") from exc
+
+
 def _read_ase(path: str, index):
     """ase.io.read, but a .gz file is decompressed into memory first: ASE seeks
     back and forth in the file, which in a gzip stream costs quadratic time

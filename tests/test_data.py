@@ -2,7 +2,6 @@
 
 import gzip
 
-import ase.io
 import numpy as np
 import pytest
 

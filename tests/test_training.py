@@ -1,7 +1,6 @@
 """Co-training: a trained model dir obeys the physics, the stage-2 loss falls,
 an interrupted run resumes to the same numbers, and bad input is named."""
 
-import json
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ neighbours of an a.
 from __future__ import annotations
 
 from itertools import combinations_with_replacement
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 from ase import Atoms

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import ase.io
 
-from ..data import DataError
+from ..data import DataError, read_structure
 from .engine import Engine, MDInstability, RunSettings, initialise_momenta, providers_for
 
 
@@ -36,7 +35,7 @@ def build_engine(args) -> Engine:
     from .. import load
 
     models = load(args.model)
-    atoms = _read_structure(args.structure)
+    atoms = read_structure(args.structure)
     settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline else args.n_inner,
                            thermostat=args.thermostat, temperature_K=args.temperature_K,
                            friction_per_fs=args.friction_per_fs, baseline=args.baseline)
@@ -44,15 +43,6 @@ def build_engine(args) -> Engine:
     initialise_momenta(atoms, args.temperature_K, args.seed)
     fast, slow = providers_for(models, atoms, args.baseline, skin_A=args.skin_A)
     return Engine(atoms, fast, slow, settings, args.out, seed=args.seed, traj_every=args.traj_every)
-
-
-def _read_structure(path):
-    if not Path(path).is_file():
-        raise DataError(f"{path}: structure file not found")
-    try:
-        return ase.io.read(path)
-    except Exception as exc:  # ase raises many types for unreadable files
-        raise DataError(f"{path}: cannot be read by ase.io.read ({exc})") from exc
 
 
 def run(args) -> int:
