@@ -173,6 +173,7 @@ def write_plots(result, production, drift, forces, cfg, out: Path) -> list[str]:
         msd[run.label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
         _, cm1, dos = an.vdos(s.array("velocities_A_per_fs").astype(float), dt_fs, template.get_masses())
         vdos[run.label] = (cm1, dos)
+    vdos = _trim_to_weight(vdos)
     plots.plot_rdf(result["_rdf"], out / "rdf.png")
     plots.plot_msd(msd, out / f"msd_{heavy}.png")
     plots.plot_vdos(vdos, out / "vdos.png")
@@ -186,6 +187,13 @@ def write_plots(result, production, drift, forces, cfg, out: Path) -> list[str]:
                                   nyquist_THz=an.nyquist_THz(largest_n * cfg.timestep_fs))
         names.append("force_spectrum.png")
     return names
+
+
+def _trim_to_weight(curves: dict, fraction=1e-3, margin=1.3) -> dict:
+    """Cut spectra {label: (x, y)} at `margin` × the highest x where any curve
+    still exceeds `fraction` of its maximum (each run's Nyquist limit differs)."""
+    top = max(x[y > fraction * y.max()].max() for x, y in curves.values())
+    return {k: (x[x <= margin * top], y[x <= margin * top]) for k, (x, y) in curves.items()}
 
 
 def write_report(result, production, drift, forces, cfg, out: Path) -> None:
