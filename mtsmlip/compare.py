@@ -147,7 +147,7 @@ def make_engine(models, atoms, run: RunSpec, cfg: CompareSettings, out_dir, ther
     return Engine(atoms, fast, slow, settings, out_dir, seed=seed, traj_every=10**12)
 
 
-def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path) -> Atoms:
+def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path, progress=True) -> Atoms:
     """Langevin with the baseline model for equilibrate_ps; cached in OUT/start.extxyz."""
     from .md.engine import initialise_momenta
 
@@ -160,7 +160,7 @@ def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path) -> Atoms:
     if steps:
         eq = make_engine(models, atoms, run, cfg, out / "equilibration", "langevin", cfg.seed)
         _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model (Langevin, {cfg.temperature_K} K)")
-        eq.run(steps, progress=True)
+        eq.run(steps, progress=progress)
         atoms = eq.frame(eq.state)
     atomic_write(path, lambda tmp: ase.io.write(tmp, atoms, format="extxyz"))
     return ase.io.read(path)
@@ -260,7 +260,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, model_dir, structure_path)
     models = load(model_dir)
-    start = equilibrated_start(models, read_structure(structure_path), cfg, out)
+    start = equilibrated_start(models, read_structure(structure_path), cfg, out, progress_bar)
     state = _load_json(out / STATE_FILE)
     production = Production(models, start, cfg, out, state)
     total_ps = cfg.ps * len(cfg.runs)

@@ -199,7 +199,7 @@ class TrainedModels:
 
     @classmethod
     def load(cls, directory) -> "TrainedModels":
-        directory = Path(directory)
+        directory = resolve_model_dir(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
             raise DataError(

@@ -37,3 +37,19 @@ def test_unknown_model_name_lists_what_is_shipped(tmp_path):
     assert resolve_model_dir(tmp_path) == tmp_path
     with pytest.raises(DataError, match="no shipped models of that name"):
         resolve_model_dir("no-such-model")
+
+
+def test_shipped_water_models_reproduce_the_readme_table(water_file, tmp_path, capsys):
+    """`mtsmlip eval --model water` on the last 200 frames (the held-out test set)."""
+    import json
+
+    from mtsmlip.cli import main
+
+    assert main(["eval", "--model", "water", "--data", str(water_file), "--frames=-200:", "--json",
+                 "--out", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_frames"] == 200
+    readme = {"fast": (28.0, 85.3), "total": (2.85, 56.2), "baseline": (3.87, 73.7)}
+    for name, (energy_mae, force_mae) in readme.items():
+        assert result[name]["energy_mae_meV_per_atom"] == pytest.approx(energy_mae, abs=0.05), name
+        assert result[name]["force_mae_meV_per_A"] == pytest.approx(force_mae, abs=0.05), name
