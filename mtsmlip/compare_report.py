@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from . import analysis as an
+from .compare import ns_per_day
 from .models import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
@@ -71,7 +72,7 @@ def run_metrics(label, production, drift, cfg, template, rdf_r_A):
     numbers = {
         "n_inner": run.n_inner, "outer_timestep_fs": outer_fs, "simulated_ps": simulated_ps,
         "wall_s": production.progress[label]["wall_s"],
-        "ns_per_day": _ns_per_day(simulated_ps, production.progress[label]["wall_s"]),
+        "ns_per_day": ns_per_day(simulated_ps, production.progress[label]["wall_s"]),
         "mean_temperature_K": float(np.mean(samples.array("temperature_K")[1:])),
         "drift_meV_per_atom_per_ps": drift_value,
         "diffusion_A2_per_ps": d[heavy].D_A2_per_ps if d else None,
@@ -80,10 +81,6 @@ def run_metrics(label, production, drift, cfg, template, rdf_r_A):
         "diffusion_by_species": {s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()},
     }
     return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d)
-
-
-def _ns_per_day(simulated_ps, wall_s) -> float:
-    return simulated_ps * 1e-3 / max(wall_s, 1e-12) * 86400.0
 
 
 def rdf_noise_floor(production, template, rdf_r_A) -> float:
