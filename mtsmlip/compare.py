@@ -51,6 +51,9 @@ class CompareSettings:
     thermostat: str = "bussi"
     friction_per_fs: float | None = None
     equilibrate_ps: float = 0.2
+    # Equilibration friction: strong (20 fs), because a start built from gas-phase
+    # molecules releases heat as it relaxes, and production should begin at T.
+    equilibrate_friction_per_fs: float = 0.05
     nve_ps: float = 0.2
     spectrum_ps: float = 0.1
     block_fs: float | None = None
@@ -64,6 +67,8 @@ class CompareSettings:
             raise DataError(f"--n-inner needs integers >= 1 (got {list(self.n_inner)})")
         if min(self.equilibrate_ps, self.nve_ps, self.spectrum_ps) < 0:
             raise DataError("--equilibrate-ps, --nve-ps and --spectrum-ps must be >= 0")
+        if not self.equilibrate_friction_per_fs > 0:
+            raise DataError(f"--equilibrate-friction-per-fs must be positive (got {self.equilibrate_friction_per_fs})")
 
     @property
     def runs(self) -> list[RunSpec]:
@@ -135,14 +140,16 @@ def _savez(tmp, arrays) -> None:
 
 
 # ---- engines ----------------------------------------------------------------
-def make_engine(models, atoms, run: RunSpec, cfg: CompareSettings, out_dir, thermostat, seed):
+def make_engine(models, atoms, run: RunSpec, cfg: CompareSettings, out_dir, thermostat, seed, friction_per_fs=None):
     """An Engine that never writes on its own (compare saves samples and restarts
-    together at block ends, so nothing is half-written after an interruption)."""
+    together at block ends, so nothing is half-written after an interruption).
+    `friction_per_fs` overrides cfg.friction_per_fs."""
+    friction_per_fs = cfg.friction_per_fs if friction_per_fs is None else friction_per_fs
     from .md.engine import Engine, RunSettings, providers_for
 
     settings = RunSettings(timestep_fs=cfg.timestep_fs, n_inner=run.n_inner, thermostat=thermostat,
                            temperature_K=cfg.temperature_K if thermostat else None,
-                           friction_per_fs=cfg.friction_per_fs if thermostat else None, baseline=run.baseline)
+                           friction_per_fs=friction_per_fs if thermostat else None, baseline=run.baseline)
     fast, slow = providers_for(models, atoms, run.baseline, skin_A=cfg.skin_A)
     return Engine(atoms, fast, slow, settings, out_dir, seed=seed, traj_every=10**12)
 
@@ -158,8 +165,10 @@ def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path, progress=
     run = RunSpec(1, baseline=True)
     steps = cfg.steps_for(run, cfg.equilibrate_ps) if cfg.equilibrate_ps > 0 else 0
     if steps:
-        eq = make_engine(models, atoms, run, cfg, out / "equilibration", "langevin", cfg.seed)
-        _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model (Langevin, {cfg.temperature_K} K)")
+        eq = make_engine(models, atoms, run, cfg, out / "equilibration", "langevin", cfg.seed,
+                         friction_per_fs=cfg.equilibrate_friction_per_fs)
+        _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model "
+             f"(Langevin, {cfg.temperature_K} K, friction {cfg.equilibrate_friction_per_fs}/fs)")
         eq.run(steps, progress=progress)
         atoms = eq.frame(eq.state)
     atomic_write(path, lambda tmp: ase.io.write(tmp, atoms, format="extxyz"))
@@ -309,6 +318,8 @@ def add_arguments(p) -> None:
                    help="thermostat for every production run (bussi disturbs dynamics least)")
     p.add_argument("--friction-per-fs", type=float, default=None, help="thermostat rate (default 0.01/fs)")
     p.add_argument("--equilibrate-ps", type=float, default=0.2, help="baseline Langevin equilibration first")
+    p.add_argument("--equilibrate-friction-per-fs", type=float, default=CompareSettings.equilibrate_friction_per_fs,
+                   help="Langevin friction of the equilibration (default 0.05/fs: removes relaxation heat fast)")
     p.add_argument("--nve-ps", type=float, default=0.2, help="NVE segment per run for the energy drift")
     p.add_argument("--spectrum-ps", type=float, default=0.1, help="n=1 segment sampling both forces every δt")
     p.add_argument("--block-fs", type=float, default=None, help="interleaving block length (simulated fs)")
@@ -326,7 +337,7 @@ def settings_from_args(args) -> CompareSettings:
     return CompareSettings(ps=args.ps, timestep_fs=args.timestep_fs, n_inner=n_inner,
                            temperature_K=args.temperature_K, thermostat=args.thermostat,
                            friction_per_fs=args.friction_per_fs, equilibrate_ps=args.equilibrate_ps,
-                           nve_ps=args.nve_ps, spectrum_ps=args.spectrum_ps, block_fs=args.block_fs,
+                           equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps, spectrum_ps=args.spectrum_ps, block_fs=args.block_fs,
                            seed=args.seed)
 
 

@@ -110,6 +110,7 @@ def test_too_short_runs_report_no_diffusion_and_fail_by_name(setup, tmp_path):
     (("--n-inner", "2,x"), "expected integers"),
     (("--ps", "0"), "must be positive"),
     (("--n-inner", "0,2"), "integers >= 1"),
+    (("--equilibrate-friction-per-fs", "0"), "--equilibrate-friction-per-fs must be positive"),
 ])
 def test_bad_settings_are_refused(setup, tmp_path, capsys, extra, message):
     assert compare(setup, tmp_path, *extra) == 2
