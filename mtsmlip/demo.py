@@ -51,7 +51,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="water", help="model directory, or 'water' for the shipped models")
     p.add_argument("--molecules", type=int, default=64, help="water molecules in the box")
     p.add_argument("--ps", type=float, default=0.5, help="simulated ps per run")
-    p.add_argument("--n-inner", default="2,4,6", help="inner-step counts to test")
+    p.add_argument("--n-inner", default="2,4,6,8", help="inner-step counts to test")
     p.add_argument("--equilibrate-ps", type=float, default=0.2)
     p.add_argument("--temperature-K", type=float, default=300.0)
     p.add_argument("--seed", type=int, default=0)

@@ -191,6 +191,40 @@ def per_type_energy_shifts_eV(frames, type_names) -> list[float]:
     return [float(s) for s in shifts]
 
 
+SHIFTS_KEY = "per_type_energy_scale_shift.shifts"
+
+
+def balance_energy_offsets(fast, slow, frames, type_names, max_frames=200) -> dict:
+    """Move the constant energy the pair has traded between its two models back
+    into the fast one: stage 2 fits only the *total* energy, so the fine-tuned
+    fast model can drift by a per-atom constant that the slow model cancels.
+    Adds per-type δ (least squares of E_ref − E_fast over `frames`) to the fast
+    model's energy shifts and subtracts it from the slow model's. Forces and the
+    total energy are unchanged; the fast model's energy is again usable alone.
+    Modifies both LoadedModels in place; returns {type: δ eV}."""
+    calc = fast.calculator()
+    residual = []
+    for atoms in frames[:max_frames]:
+        a = atoms.copy()
+        a.calc = calc
+        residual.append(atoms.info["energy"] - a.get_potential_energy())
+    counts = np.array([[np.sum(a.numbers == _z(t)) for t in type_names] for a in frames[:max_frames]], float)
+    delta, *_ = np.linalg.lstsq(counts, np.array(residual), rcond=None)
+    for model, sign in ((fast, 1.0), (slow, -1.0)):
+        state = model.module.state_dict()
+        key = next(k for k in state if k.endswith(SHIFTS_KEY))
+        order = [model.type_names.index(t) for t in type_names]
+        shifts = state[key].clone()
+        shifts[order, 0] += torch.as_tensor(sign * delta, dtype=shifts.dtype)
+        state[key] = shifts
+        model.module.load_state_dict(state)
+        old = model.config.get("per_type_energy_shifts") or dict.fromkeys(type_names, 0.0)
+        if not isinstance(old, dict):
+            old = dict(zip(model.type_names, old))
+        model.config["per_type_energy_shifts"] = {t: float(old[t] + sign * d) for t, d in zip(type_names, delta)}
+    return {t: float(d) for t, d in zip(type_names, delta)}
+
+
 def _z(symbol: str) -> int:
     from ase.data import atomic_numbers
 
@@ -504,8 +538,10 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=()) -> 
     results = {}
     for stage in [s for s in STAGES if s != "baseline" or cfg["baseline"]]:
         results[stage] = _stage_result(stage, plan, cfg, out_dir, resume, callbacks)
-    manifest = build_manifest(plan, cfg, results)
     models = {"fast": results["stage2"]["models"]["fast"], "slow": results["stage2"]["models"]["slow"]}
+    moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
+    manifest = build_manifest(plan, cfg, results)
+    manifest["fast_energy_offset_moved_eV"] = moved
     if "baseline" in results:
         models["baseline"] = results["baseline"]["models"]["baseline"]
     write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)

@@ -77,11 +77,33 @@ def test_manifest_records_the_run(models):
 
 def test_fast_model_starts_stage2_from_stage1():
     stage1 = load_model(trained_dir() / "checkpoints" / "stage1" / "done" / "fast.pt")
-    fast = load_model(trained_dir() / "fast.pt")
+    fast = load_model(trained_dir() / "checkpoints" / "stage2" / "done" / "fast.pt")
     assert stage1.config == fast.config
     diffs = [(a - b).abs().max().item() for a, b in zip(stage1.module.state_dict().values(), fast.module.state_dict().values())
              if a.is_floating_point() and a.numel()]
     assert 0 < max(diffs) < 1.0  # fine-tuned (lower learning rate), not retrained
+
+
+def test_energy_offset_traded_in_stage2_goes_back_to_the_fast_model(models):
+    """The written pair differs from stage 2's only by a per-atom constant moved
+    from slow to fast: the total energy and all forces are unchanged, and the fast
+    model's mean energy error on the training frames is zero again."""
+    done = trained_dir() / "checkpoints" / "stage2" / "done"
+    stage2 = {n: load_model(done / f"{n}.pt").calculator() for n in ("fast", "slow")}
+    frames = labelled_frames(16)
+    train = [frames[i] for i in models.manifest["split"]["train"]]
+    moved = models.manifest["fast_energy_offset_moved_eV"]
+    assert set(moved) == {"H", "O"}
+    for atoms in train[:3]:
+        (e_fast, f_fast), (e_slow, f_slow) = (energy_forces(stage2[n], atoms) for n in ("fast", "slow"))
+        e_total, f_total = energy_forces(models.total, atoms)
+        assert e_total == pytest.approx(e_fast + e_slow, abs=1e-8)
+        np.testing.assert_allclose(f_total, f_fast + f_slow, atol=1e-10)
+        np.testing.assert_allclose(energy_forces(models.fast, atoms)[1], f_fast, atol=1e-10)
+    error_per_atom = [(a.get_potential_energy() - energy_forces(models.fast, a)[0]) / len(a) for a in train]
+    assert abs(np.mean(error_per_atom)) < 1e-8
+    before = [(a.get_potential_energy() - energy_forces(stage2["fast"], a)[0]) / len(a) for a in train]
+    assert abs(np.mean(before)) > 1e-6  # there was an offset to move
 
 
 class Interrupt(Exception):
