@@ -205,7 +205,7 @@ class Production:
                 steps = min(self.cfg.block_steps(run), self.remaining(run))
                 if steps > 0:
                     self.advance(run, steps)
-                    bar.update(steps * self.cfg.outer_fs(run) / 1000.0)
+                    bar.update(min(steps * self.cfg.outer_fs(run) / 1000.0, bar.total - bar.n))  # no float overshoot
 
     def advance(self, run: RunSpec, steps: int) -> None:
         engine, samples = self.engines[run.label], self.samples[run.label]
