@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .data import DataError, read_structure
-from .models import atomic_write, atomic_write_json
+from .models import add_model_argument, atomic_write, atomic_write_json
 
 STATE_FILE = "progress.json"
 
@@ -263,8 +263,10 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
 
     from . import load
     from .compare_report import analyse, write_report
+    from .models import resolve_model_dir
 
     cfg.check()
+    model_dir = resolve_model_dir(model_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, model_dir, structure_path)
@@ -306,7 +308,7 @@ def _check_same_settings(out: Path, cfg: CompareSettings, model_dir, structure_p
 
 # ---- command line -------------------------------------------------------------
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model directory from `mtsmlip train`")
+    add_model_argument(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     p.add_argument("--ps", type=float, required=True, help="simulated ps per run (NVT production)")
     p.add_argument("--timestep-fs", type=float, default=0.5, help="inner/baseline time step δt (fs)")

@@ -16,7 +16,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
-from .models import atomic_write
+from .models import add_model_argument, atomic_write
 
 WATER_MASS_AMU = 18.015
 AMU_PER_G_CM3_TO_A3 = 1e24 / units.mol  # volume (Å³) of 1 amu at 1 g/cm³
@@ -48,7 +48,7 @@ def _placed_water(centre_A, rng) -> Atoms:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", default="water", help="model directory, or 'water' for the shipped models")
+    add_model_argument(p)
     p.add_argument("--molecules", type=int, default=64, help="water molecules in the box")
     p.add_argument("--ps", type=float, default=0.5, help="simulated ps per run")
     p.add_argument("--n-inner", default="2,4,6,8", help="inner-step counts to test")

@@ -13,19 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError
+from .models import add_model_argument
 
 ERROR_KEYS = ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_meV_per_A", "force_rmse_meV_per_A")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="model directory written by `mtsmlip train`")
+    add_model_argument(parser)
     parser.add_argument("--data", required=True, help="frames with reference energies and forces")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--frames", default=None, help="python slice of the frames, e.g. '-200:' or '0:100:5'")
     which.add_argument("--split", choices=("train", "val", "test"), default=None,
                        help="the frames of this part of the training split (same data file)")
     parser.add_argument("--json", action="store_true", help="print the errors as JSON")
-    parser.add_argument("--out", default=None, help="folder for parity.png (default: the model directory)")
+    parser.add_argument("--out", default=None, help="folder for parity.png (default: the model directory; "
+                                                    "eval-NAME/ for shipped models)")
 
 
 def run(args) -> int:
@@ -35,9 +37,18 @@ def run(args) -> int:
     frames = select_frames(args.data, models.manifest, args.frames, args.split)
     predictions = predict(models, frames, args.data)
     report = error_report(frames, predictions)
-    plot = write_parity_plot(Path(args.out or args.model) / "parity.png", frames, predictions)
+    plot = write_parity_plot(Path(args.out or plot_dir(models.directory)) / "parity.png", frames, predictions)
     print(json.dumps(report, indent=2) if args.json else format_report(report, plot))
     return 0
+
+
+def plot_dir(model_dir: Path) -> Path:
+    """Where plots go without --out: the model directory, except for models shipped
+    inside the package (never written to), whose plots go to ./eval-NAME."""
+    from .models import SHIPPED_DIR
+
+    model_dir = Path(model_dir).resolve()
+    return Path(f"eval-{model_dir.name}") if model_dir.parent == SHIPPED_DIR.resolve() else model_dir
 
 
 # ----------------------------------------------------------------- frames

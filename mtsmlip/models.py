@@ -260,6 +260,17 @@ def write_model_dir(directory, models: dict, manifest: dict) -> None:
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 
 
+DEFAULT_MODEL = "water"
+
+
+def add_model_argument(parser) -> None:
+    """The --model option of every command: a directory from `mtsmlip train`, or
+    the name of shipped models; the shipped water models when left out."""
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model directory from `mtsmlip train`, or the name of shipped models "
+                             f"(default: {DEFAULT_MODEL!r}, the shipped water models)")
+
+
 def resolve_model_dir(name_or_path) -> Path:
     """A model directory from a path, or from the name of models shipped inside
     the package (e.g. ``water``, in ``mtsmlip/shipped/water``)."""

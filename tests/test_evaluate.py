@@ -114,3 +114,16 @@ def test_eval_of_an_unfinished_model_dir_is_refused(capsys, tmp_path):
     shutil.copytree(trained_dir(), tmp_path / "m", ignore=shutil.ignore_patterns("checkpoints", "manifest.json"))
     assert main(["eval", "--model", str(tmp_path / "m"), "--data", str(data_file())]) == 2
     assert "not a finished" in capsys.readouterr().err
+
+
+def test_eval_without_model_uses_the_shipped_water_models_and_writes_plots_outside_the_package(
+        water_file, capsys, tmp_path, monkeypatch):
+    from mtsmlip.models import SHIPPED_DIR
+
+    monkeypatch.chdir(tmp_path)
+    shipped_before = sorted(p.name for p in (SHIPPED_DIR / "water").iterdir())
+    assert main(["eval", "--data", str(water_file), "--frames=-2:", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_frames"] == 2 and report["baseline"] is not None
+    assert (tmp_path / "eval-water" / "parity.png").is_file()
+    assert sorted(p.name for p in (SHIPPED_DIR / "water").iterdir()) == shipped_before

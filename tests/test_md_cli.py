@@ -86,3 +86,17 @@ def test_unknown_species_and_existing_output_are_refused(setup, tmp_path, capsys
     assert md(setup, tmp_path / "twice", "--steps", "1") == 0
     assert md(setup, tmp_path / "twice", "--steps", "1") == 2
     assert "use --resume" in capsys.readouterr().err
+
+
+def test_without_model_the_shipped_water_models_run(tmp_path):
+    """No --model: the shipped water pair (64 waters built by the demo's box maker)."""
+    from mtsmlip.demo import water_box
+
+    ase.io.write(tmp_path / "box.extxyz", water_box(64, seed=2))
+    argv = ["md", "--structure", str(tmp_path / "box.extxyz"), "--timestep-fs", "0.5", "--n-inner", "2",
+            "--steps", "2", "--traj-every", "1", "--temperature-K", "300", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    columns, rows = read_log(tmp_path / "run")
+    assert rows.shape[0] == 3 and np.isfinite(rows).all()
+    assert rows[-1, columns.index("conserved_eV")] == pytest.approx(rows[0, columns.index("conserved_eV")], abs=0.05)

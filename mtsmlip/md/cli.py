@@ -7,11 +7,12 @@ from pathlib import Path
 
 
 from ..data import DataError, read_structure
+from ..models import add_model_argument
 from .engine import Engine, MDInstability, RunSettings, initialise_momenta, providers_for
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", required=True, help="model directory from `mtsmlip train`")
+    add_model_argument(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--timestep-fs", type=float, default=0.5, help="inner time step δt (fs)")
     p.add_argument("--n-inner", type=int, default=4, help="inner steps per outer step (Δt = n·δt)")
