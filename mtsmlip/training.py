@@ -185,10 +185,27 @@ def check_frames_fit(frames, r_max_A, path) -> None:
 def per_type_energy_shifts_eV(frames, type_names) -> list[float]:
     """Least-squares per-type energies E ≈ Σ_types n_t·e_t (minimum-norm solution
     when the composition never varies, as in liquid water)."""
+    return [float(s) for s in per_type_least_squares(frames, [a.info["energy"] for a in frames], type_names)]
+
+
+def per_type_least_squares(frames, values, type_names) -> np.ndarray:
+    """Per-type e_t with values ≈ Σ_types n_t·e_t over `frames` (minimum norm)."""
     counts = np.array([[np.sum(a.numbers == _z(t)) for t in type_names] for a in frames], float)
-    energies = np.array([a.info["energy"] for a in frames])
-    shifts, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    return [float(s) for s in shifts]
+    solution, *_ = np.linalg.lstsq(counts, np.asarray(values, float), rcond=None)
+    return solution
+
+
+def reference_minus_model(model, frames) -> tuple[list, list]:
+    """What `model` (a LoadedModel) leaves unexplained on labelled `frames`:
+    (E_ref − E_model per frame in eV, F_ref − F_model per frame in eV/Å)."""
+    calc = model.calculator()
+    energies, forces = [], []
+    for atoms in frames:
+        a = atoms.copy()
+        a.calc = calc
+        energies.append(atoms.info["energy"] - a.get_potential_energy())
+        forces.append(atoms.arrays["forces"] - a.get_forces())
+    return energies, forces
 
 
 SHIFTS_KEY = "per_type_energy_scale_shift.shifts"
@@ -202,14 +219,8 @@ def balance_energy_offsets(fast, slow, frames, type_names, max_frames=200) -> di
     model's energy shifts and subtracts it from the slow model's. Forces and the
     total energy are unchanged; the fast model's energy is again usable alone.
     Modifies both LoadedModels in place; returns {type: δ eV}."""
-    calc = fast.calculator()
-    residual = []
-    for atoms in frames[:max_frames]:
-        a = atoms.copy()
-        a.calc = calc
-        residual.append(atoms.info["energy"] - a.get_potential_energy())
-    counts = np.array([[np.sum(a.numbers == _z(t)) for t in type_names] for a in frames[:max_frames]], float)
-    delta, *_ = np.linalg.lstsq(counts, np.array(residual), rcond=None)
+    residual_eV, _ = reference_minus_model(fast, frames[:max_frames])
+    delta = per_type_least_squares(frames[:max_frames], residual_eV, type_names)
     for model, sign in ((fast, 1.0), (slow, -1.0)):
         state = model.module.state_dict()
         key = next(k for k in state if k.endswith(SHIFTS_KEY))
@@ -645,13 +656,7 @@ def _stage2_setup(plan, cfg, out_dir):
 def residual_force_rms_eV_per_A(fast, frames, max_frames=50) -> float:
     """RMS of F_ref − F_fast over (up to `max_frames` of) `frames`: the size of
     what the slow model has to learn."""
-    calc = fast.calculator()
-    residuals = []
-    for atoms in frames[:max_frames]:
-        a = atoms.copy()
-        a.calc = calc
-        residuals.append(atoms.arrays["forces"] - a.get_forces())
-    return force_rms_eV_per_A(residuals)
+    return force_rms_eV_per_A(reference_minus_model(fast, frames[:max_frames])[1])
 
 
 def build_manifest(plan, cfg, results) -> dict:
