@@ -100,3 +100,26 @@ def test_without_model_the_shipped_water_models_run(tmp_path):
     columns, rows = read_log(tmp_path / "run")
     assert rows.shape[0] == 3 and np.isfinite(rows).all()
     assert rows[-1, columns.index("conserved_eV")] == pytest.approx(rows[0, columns.index("conserved_eV")], abs=0.05)
+
+
+def test_resume_after_a_stop_between_outputs_and_restart_repeats_no_rows(setup, tmp_path):
+    """Stopped after the step-6 log row and frame were written but before the
+    restart (and mid-way through another frame): the resumed run drops them,
+    writes each step once, and ends where an uninterrupted run ends."""
+    import shutil
+
+    common = ("--traj-every", "2", "--thermostat", "langevin")
+    assert md(setup, tmp_path / "full", "--steps", "8", *common) == 0
+    out = tmp_path / "cut"
+    assert md(setup, out, "--steps", "4", *common) == 0
+    shutil.copy(out / "restart.npz", tmp_path / "restart_at_4.npz")
+    assert md(setup, out, "--steps", "2", "--resume", *common) == 0
+    shutil.copy(tmp_path / "restart_at_4.npz", out / "restart.npz")  # the step-6 restart never landed
+    with open(out / "trajectory.extxyz", "a") as f:
+        f.write("24\nProperties=species:S:1:pos:R:3 step=8\nO 0.0 0.0")  # a frame cut off mid-write
+    assert md(setup, out, "--steps", "4", "--resume", *common) == 0
+    columns, rows = read_log(out)
+    assert rows[:, 0].tolist() == [0, 2, 4, 6, 8]
+    assert [f.info["step"] for f in ase.io.read(out / "trajectory.extxyz", ":")] == [0, 2, 4, 6, 8]
+    for full, resumed in zip(final_state(tmp_path / "full"), final_state(out)):
+        np.testing.assert_array_equal(full, resumed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -246,6 +247,52 @@ class Engine:
                              meta["energy_fast_eV"], meta["energy_slow_eV"])
         self.thermostat.set_state(meta["thermostat"])
         self.step = int(meta["step"])
+        self.trim_outputs_to(self.step)
+
+    def trim_outputs_to(self, step: int) -> None:
+        """Drop log rows and trajectory frames written after the restart at `step`
+        (a run stopped between writing them and writing the restart), and a frame
+        cut off mid-write, so that a resumed run never repeats or corrupts rows."""
+        log = self.out_dir / "md.log"
+        if log.is_file():
+            lines = log.read_text().splitlines(keepends=True)
+            kept = [x for x in lines if x.startswith("#") or _row_step(x) is not None and _row_step(x) <= step]
+            if kept != lines:
+                atomic_write(log, lambda tmp: Path(tmp).write_text("".join(kept)))
+        traj = self.out_dir / "trajectory.extxyz"
+        if traj.is_file():
+            text = traj.read_text()
+            kept = "".join(frame for frame, frame_step in _extxyz_frames(text) if frame_step <= step)
+            if kept != text:
+                atomic_write(traj, lambda tmp: Path(tmp).write_text(kept))
+
+
+def _row_step(line: str):
+    """The step of a complete md.log row, or None for a partial/garbled one."""
+    fields = line.split()
+    if not line.endswith("\n") or len(fields) != len(LOG_COLUMNS):
+        return None
+    try:
+        return int(fields[0])
+    except ValueError:
+        return None
+
+
+def _extxyz_frames(text: str):
+    """(frame text, step) for each complete frame of an extxyz file that the
+    engine wrote (step from the comment line); stops at the first incomplete one."""
+    lines, i = text.splitlines(keepends=True), 0
+    while i < len(lines):
+        try:
+            n_atoms = int(lines[i])
+        except ValueError:
+            return
+        frame = lines[i:i + n_atoms + 2]
+        match = re.search(r"\bstep=(\d+)", frame[1]) if len(frame) > 1 else None
+        if len(frame) < n_atoms + 2 or not frame[-1].endswith("\n") or match is None:
+            return
+        yield "".join(frame), int(match.group(1))
+        i += n_atoms + 2
 
 
 def closest_pair(template: Atoms, positions, cutoff_A: float) -> tuple:
