@@ -50,9 +50,8 @@ def diffusion(samples, template: Atoms, interval_ps: float) -> dict | None:
     if len(samples.step) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
         return None
     positions = an.unwrap_positions(samples.array("positions_A").astype(float), template.cell.array)
-    symbols, masses = np.array(template.get_chemical_symbols()), template.get_masses()
-    return {s: an.diffusion_blocks(positions, interval_ps, N_DIFFUSION_BLOCKS, masses_amu=masses,
-                                   select=symbols == s) for s in sorted(set(symbols))}
+    return an.species_diffusion(positions, template.get_chemical_symbols(), template.get_masses(), interval_ps,
+                                N_DIFFUSION_BLOCKS)
 
 
 def heaviest_species(template: Atoms) -> str:

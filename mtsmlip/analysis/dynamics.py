@@ -114,10 +114,16 @@ def _block_D(block, frame_interval_ps, fit_fraction, masses_amu, select) -> floa
 
 def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_blocks=5, fit_fraction=(0.1, 0.5)):
     """{symbol: DiffusionEstimate} for each species of a (wrapped) trajectory."""
-    positions = unwrapped_positions_A(frames)
-    symbols, masses = _frames.chemical_symbols(frames), frames[0].get_masses()
-    return {s: diffusion_blocks(positions, frame_interval_ps, n_blocks, fit_fraction, masses, symbols == s)
-            for s in sorted(set(symbols))}
+    return species_diffusion(unwrapped_positions_A(frames), _frames.chemical_symbols(frames),
+                             frames[0].get_masses(), frame_interval_ps, n_blocks, fit_fraction)
+
+
+def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_blocks=5,
+                      fit_fraction=(0.1, 0.5)) -> dict:
+    """{symbol: DiffusionEstimate} from unwrapped positions (T, N, 3) Å; symbols (N,)."""
+    symbols = np.asarray(symbols)
+    return {s: diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks, fit_fraction, masses_amu,
+                                symbols == s) for s in sorted(set(symbols.tolist()))}
 
 
 def drift_meV_per_atom_per_ps(time_ps, conserved_eV, n_atoms) -> float:
