@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 
 def load(model_dir):
-    """Load a trained model directory (or shipped models by name, e.g. "water"): returns a :class:`mtsmlip.models.TrainedModels`
+    """Load a trained model directory, or shipped models by name (e.g. "water"):
+    returns a :class:`mtsmlip.models.TrainedModels`
     with ``.fast``, ``.slow``, ``.total`` and ``.baseline`` ASE calculators."""
     from .models import TrainedModels
 

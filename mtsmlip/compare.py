@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .data import DataError, read_structure
-from .models import add_model_argument, atomic_write, atomic_write_json
+from .models import add_model_argument, atomic_write, atomic_write_json, resolve_model_dir
 
 STATE_FILE = "progress.json"
 
@@ -144,8 +144,9 @@ def make_engine(models, atoms, run: RunSpec, cfg: CompareSettings, out_dir, ther
     """An Engine that never writes on its own (compare saves samples and restarts
     together at block ends, so nothing is half-written after an interruption).
     `friction_per_fs` overrides cfg.friction_per_fs."""
-    friction_per_fs = cfg.friction_per_fs if friction_per_fs is None else friction_per_fs
     from .md.engine import Engine, RunSettings, providers_for
+
+    friction_per_fs = cfg.friction_per_fs if friction_per_fs is None else friction_per_fs
 
     settings = RunSettings(timestep_fs=cfg.timestep_fs, n_inner=run.n_inner, thermostat=thermostat,
                            temperature_K=cfg.temperature_K if thermostat else None,
@@ -263,7 +264,6 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
 
     from . import load
     from .compare_report import analyse, write_report
-    from .models import resolve_model_dir
 
     cfg.check()
     model_dir = resolve_model_dir(model_dir)
@@ -339,7 +339,8 @@ def settings_from_args(args) -> CompareSettings:
     return CompareSettings(ps=args.ps, timestep_fs=args.timestep_fs, n_inner=n_inner,
                            temperature_K=args.temperature_K, thermostat=args.thermostat,
                            friction_per_fs=args.friction_per_fs, equilibrate_ps=args.equilibrate_ps,
-                           equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps, spectrum_ps=args.spectrum_ps, block_fs=args.block_fs,
+                           equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,
+                           spectrum_ps=args.spectrum_ps, block_fs=args.block_fs,
                            seed=args.seed)
 
 

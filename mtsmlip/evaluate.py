@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError
-from .models import add_model_argument
+from .models import SHIPPED_DIR, add_model_argument
 
 ERROR_KEYS = ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_meV_per_A", "force_rmse_meV_per_A")
 
@@ -45,8 +45,6 @@ def run(args) -> int:
 def plot_dir(model_dir: Path) -> Path:
     """Where plots go without --out: the model directory, except for models shipped
     inside the package (never written to), whose plots go to ./eval-NAME."""
-    from .models import SHIPPED_DIR
-
     model_dir = Path(model_dir).resolve()
     return Path(f"eval-{model_dir.name}") if model_dir.parent == SHIPPED_DIR.resolve() else model_dir
 

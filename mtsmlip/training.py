@@ -229,9 +229,7 @@ def balance_energy_offsets(fast, slow, frames, type_names, max_frames=200) -> di
         shifts[order, 0] += torch.as_tensor(sign * delta, dtype=shifts.dtype)
         state[key] = shifts
         model.module.load_state_dict(state)
-        old = model.config.get("per_type_energy_shifts") or dict.fromkeys(type_names, 0.0)
-        if not isinstance(old, dict):
-            old = dict(zip(model.type_names, old))
+        old = model.config["per_type_energy_shifts"]  # a {type: eV} dict in every stage config
         model.config["per_type_energy_shifts"] = {t: float(old[t] + sign * d) for t, d in zip(type_names, delta)}
     return {t: float(d) for t, d in zip(type_names, delta)}
 

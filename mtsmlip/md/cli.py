@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 from ..data import DataError, read_structure
 from ..models import add_model_argument
 from .engine import Engine, MDInstability, RunSettings, initialise_momenta, providers_for

@@ -253,18 +253,24 @@ class Engine:
         """Drop log rows and trajectory frames written after the restart at `step`
         (a run stopped between writing them and writing the restart), and a frame
         cut off mid-write, so that a resumed run never repeats or corrupts rows."""
-        log = self.out_dir / "md.log"
-        if log.is_file():
-            lines = log.read_text().splitlines(keepends=True)
-            kept = [x for x in lines if x.startswith("#") or _row_step(x) is not None and _row_step(x) <= step]
-            if kept != lines:
-                atomic_write(log, lambda tmp: Path(tmp).write_text("".join(kept)))
-        traj = self.out_dir / "trajectory.extxyz"
-        if traj.is_file():
-            text = traj.read_text()
-            kept = "".join(frame for frame, frame_step in _extxyz_frames(text) if frame_step <= step)
-            if kept != text:
-                atomic_write(traj, lambda tmp: Path(tmp).write_text(kept))
+        def log_rows(text):
+            return "".join(x for x in text.splitlines(keepends=True)
+                           if x.startswith("#") or (row := _row_step(x)) is not None and row <= step)
+
+        def frames(text):
+            return "".join(frame for frame, frame_step in _extxyz_frames(text) if frame_step <= step)
+
+        _rewrite_if_changed(self.out_dir / "md.log", log_rows)
+        _rewrite_if_changed(self.out_dir / "trajectory.extxyz", frames)
+
+
+def _rewrite_if_changed(path: Path, keep) -> None:
+    """Replace the text of `path` (if it exists) by keep(text), atomically, when that differs."""
+    if path.is_file():
+        text = path.read_text()
+        kept = keep(text)
+        if kept != text:
+            atomic_write(path, lambda tmp: Path(tmp).write_text(kept))
 
 
 def _row_step(line: str):
