@@ -1,5 +1,6 @@
-"""Command-line entry point. Thin: each subcommand parses its arguments and
-calls the library; the subcommands live beside the code they drive."""
+"""Command-line entry point. Thin: each subcommand's options live in
+:mod:`mtsmlip.arguments` (light, so help is instant); its `run(args)` lives beside
+the code it drives and is imported only when the command runs."""
 
 from __future__ import annotations
 
@@ -7,49 +8,68 @@ import argparse
 import importlib
 import sys
 
-from .data import DataError
+from . import arguments
+from .errors import DataError
 
-# subcommand name -> module that defines `add_arguments(parser)` and `run(args)`
+# subcommand -> (one-line help, options, "module:function" that runs it)
 SUBCOMMANDS = {
-    "train": "mtsmlip.training_cli",
-    "eval": "mtsmlip.evaluate",
-    "md": "mtsmlip.md.cli",
-    "compare": "mtsmlip.compare",
-    "demo": "mtsmlip.demo",
+    "train": ("co-train a fast and a slow potential (and the conventional baseline)",
+              arguments.train, "mtsmlip.training_cli:run"),
+    "eval": ("errors of fast, fast + slow and baseline on reference frames (+ parity plot)",
+             arguments.evaluate, "mtsmlip.evaluate:run"),
+    "md": ("multiple-time-step MD with a trained pair (or velocity Verlet with the baseline)",
+           arguments.md, "mtsmlip.md.cli:run"),
+    "compare": ("MTS against conventional MD side by side: speed, RDF, drift, diffusion, verdict",
+                arguments.compare, "mtsmlip.compare:run"),
+    "demo": ("the README's first command: a water box, compared at several n with the shipped models",
+             arguments.demo, "mtsmlip.demo:run"),
 }
 
 
-def build_parser(available: dict) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mtsmlip",
-        description="Learned multiple-time-step MD for machine-learning interatomic potentials.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in available.items():
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+class UsageError(DataError):
+    """A bad command line (argparse's complaint), reported like any bad input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default shown in --help (where it has one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mtsmlip", formatter_class=_HelpFormatter,
+                     description="Learned multiple-time-step MD for machine-learning interatomic potentials.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (summary, add_options, target) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
+        add_options(p)
+        p.set_defaults(_run=target)
     return parser
 
 
-def available_subcommands() -> dict:
-    """Subcommands whose module is present (the package grows one room at a time)."""
-    found = {}
-    for name, path in SUBCOMMANDS.items():
-        try:
-            found[name] = importlib.import_module(path)
-        except ModuleNotFoundError as exc:
-            if not path.startswith(exc.name or "\0"):
-                raise
-    return found
+def _runner(target: str):
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv=None) -> int:
-    args = build_parser(available_subcommands()).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in SUBCOMMANDS), None)
+    prefix = f"mtsmlip {command}" if command else "mtsmlip"
     try:
-        return int(args._run(args) or 0)
-    except (DataError, FileNotFoundError) as exc:
-        print(f"mtsmlip {args.command}: error: {exc}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        return int(_runner(args._run)(args) or 0)
+    except DataError as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,8 @@ import numpy as np
 from ase import Atoms, units
 
 from .data import DataError, read_structure
-from .models import add_model_argument, atomic_write, atomic_write_json, resolve_model_dir
+from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
+from .shipped import resolve_model_dir
 
 STATE_FILE = "progress.json"
 
@@ -213,7 +214,7 @@ class Production:
         wall_s = 0.0
         for _ in range(steps):
             clock = time.perf_counter()
-            engine.run(1, progress=False)
+            engine.run(1, progress=False, write_last=False)
             wall_s += time.perf_counter() - clock
             samples.add(engine)
         samples.save(engine.out_dir / "samples.npz")
@@ -235,7 +236,7 @@ def nve_trace(models, engine, run: RunSpec, cfg: CompareSettings) -> tuple[np.nd
     samples = Samples()
     samples.add(nve)
     for _ in range(cfg.steps_for(run, cfg.nve_ps)):
-        nve.run(1, progress=False)
+        nve.run(1, progress=False, write_last=False)
         samples.add(nve)
     time_ps = samples.array("step") * cfg.outer_fs(run) / 1000.0
     return time_ps, samples.array("conserved_eV")
@@ -249,7 +250,7 @@ def force_series(models, start: Atoms, cfg: CompareSettings, out: Path) -> Sampl
     samples = Samples()
     samples.add(engine)
     for _ in range(cfg.steps_for(run, cfg.spectrum_ps)):
-        engine.run(1, progress=False)
+        engine.run(1, progress=False, write_last=False)
         samples.add(engine)
     return samples
 
@@ -259,19 +260,19 @@ def _say(message: str) -> None:
 
 
 def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True) -> dict:
-    """Run the whole comparison; returns the compare.json dict (also written to OUT)."""
+    """Run the whole comparison; returns exactly what it wrote to OUT/compare.json."""
     from tqdm import tqdm
 
     from . import load
     from .compare_report import analyse, write_report
 
     cfg.check()
-    model_dir = resolve_model_dir(model_dir)
-    out = Path(out)
+    out = check_output_dir(out)
+    models = load(resolve_model_dir(model_dir))
+    structure = read_structure(structure_path)
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_settings(out, cfg, model_dir, structure_path)
-    models = load(model_dir)
-    start = equilibrated_start(models, read_structure(structure_path), cfg, out, progress_bar)
+    _check_same_settings(out, cfg, models, structure_path)
+    start = equilibrated_start(models, structure, cfg, out, progress_bar)
     state = _load_json(out / STATE_FILE)
     production = Production(models, start, cfg, out, state)
     total_ps = cfg.ps * len(cfg.runs)
@@ -283,60 +284,34 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     drift = {r.label: nve_trace(models, production.engines[r.label], r, cfg) for r in cfg.runs}
     _say("force spectra (n = 1 segment of the pair)")
     forces = force_series(models, start, cfg, out) if cfg.spectrum_ps > 0 else None
-    result = analyse(production, drift, forces, cfg, start)
-    write_report(result, production, drift, forces, cfg, out)
-    return result
+    write_report(analyse(production, drift, forces, cfg, start), production, drift, forces, cfg, out)
+    return read_json(out / "compare.json", "comparison result")
 
 
 def _load_json(path) -> dict:
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    return read_json(path, "compare progress") if Path(path).is_file() else {}
 
 
-def _check_same_settings(out: Path, cfg: CompareSettings, model_dir, structure_path) -> None:
-    """A resumed compare must be the same comparison; refuse to mix two."""
-    wanted = {"settings": asdict(cfg), "model": str(Path(model_dir).resolve()),
-              "structure": str(Path(structure_path).resolve())}
+def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path) -> None:
+    """A resumed compare must be the same comparison (settings, model files by
+    content, starting structure by content); refuse to mix two, naming what differs."""
+    wanted = {"settings": asdict(cfg), "model": str(models.directory.resolve()),
+              "model_sha256": models.model_hashes(), "structure": fingerprint(structure_path)}
     wanted["settings"]["n_inner"] = list(cfg.n_inner)
     path = out / "settings.json"
     if path.is_file():
-        had = json.loads(path.read_text())
-        if had != wanted:
-            raise DataError(f"{path}: OUT holds a comparison with other settings; use another --out")
+        had = read_json(path, "comparison settings")
+        changed = sorted(k for k in wanted if k != "model" and had.get(k) != wanted[k])
+        if changed:
+            raise DataError(f"{path}: OUT holds a comparison with other {', '.join(changed)}; "
+                            "use the same options and files, or another --out")
         return
     atomic_write_json(path, wanted)
 
 
 # ---- command line -------------------------------------------------------------
-def add_arguments(p) -> None:
-    add_model_argument(p)
-    p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
-    p.add_argument("--ps", type=float, required=True, help="simulated ps per run (NVT production)")
-    p.add_argument("--timestep-fs", type=float, default=0.5, help="inner/baseline time step δt (fs)")
-    p.add_argument("--n-inner", default="2,3,4,6",
-                   help="comma-separated inner-step counts n to test; include 1 (the pair with velocity "
-                        "Verlet) to tell model differences from integrator differences")
-    p.add_argument("--temperature-K", type=float, default=300.0)
-    p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
-                   help="thermostat for every production run (bussi disturbs dynamics least)")
-    p.add_argument("--friction-per-fs", type=float, default=None, help="thermostat rate (default 0.01/fs)")
-    p.add_argument("--equilibrate-ps", type=float, default=0.2, help="baseline Langevin equilibration first")
-    p.add_argument("--equilibrate-friction-per-fs", type=float, default=CompareSettings.equilibrate_friction_per_fs,
-                   help="Langevin friction of the equilibration (default 0.05/fs: removes relaxation heat fast)")
-    p.add_argument("--nve-ps", type=float, default=0.2, help="NVE segment per run for the energy drift")
-    p.add_argument("--spectrum-ps", type=float, default=0.1, help="n=1 segment sampling both forces every δt")
-    p.add_argument("--block-fs", type=float, default=None, help="interleaving block length (simulated fs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output directory (report.md, compare.json, plots)")
-    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
-    p.add_argument("--no-progress", action="store_true")
-
-
 def settings_from_args(args) -> CompareSettings:
-    try:
-        n_inner = tuple(int(x) for x in str(args.n_inner).split(",") if x.strip())
-    except ValueError as exc:
-        raise DataError(f"--n-inner {args.n_inner!r}: expected integers like 2,3,4,6") from exc
-    return CompareSettings(ps=args.ps, timestep_fs=args.timestep_fs, n_inner=n_inner,
+    return CompareSettings(ps=args.ps, timestep_fs=args.timestep_fs, n_inner=tuple(args.n_inner),
                            temperature_K=args.temperature_K, thermostat=args.thermostat,
                            friction_per_fs=args.friction_per_fs, equilibrate_ps=args.equilibrate_ps,
                            equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,

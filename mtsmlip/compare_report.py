@@ -17,7 +17,7 @@ from ase import Atoms
 
 from . import analysis as an
 from .compare import ns_per_day
-from .models import atomic_write, atomic_write_json
+from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
 N_DIFFUSION_BLOCKS = 4

@@ -6,6 +6,7 @@ file, the frame (0-based index) and the field, so that a user can find it.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -13,9 +14,11 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
+from .errors import DataError
 
-class DataError(ValueError):
-    """Bad input data; the message names file, frame and field."""
+# Closer than this no two atoms are in any structure MD or training should see
+# (the shortest bond, H2, is 0.74 Å); the MD safety check uses the same limit.
+MIN_DISTANCE_A = 0.5
 
 
 def _where(path, frame=None, field=None) -> str:
@@ -54,6 +57,20 @@ def read_frames(path, index=":") -> list[Atoms]:
     return labelled
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_frames(path: str, mtime: float, size: int) -> tuple:
+    return tuple(read_frames(path))
+
+
+def frames_of(path) -> list:
+    """All labelled frames of `path` (:func:`read_frames`, read once per process
+    and file version)."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found")
+    return list(_cached_frames(path, os.path.getmtime(path), os.path.getsize(path)))
+
+
 def read_structure(path) -> Atoms:
     """The starting structure for MD: the last frame of anything ``ase.io.read``
     reads (positions, cell, pbc and momenta if present); no labels needed."""
@@ -61,9 +78,15 @@ def read_structure(path) -> Atoms:
     if not os.path.isfile(path):
         raise DataError(f"{path}: structure file not found")
     try:
-        return _read_ase(path, -1)
+        atoms = _read_ase(path, -1)
     except Exception as exc:  # ase raises many types for unreadable files
         raise DataError(f"{path}: cannot be read by ase.io.read ({exc})") from exc
+    where = f"{path}, last frame"
+    for field, values in (("positions", atoms.positions), ("momenta", atoms.get_momenta())):
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"{where}, field '{field}': contains NaN or inf")
+    check_min_distance(atoms, where)
+    return atoms
 
 
 def _read_ase(path: str, index):
@@ -91,6 +114,7 @@ def _labelled(atoms: Atoms, path, i) -> Atoms:
     )
     if not np.all(np.isfinite(out.positions)):
         raise DataError(f"{_where(path, i, 'positions')}: contains NaN or inf")
+    check_min_distance(out, _where(path, i))
     out.info["energy"] = energy
     out.arrays["forces"] = forces
     return out
@@ -123,6 +147,34 @@ def _get_forces(atoms, path, i) -> np.ndarray:
         bad = int(np.argwhere(~np.isfinite(forces))[0][0])
         raise DataError(f"{_where(path, i, 'forces')}: NaN or inf at atom {bad}")
     return forces
+
+
+def closest_pair(positions, cell, pbc, cutoff_A: float):
+    """(i, j, distance Å) of the two closest atoms closer than `cutoff_A`
+    (periodic images included), or None. positions (N, 3) Å; cell (3, 3)."""
+    from vesin import NeighborList
+
+    box = np.asarray(cell, dtype=float) if np.any(pbc) else np.zeros((3, 3))
+    nl = NeighborList(cutoff=float(cutoff_A), full_list=False)
+    i, j, d = nl.compute(np.asarray(positions, dtype=float), box, [bool(p) for p in pbc], quantities="ijd")
+    if len(d) == 0:
+        return None
+    k = int(np.argmin(d))
+    return int(i[k]), int(j[k]), float(d[k])
+
+
+def check_min_distance(atoms: Atoms, where: str, limit_A: float = MIN_DISTANCE_A) -> None:
+    """DataError naming the two atoms if any pair is closer than `limit_A`
+    (coincident or overlapping atoms: forces blow up, training turns to NaN)."""
+    if len(atoms) < 2:
+        return
+    if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-12:
+        raise DataError(f"{where}, field 'cell': periodic structure without a cell")
+    pair = closest_pair(atoms.positions, atoms.cell.array, atoms.pbc, limit_A)
+    if pair is not None:
+        i, j, d = pair
+        raise DataError(f"{where}, field 'positions': atoms {i} and {j} are {d:.3f} Å apart "
+                        f"(closer than {limit_A} Å: overlapping atoms)")
 
 
 def check_consistent_periodicity(frames, path) -> None:

@@ -16,7 +16,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
-from .models import add_model_argument, atomic_write
+from .files import atomic_write
 
 WATER_MASS_AMU = 18.015
 AMU_PER_G_CM3_TO_A3 = 1e24 / units.mol  # volume (Å³) of 1 amu at 1 g/cm³
@@ -47,32 +47,20 @@ def _placed_water(centre_A, rng) -> Atoms:
     return w
 
 
-def add_arguments(p) -> None:
-    add_model_argument(p)
-    p.add_argument("--molecules", type=int, default=64, help="water molecules in the box")
-    p.add_argument("--ps", type=float, default=0.5, help="simulated ps per run")
-    p.add_argument("--n-inner", default="2,4,6,8", help="inner-step counts to test")
-    p.add_argument("--equilibrate-ps", type=float, default=0.2)
-    p.add_argument("--temperature-K", type=float, default=300.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="mtsmlip-demo", help="output directory")
-    p.add_argument("--no-progress", action="store_true")
-
-
 def run(args) -> int:
     from .compare import CompareSettings, compare
     from .compare_report import format_table
-    from .models import resolve_model_dir
+    from .files import check_output_dir
+    from .shipped import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model)
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     out.mkdir(parents=True, exist_ok=True)
     structure = out / "water_box.extxyz"
     if not structure.is_file():
         box = water_box(args.molecules, 1.0, args.seed)
         atomic_write(structure, lambda tmp: ase.io.write(tmp, box, format="extxyz"))
-    n_inner = tuple(int(x) for x in str(args.n_inner).split(","))
-    cfg = CompareSettings(ps=args.ps, n_inner=n_inner, temperature_K=args.temperature_K,
+    cfg = CompareSettings(ps=args.ps, n_inner=tuple(args.n_inner), temperature_K=args.temperature_K,
                           equilibrate_ps=args.equilibrate_ps, seed=args.seed)
     print(f"mtsmlip demo: {args.molecules} water molecules at 1 g/cm³, models from {model_dir}")
     result = compare(model_dir, structure, cfg, out, progress_bar=not args.no_progress)

@@ -12,31 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
-from .models import SHIPPED_DIR, add_model_argument
+from .errors import DataError
+from .shipped import SHIPPED_DIR
 
 ERROR_KEYS = ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_meV_per_A", "force_rmse_meV_per_A")
 
 
-def add_arguments(parser) -> None:
-    add_model_argument(parser)
-    parser.add_argument("--data", required=True, help="frames with reference energies and forces")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--frames", default=None, help="python slice of the frames, e.g. '-200:' or '0:100:5'")
-    which.add_argument("--split", choices=("train", "val", "test"), default=None,
-                       help="the frames of this part of the training split (same data file)")
-    parser.add_argument("--json", action="store_true", help="print the errors as JSON")
-    parser.add_argument("--out", default=None, help="folder for parity.png (default: the model directory; "
-                                                    "eval-NAME/ for shipped models)")
-
-
 def run(args) -> int:
     import mtsmlip
+    from .files import check_output_dir
 
+    if args.out is not None:
+        check_output_dir(args.out)
     models = mtsmlip.load(args.model)
     frames = select_frames(args.data, models.manifest, args.frames, args.split)
     predictions = predict(models, frames, args.data)
     report = error_report(frames, predictions)
+    check_finite_report(report, args.data)
     plot = write_parity_plot(Path(args.out or plot_dir(models.directory)) / "parity.png", frames, predictions)
     print(json.dumps(report, indent=2) if args.json else format_report(report, plot))
     return 0
@@ -61,15 +53,20 @@ def parse_slice(text: str) -> slice:
         return slice(i, (i + 1) or None)
     if len(parts) > 3:
         raise DataError(f"--frames '{text}': not a slice like '-200:' or '0:100:5'")
+    if len(parts) == 3 and parts[2] == 0:
+        raise DataError(f"--frames '{text}': the step of a slice must not be zero")
     return slice(*parts)
 
 
 def select_frames(data_path, manifest, frames_slice=None, split=None) -> list:
     """The labelled frames to evaluate: all, a slice, or a recorded split part."""
-    from .training import frames_of
+    from .data import frames_of
+    from .files import check_same_content
 
     frames = frames_of(data_path)
     if split is not None:
+        if "sha256" in manifest["data"]:
+            check_same_content(manifest["data"], data_path, "the data file the model was trained on (--split needs the same data file; --frames takes any)")
         n_expected = manifest["data"]["n_frames"]
         if len(frames) != n_expected:
             raise DataError(f"{data_path}: {len(frames)} frames, but the model was trained on a file with "
@@ -145,6 +142,15 @@ def error_report(frames, predictions) -> dict:
     }
 
 
+def check_finite_report(report, data_path) -> None:
+    """DataError rather than NaN metrics (a model that returns NaN on these frames)."""
+    for name in ("fast", "total", "baseline"):
+        values = (report[name] or {}).values()
+        if not all(np.isfinite(v) for v in values):
+            raise DataError(f"{data_path}: the {name} model gives NaN or inf energies or forces on these "
+                            "frames; its errors cannot be reported")
+
+
 def format_report(report, plot_path) -> str:
     lines = [f"{report['n_frames']} frames        E MAE   E RMSE  (meV/atom)    F MAE   F RMSE  (meV/Å)"]
     for name in ("fast", "total", "baseline"):
@@ -167,7 +173,7 @@ def write_parity_plot(path, frames, predictions) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .models import atomic_write
+    from .files import atomic_write
 
     fig, (ax_e, ax_f) = plt.subplots(1, 2, figsize=(10, 4.5))
     ref_e = np.array([a.info["energy"] / len(a) for a in frames])

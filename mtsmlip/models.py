@@ -12,16 +12,17 @@ to ``total_energy`` (eV) and ``forces`` (eV/Å, the autograd gradient).
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from ase.calculators.mixing import SumCalculator
 
-from .data import DataError, check_cell_fits_cutoff, check_species_known
+from .data import check_cell_fits_cutoff, check_species_known
+from .errors import DataError
+from .files import atomic_write, atomic_write_json, check_same_content, fingerprint, read_json, sha256_of
+from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
 
 MODEL_FILES = {"fast": "fast.pt", "slow": "slow.pt", "baseline": "baseline.pt"}
 MANIFEST = "manifest.json"
@@ -70,10 +71,52 @@ def model_config(preset: dict, type_names, seed: int, model_dtype="float32", **o
     return cfg
 
 
+# The only builders a model config may name: instantiating a `_target_` runs
+# that callable, so a file that names another (nequip's ModelFromPackage, which
+# unpickles, or any function at all) is refused rather than run.
+MODEL_BUILDERS = frozenset({
+    "allegro.model.AllegroModel",
+    "nequip.model.NequIPGNNModel",
+    "nequip.model.FullNequIPGNNModel",
+    "nequip.model.PresetNequIPGNNModel",
+})
+MODEL_PARTS = frozenset({
+    "allegro.nn.TwoBodyBesselScalarEmbed",
+    "allegro.nn.TwoBodySplineScalarEmbed",
+    "allegro.nn.TwoBodySphericalHarmonicTensorEmbed",
+    "allegro.nn.ProductTypeEmbedding",
+})
+
+
+def check_builders_allowed(config: dict, where: str) -> None:
+    """DataError unless the config's builder and every nested `_target_` are on
+    the allow-lists above."""
+    if not isinstance(config, dict) or config.get("_target_") not in MODEL_BUILDERS:
+        target = config.get("_target_") if isinstance(config, dict) else config
+        raise DataError(f"{where}, field 'config._target_': {target!r} is not an allowed model builder "
+                        f"(allowed: {sorted(MODEL_BUILDERS)})")
+    for key, target in _nested_targets(config):
+        if target not in MODEL_PARTS:
+            raise DataError(f"{where}, field 'config.{key}._target_': {target!r} is not an allowed "
+                            f"model part (allowed: {sorted(MODEL_PARTS)})")
+
+
+def _nested_targets(value, key=""):
+    """(dotted key, target) of every `_target_` below the top level of `value`."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        sub = f"{key}.{k}" if key else str(k)
+        if isinstance(v, dict) and "_target_" in v:
+            yield sub, v["_target_"]
+        yield from _nested_targets(v, sub)
+
+
 def build_model(config: dict) -> torch.nn.Module:
-    """Instantiate a nequip GraphModel from a model config (see module doc)."""
+    """Instantiate a nequip GraphModel from a model config (see module doc);
+    only allow-listed builders (:data:`MODEL_BUILDERS`)."""
     from hydra.utils import instantiate
 
+    check_builders_allowed(config, "model config")
     ensure_global_state()
     return instantiate(copy.deepcopy(config), _recursive_=False, _convert_="all")
 
@@ -84,30 +127,6 @@ def model_r_max(config: dict) -> float:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def atomic_write(path, write_fn) -> None:
-    """Write a file atomically: `write_fn(tmp_path)` then rename over `path`,
-    so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_json(path, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-
-    atomic_write(path, write)
 
 
 def save_model(path, model: torch.nn.Module, config: dict, metadata: dict | None = None) -> None:
@@ -145,17 +164,49 @@ class LoadedModel:
 
 
 def load_model(path) -> LoadedModel:
-    """Rebuild a model saved by :func:`save_model`."""
+    """Rebuild a model saved by :func:`save_model`. Never runs code from the file:
+    tensors and plain data only (``weights_only``), allow-listed builders only;
+    damaged files and non-finite weights are named errors."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != "mtsmlip-model-1":
-        raise DataError(f"{path}: not an mtsmlip model file")
+        raise DataError(f"{path}: model file not found")
+    payload = _read_payload(path)
+    check_builders_allowed(payload["config"], str(path))
     module = build_model(payload["config"])
-    module.load_state_dict(payload["state_dict"])
+    try:
+        module.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}, field 'state_dict': does not fit the model its config describes ({exc})") from None
+    check_finite_weights(module, str(path))
     module.eval()
-    return LoadedModel(module=module, config=payload["config"], metadata=payload["metadata"])
+    return LoadedModel(module=module, config=payload["config"], metadata=payload.get("metadata") or {})
+
+
+def _read_payload(path: Path) -> dict:
+    import pickle
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        raise DataError(f"{path}: refused: it holds a pickled object ({found.group(1) if found else 'not plain data'}) "
+                        "that could run code when loaded; model files hold only tensors and plain data") from None
+    except Exception as exc:  # truncated or bit-flipped: zip, pickle and storage errors of many kinds
+        first = str(exc).split(". ")[0]
+        raise DataError(f"{path}: damaged model file, cannot be read ({type(exc).__name__}: {first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "mtsmlip-model-1":
+        raise DataError(f"{path}: not an mtsmlip model file (no format 'mtsmlip-model-1')")
+    for field, kind in (("config", dict), ("state_dict", dict)):
+        if not isinstance(payload.get(field), kind):
+            raise DataError(f"{path}, field '{field}': missing or not a {kind.__name__}")
+    return payload
+
+
+def check_finite_weights(module: torch.nn.Module, where: str) -> None:
+    """DataError naming the first parameter or buffer holding NaN or inf."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"{where}, field '{name}': weights hold NaN or inf (training diverged)")
 
 
 def _nequip_calculator_class():
@@ -206,18 +257,24 @@ class TrainedModels:
                 f"{directory}: no {MANIFEST}; not a finished `mtsmlip train` output "
                 "(an interrupted run can be continued with `mtsmlip train --resume`)"
             )
-        manifest = json.loads(manifest_path.read_text())
-        if not manifest.get("complete", False):
+        manifest = read_json(manifest_path, "model manifest")
+        if manifest.get("complete") is not True:
             raise DataError(f"{manifest_path}: training did not finish (complete=false)")
-        models = {
-            name: load_model(directory / fname)
-            for name, fname in MODEL_FILES.items()
-            if (directory / fname).is_file()
-        }
+        recorded = manifest.get("model_files", {})
+        models = {}
+        for name, fname in MODEL_FILES.items():
+            if (directory / fname).is_file():
+                models[name] = load_model(directory / fname)
+                if name in recorded:  # a bit flipped in the weights still loads: the hash tells
+                    check_same_content(recorded[name], directory / fname, f"the {name} model that {MANIFEST} lists")
         for required in ("fast", "slow"):
             if required not in models:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
         return cls(directory, models, manifest)
+
+    def model_hashes(self) -> dict:
+        """{name: SHA-256 of its file}: what a resumed run checks it runs the same models."""
+        return {name: sha256_of(self.directory / MODEL_FILES[name]) for name in self.models}
 
     def calculator(self, name: str, device="cpu"):
         if name == "total":
@@ -253,33 +310,9 @@ def write_model_dir(directory, models: dict, manifest: dict) -> None:
     if stale.exists():
         stale.unlink()
     for name, (module, config) in models.items():
+        check_finite_weights(module, f"{name} model")
+    files = {}
+    for name, (module, config) in models.items():
         save_model(directory / MODEL_FILES[name], module, config)
-    atomic_write_json(stale, {**manifest, "complete": True})
-
-
-SHIPPED_DIR = Path(__file__).parent / "shipped"
-
-
-DEFAULT_MODEL = "water"
-
-
-def add_model_argument(parser) -> None:
-    """The --model option of every command: a directory from `mtsmlip train`, or
-    the name of shipped models; the shipped water models when left out."""
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"model directory from `mtsmlip train`, or the name of shipped models "
-                             f"(default: {DEFAULT_MODEL!r}, the shipped water models)")
-
-
-def resolve_model_dir(name_or_path) -> Path:
-    """A model directory from a path, or from the name of models shipped inside
-    the package (e.g. ``water``, in ``mtsmlip/shipped/water``)."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    shipped = SHIPPED_DIR / str(name_or_path)
-    if shipped.is_dir():
-        return shipped
-    names = sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir()) if SHIPPED_DIR.is_dir() else []
-    raise DataError(f"{name_or_path}: no such model directory, and no shipped models of that name "
-                    f"(shipped: {names or 'none'})")
+        files[name] = {**fingerprint(directory / MODEL_FILES[name]), "file": MODEL_FILES[name]}
+    atomic_write_json(stale, {**manifest, "model_files": files, "complete": True})

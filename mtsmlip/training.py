@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,9 @@ from nequip.data.dataset import AtomicDataset
 from nequip.train import EMALightningModule, MeanSquaredError
 
 from . import data as data_mod
-from .data import DataError
+from .data import frames_of
+from .errors import DataError
+from .files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json
 from .models import (
     FAST_PRESET,
     SLOW_PRESET,
@@ -71,7 +74,38 @@ def load_config(path=None, **overrides) -> dict:
             raise DataError(f"{path}: config file not found")
         _merge(cfg, yaml.safe_load(path.read_text()) or {}, str(path))
     _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    check_config(cfg, f"training config ({path if path is not None else 'defaults'} and options)")
     return cfg
+
+
+# key -> (kind, smallest allowed value, whether the smallest is allowed itself)
+CONFIG_NUMBERS = {
+    "seed": (int, 0, True), "train_frames": (int, 1, True), "val_frames": (int, 1, True),
+    "epochs": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
+    "lr_min_factor": (float, 0.0, True), "ema_decay": (float, 0.0, True), "fast_lr_factor": (float, 0.0, True),
+    "loss.energy_weight": (float, 0.0, True), "loss.force_weight": (float, 0.0, True),
+    "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
+    "loss.slowness_temperature_K": (float, 0.0, False),
+}
+
+
+def check_config(cfg: dict, where: str) -> None:
+    """DataError naming the key of any number out of range (negative epochs would
+    train forever, zero epochs would write untrained models marked complete)."""
+    for key, (kind, minimum, inclusive) in CONFIG_NUMBERS.items():
+        value = functools.reduce(lambda d, k: d[k], key.split("."), cfg)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = number and (kind is float or value == int(value)) and (value >= minimum if inclusive else value > minimum)
+        if not ok:
+            what = "an integer" if kind is int else "a number"
+            raise DataError(f"{where}: config key '{key}' must be {what} {'>=' if inclusive else '>'} {minimum} "
+                            f"(got {value!r})")
+    if cfg["ema_decay"] >= 1.0:
+        raise DataError(f"{where}: config key 'ema_decay' must be below 1 (got {cfg['ema_decay']!r})")
+    for key in ("test_frames", "baseline_epochs"):
+        value = cfg.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
 
 
 def resume_config(out_dir, path=None, **overrides) -> dict | None:
@@ -82,8 +116,11 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
         return None
     cfg = yaml.safe_load(saved.read_text())
     if path is not None:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: config file not found")
         _merge(cfg, yaml.safe_load(Path(path).read_text()) or {}, str(path))
     _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    check_config(cfg, str(saved))
     return cfg
 
 
@@ -98,19 +135,6 @@ def _merge(base: dict, update: dict, where: str) -> None:
 
 
 # ------------------------------------------------------------------------- data
-@functools.lru_cache(maxsize=4)
-def _cached_frames(path: str, mtime: float) -> tuple:
-    return tuple(data_mod.read_frames(path))
-
-
-def frames_of(path) -> list:
-    """All labelled frames of `path` (read once per process, see data.read_frames)."""
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: file not found")
-    return list(_cached_frames(path, os.path.getmtime(path)))
-
-
 class FramesDataset(AtomicDataset):
     """nequip dataset of the frames `indices` of `file_path`, held in memory."""
 
@@ -529,10 +553,32 @@ def run_stage(stage, module_kwargs, datamodule, cfg, out_dir, resume, callbacks=
         num_sanity_val_steps=0, deterministic=False, **cfg["trainer"],
     )
     module.world_size = trainer.world_size
-    last = ckpt_dir / "last.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if (resume and last.is_file()) else None)
+    ckpt = resumable_checkpoint(ckpt_dir) if resume else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt), weights_only=True)
     module.evaluation_model  # swaps the EMA weights into module.model
     return module, report.history
+
+
+def resumable_checkpoint(ckpt_dir: Path):
+    """The checkpoint to resume a stage from: last.ckpt, or, if it is damaged,
+    the newest epoch checkpoint that reads (said on stderr); None for a fresh start.
+    Read as tensors and plain data only (``weights_only``): a checkpoint never runs code."""
+    candidates = [ckpt_dir / "last.ckpt"] + sorted(ckpt_dir.glob("epoch=*.ckpt"), key=os.path.getmtime, reverse=True)
+    candidates = [c for c in candidates if c.is_file()]
+    problems = []
+    for path in candidates:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, bit-flipped, or holding objects that could run code
+            problems.append(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            continue
+        if problems:
+            print(f"mtsmlip train: {'; '.join(problems)}; resuming from {path} instead", file=sys.stderr)
+        return path
+    if problems:
+        raise DataError(f"{ckpt_dir}: no readable checkpoint to resume from ({'; '.join(problems)}); "
+                        f"delete {ckpt_dir} to train this stage again from its start")
+    return None
 
 
 # --------------------------------------------------------------- the pipeline
@@ -541,9 +587,10 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=()) -> 
     write DIR/{fast,slow,baseline}.pt and manifest.json (last). With `resume`,
     finished stages are reused and an interrupted stage continues from its last
     checkpoint. Returns the manifest."""
-    out_dir = Path(out_dir)
-    cfg = _prepare_out_dir(out_dir, cfg, resume)
-    plan = plan_training(data_path, cfg)
+    out_dir = check_output_dir(out_dir)
+    check_config(cfg, "training config")
+    plan = plan_training(data_path, cfg)  # reads and checks everything before anything is written
+    cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
     results = {}
     for stage in [s for s in STAGES if s != "baseline" or cfg["baseline"]]:
         results[stage] = _stage_result(stage, plan, cfg, out_dir, resume, callbacks)
@@ -557,20 +604,28 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=()) -> 
     return manifest
 
 
-def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool) -> dict:
-    """Refuse to overwrite a run; on resume, continue with the saved config."""
-    saved = out_dir / CONFIG_FILE
+DATA_RECORD = "train_data.json"
+
+
+def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:
+    """Refuse to overwrite a run; on resume, continue with the saved config and
+    only on the same data file (by content: a fingerprint is recorded at the start)."""
+    saved, record = out_dir / CONFIG_FILE, out_dir / DATA_RECORD
     if resume and saved.is_file():
         old = yaml.safe_load(saved.read_text())
         if old != cfg:
             changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
             raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
                             "resume with the same options or use a new --out")
+        if record.is_file():
+            check_same_content(read_json(record, "training data record"), data_fingerprint["file"],
+                               f"the --data file of the run in {out_dir}")
+        else:  # a run from before fingerprints were recorded: record this one from now on
+            atomic_write_json(record, data_fingerprint)
         return old
     if out_dir.exists() and any(out_dir.iterdir()) and not resume:
         raise DataError(f"{out_dir}: output directory is not empty; use --resume to continue it or a new --out")
-    from .models import atomic_write
-
+    atomic_write_json(record, data_fingerprint)
     atomic_write(saved, lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))
     return cfg
 
@@ -592,7 +647,8 @@ def plan_training(data_path, cfg) -> dict:
     slow = stage_model_config("slow", cfg, type_names, train_frames, seed + 1, shifts, force_rms)
     check_frames_fit(frames, max(fast["r_max"], slow["r_max"]), path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
-            "train_frames": train_frames, "fast": fast, "slow": slow, "force_rms": force_rms}
+            "train_frames": train_frames, "fast": fast, "slow": slow, "force_rms": force_rms,
+            "data_fingerprint": fingerprint(path)}
 
 
 def _stage_result(stage, plan, cfg, out_dir, resume, callbacks) -> dict:
@@ -603,15 +659,30 @@ def _stage_result(stage, plan, cfg, out_dir, resume, callbacks) -> dict:
         return {**info, "models": {n: load_model(done_dir / f"{n}.pt") for n in info["model_names"]}}
     t0 = time.time()
     module, history, configs = _train_stage(stage, plan, cfg, out_dir, resume, callbacks)
+    check_stage_sound(stage, module, history, configs)
     info = {"stage": stage, "wall_time_s": time.time() - t0, "history": history,
             "final": history[-1] if history else None, "model_names": list(configs),
             "parameters": {n: count_parameters(module.model[n]) for n in configs}}
     for name, config in configs.items():
         save_model(done_dir / f"{name}.pt", module.model[name], config, {"stage": stage})
-    from .models import atomic_write_json
-
     atomic_write_json(done_dir / "result.json", info)
     return {**info, "models": {n: load_model(done_dir / f"{n}.pt") for n in configs}}
+
+
+def check_stage_sound(stage, module, history, configs) -> None:
+    """Refuse to record a stage whose training diverged: a non-finite loss or
+    validation error in any epoch, or non-finite weights. Nothing is written."""
+    from .models import check_finite_weights
+
+    if not history:
+        raise DataError(f"stage {stage}: no epoch finished; nothing to write")
+    for row in history:
+        bad = [k for k, v in row.items() if k != "epoch" and not (v is not None and math.isfinite(v))]
+        if bad:
+            raise DataError(f"stage {stage}, epoch {row['epoch']}: {bad[0]} is {row[bad[0]]} (training diverged); "
+                            "no model written. Check the data for bad frames, or lower learning_rate")
+    for name in configs:
+        check_finite_weights(module.model[name], f"stage {stage}, {name} model")
 
 
 def _train_stage(stage, plan, cfg, out_dir, resume, callbacks):
@@ -666,7 +737,7 @@ def build_manifest(plan, cfg, results) -> dict:
     return {
         "format": "mtsmlip-model-dir-1",
         "versions": package_versions(),
-        "data": {"file": plan["path"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
+        "data": {**plan["data_fingerprint"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
         "split": plan["split"].as_dict(),
         "config": cfg,
         "architectures": {n: m.config for n, m in models.items()},

@@ -5,17 +5,6 @@ from __future__ import annotations
 import json
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--data", required=True, help="reference frames with energies and forces (any ase.io.read format)")
-    parser.add_argument("--config", default=None, help="YAML merged into the default config (mtsmlip/configs/train_default.yaml)")
-    parser.add_argument("--out", required=True, help="output model directory")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    parser.add_argument("--seed", type=int, default=None, help="overrides `seed`")
-    parser.add_argument("--train-frames", type=int, default=None, help="overrides `train_frames`")
-    parser.add_argument("--epochs", type=int, default=None, help="overrides `epochs` (each stage)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
-
-
 def run(args) -> int:
     from . import training
 

@@ -107,14 +107,22 @@ def test_too_short_runs_report_no_diffusion_and_fail_by_name(setup, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (("--n-inner", "2,x"), "expected integers"),
-    (("--ps", "0"), "must be positive"),
+    (("--n-inner", "2,x"), "argument --n-inner: must be comma-separated integers"),
+    (("--ps", "0"), "argument --ps: must be a finite number > 0"),
     (("--n-inner", "0,2"), "integers >= 1"),
-    (("--equilibrate-friction-per-fs", "0"), "--equilibrate-friction-per-fs must be positive"),
+    (("--equilibrate-friction-per-fs", "0"), "argument --equilibrate-friction-per-fs: must be a finite number > 0"),
 ])
 def test_bad_settings_are_refused(setup, tmp_path, capsys, extra, message):
     assert compare(setup, tmp_path, *extra) == 2
     assert message in capsys.readouterr().err
+
+
+def test_json_on_stdout_is_exactly_compare_json_and_exits_0(setup, finished, capsys):
+    capsys.readouterr()
+    assert compare(setup, finished, "--json") == 0  # everything is done: analysis and report only
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((finished / "compare.json").read_text())
+    assert printed["runs"] and printed["baseline"]["ns_per_day"] > 0
 
 
 def test_resuming_with_other_settings_is_refused(setup, finished, capsys):

@@ -37,8 +37,8 @@ def read_log(out):
 def test_resume_continues_bit_for_bit(setup, tmp_path, thermostat):
     assert md(setup, tmp_path / "a", "--steps", "8", "--traj-every", "2", "--thermostat", thermostat) == 0
     assert md(setup, tmp_path / "b", "--steps", "4", "--traj-every", "2", "--thermostat", thermostat) == 0
-    assert md(setup, tmp_path / "b", "--steps", "4", "--traj-every", "2", "--thermostat", thermostat,
-              "--resume") == 0
+    assert md(setup, tmp_path / "b", "--steps", "8", "--traj-every", "2", "--thermostat", thermostat,
+              "--resume") == 0  # --steps is the total of the resumed run
     for full, resumed in zip(final_state(tmp_path / "a"), final_state(tmp_path / "b")):
         np.testing.assert_array_equal(full, resumed)
     assert len(ase.io.read(tmp_path / "b" / "trajectory.extxyz", ":")) == 5  # steps 0, 2, 4, 6, 8
@@ -66,8 +66,8 @@ def test_same_seed_same_start_and_baseline_runs(setup, tmp_path):
     assert read_log(tmp_path / "c")[1][-1, 1] == pytest.approx(0.001)  # velocity Verlet at 0.25 fs
 
 
-@pytest.mark.parametrize("extra, message", [(["--n-inner", "0"], "n_inner must be an integer >= 1"),
-                                            (["--timestep-fs", "-1"], "timestep_fs must be a positive"),
+@pytest.mark.parametrize("extra, message", [(["--n-inner", "0"], "argument --n-inner: must be an integer >= 1"),
+                                            (["--timestep-fs", "-1"], "argument --timestep-fs: must be a finite"),
                                             (["--resume"], "no restart file")])
 def test_bad_settings_fail_clearly_before_any_step(setup, tmp_path, capsys, extra, message):
     assert md(setup, tmp_path / "out", "--steps", "2", *extra) == 2
@@ -113,11 +113,11 @@ def test_resume_after_a_stop_between_outputs_and_restart_repeats_no_rows(setup, 
     out = tmp_path / "cut"
     assert md(setup, out, "--steps", "4", *common) == 0
     shutil.copy(out / "restart.npz", tmp_path / "restart_at_4.npz")
-    assert md(setup, out, "--steps", "2", "--resume", *common) == 0
+    assert md(setup, out, "--steps", "6", "--resume", *common) == 0
     shutil.copy(tmp_path / "restart_at_4.npz", out / "restart.npz")  # the step-6 restart never landed
     with open(out / "trajectory.extxyz", "a") as f:
         f.write("24\nProperties=species:S:1:pos:R:3 step=8\nO 0.0 0.0")  # a frame cut off mid-write
-    assert md(setup, out, "--steps", "4", "--resume", *common) == 0
+    assert md(setup, out, "--steps", "8", "--resume", *common) == 0
     columns, rows = read_log(out)
     assert rows[:, 0].tolist() == [0, 2, 4, 6, 8]
     assert [f.info["step"] for f in ase.io.read(out / "trajectory.extxyz", ":")] == [0, 2, 4, 6, 8]

@@ -126,11 +126,17 @@ def test_bad_forces_stop_the_run_and_keep_the_last_good_frame(pair, tmp_path, ho
 
 def test_atoms_too_close_stop_the_run(pair, tmp_path):
     atoms = water()
-    engine = engine_for(pair, atoms, tmp_path, RunSettings(0.5, 2), traj_every=5,
-                        limits=SafetyLimits(min_distance_A=1.2))  # O–H bonds are ~1 Å
-    with pytest.raises(MDInstability, match=r"atoms \(\d+, \d+\) are 0\.\d+ Å apart"):
+    engine = engine_for(pair, atoms, tmp_path, RunSettings(0.5, 2), traj_every=5)
+    engine.limits = SafetyLimits(min_distance_A=1.2)  # O–H bonds are ~1 Å: the first step is refused
+    with pytest.raises(MDInstability, match=r"atoms \d+ and \d+ are 0\.\d+ Å apart"):
         engine.run(3, progress=False)
     assert (tmp_path / "last_good.extxyz").is_file() and (tmp_path / "restart.npz").is_file()
+
+
+def test_a_start_closer_than_the_limit_is_refused_before_step_0(pair, tmp_path):
+    with pytest.raises(DataError, match=r"starting structure .*: atoms \d+ and \d+ are 0\.\d+ Å apart"):
+        engine_for(pair, water(), tmp_path / "out", RunSettings(0.5, 2), limits=SafetyLimits(min_distance_A=1.2))
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_input_is_refused_before_any_step(pair, tmp_path):

@@ -12,7 +12,7 @@ import ase.units
 import numpy as np
 from ase import Atoms
 
-from ..data import DataError
+from ..errors import DataError
 
 
 def check_same_atoms(frames: Sequence[Atoms], where: str = "trajectory") -> None:

@@ -15,7 +15,7 @@ from .structure import RDF  # noqa: E402
 
 
 def _save(fig, path) -> None:
-    from ..models import atomic_write  # lazy: models imports torch
+    from ..files import atomic_write
 
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

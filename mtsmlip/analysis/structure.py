@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 from vesin import NeighborList
 
-from ..data import DataError
+from ..errors import DataError
 from .frames import check_same_atoms
 
 Pair = tuple[str, str]

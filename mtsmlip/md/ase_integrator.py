@@ -7,7 +7,7 @@ from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.md.md import MolecularDynamics
 
-from ..data import DataError
+from ..errors import DataError
 from .respa import initial_state, respa_step
 from .thermostats import make_thermostat
 

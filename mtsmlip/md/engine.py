@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
-from vesin import NeighborList
 
-from ..data import DataError
-from ..models import atomic_write
+from ..data import MIN_DISTANCE_A, closest_pair
+from ..errors import DataError
+from ..files import atomic_write
 from .ase_integrator import check_step_settings
 from .respa import MDState, initial_state, kinetic_energy_eV, respa_step, zero_forces
 from .thermostats import make_thermostat
@@ -60,7 +60,7 @@ class SafetyLimits:
     """Stop when atoms come closer than `min_distance_A`, or the (effective)
     conserved energy changes by more than `energy_jump_eV_per_atom`·N in one step."""
 
-    min_distance_A: float = 0.5
+    min_distance_A: float = MIN_DISTANCE_A
     energy_jump_eV_per_atom: float = 0.05
 
 
@@ -81,6 +81,8 @@ def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
 
     if atoms.has("momenta") and np.any(atoms.get_momenta()):
         return
+    if temperature_K is not None and not (math.isfinite(temperature_K) and temperature_K >= 0):
+        raise DataError(f"temperature_K must be a finite number >= 0 (got {temperature_K})")
     if temperature_K is None:
         atoms.set_momenta(np.zeros((len(atoms), 3)))
         return
@@ -93,7 +95,9 @@ class Engine:
     providers on torch tensors, writing into `out_dir` every `traj_every` steps."""
 
     def __init__(self, atoms, fast, slow, settings: RunSettings, out_dir, seed=0, traj_every=10,
-                 limits: SafetyLimits = SafetyLimits(), device="cpu"):
+                 limits: SafetyLimits = SafetyLimits(), device="cpu", provenance: dict | None = None):
+        """`provenance`: plain data naming what is simulated (e.g. the models' hashes);
+        kept in the restart, and a resume with another refuses to continue."""
         settings.check()
         if int(traj_every) < 1:
             raise DataError(f"traj_every must be >= 1 (got {traj_every})")
@@ -106,9 +110,12 @@ class Engine:
         self.tensor = dict(dtype=torch.float64, device=device)
         self.step = 0
         masses = self.as_tensor(atoms.get_masses()[:, None])
+        self.provenance = dict(provenance or {})
         self.state = initial_state(self.as_tensor(atoms.positions), self.as_tensor(atoms.get_momenta()),
                                    masses, fast, slow)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        problem = self.problem_with_state(self.state)
+        if problem is not None:
+            raise DataError(f"starting structure {atoms.get_chemical_formula()}: {problem}; nothing was run")
 
     def as_tensor(self, array) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=float)).to(**self.tensor)
@@ -128,20 +135,23 @@ class Engine:
         return self.step * self.settings.n_inner * self.settings.timestep_fs / 1000.0
 
     # ---- the loop ----------------------------------------------------------
-    def run(self, steps: int, progress: bool = True) -> MDState:
+    def run(self, steps: int, progress: bool = True, write_last: bool = True) -> MDState:
         """Advance `steps` outer steps; MDInstability (after saving the last good
-        frame) if the state becomes unphysical."""
+        frame) if the state becomes unphysical. With `write_last`, the final state
+        is written (frame, log row, restart) even between output intervals, so a
+        finished run always resumes from where it ended."""
         bar = _progress_bar(steps, progress)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.step == 0:
             self.write_outputs(0.0)
-        clock, since = time.perf_counter(), 0
-        for _ in range(int(steps)):
+        clock, since, last = time.perf_counter(), 0, int(steps) - 1
+        for k in range(int(steps)):
             old = self.state
             new = respa_step(old, self.fast, self.slow, self.inner_dt, self.settings.n_inner, self.thermostat)
             self.check_safe(old, new)
             self.state, self.step, since = new, self.step + 1, since + 1
             bar.update(1)
-            if self.step % self.traj_every == 0:
+            if self.step % self.traj_every == 0 or (write_last and k == last):
                 rate = since / max(time.perf_counter() - clock, 1e-12)
                 self.write_outputs(rate)
                 bar.set_postfix(ns_per_day=f"{self.ns_per_day(rate):.3f}")
@@ -161,16 +171,30 @@ class Engine:
                 f"step {self.step + 1}: {problem}; stopped. Last good frame (step {self.step}) saved to "
                 f"{self.out_dir / 'last_good.extxyz'} and {self.restart_path}")
 
-    def problem_with(self, old: MDState, new: MDState):
-        """A sentence describing what is unphysical about `new`, or None."""
+    def problem_with_state(self, s: MDState):
+        """What is unphysical about the state `s` on its own (non-finite numbers,
+        atoms too close), as a sentence, or None. Checks the start as well as every step."""
         for name in ("positions", "forces_fast", "forces_slow", "momenta"):
-            if not bool(torch.isfinite(getattr(new, name)).all()):
+            value = getattr(s, name)
+            if torch.is_tensor(value) and not bool(torch.isfinite(value).all()):
+                return f"NaN or inf in {name}"
+        for name in ("energy_fast_eV", "energy_slow_eV"):
+            if not math.isfinite(float(getattr(s, name))):
                 return f"NaN or inf in {name}"
         close = [p.min_distance_A for p in (self.fast, self.slow) if getattr(p, "min_distance_A", None) is not None]
-        if close and float(min(close)) < self.limits.min_distance_A:
-            pair = closest_pair(self.template, new.positions, self.limits.min_distance_A)
-            return (f"atoms {pair} are {float(min(close)):.3f} Å "
-                    f"apart (limit {self.limits.min_distance_A} Å)")
+        if not close or float(min(close)) < self.limits.min_distance_A:  # providers without one: look
+            pair = closest_pair(s.positions.detach().cpu().numpy(), self.template.cell.array,
+                                self.template.pbc, self.limits.min_distance_A)
+            if pair is not None:
+                return (f"atoms {pair[0]} and {pair[1]} are {pair[2]:.3f} Å apart "
+                        f"(limit {self.limits.min_distance_A} Å)")
+        return None
+
+    def problem_with(self, old: MDState, new: MDState):
+        """A sentence describing what is unphysical about `new`, or None."""
+        problem = self.problem_with_state(new)
+        if problem is not None:
+            return problem
         jump = abs(self.conserved_eV(new) - self.conserved_eV(old))
         if not math.isfinite(jump) or jump > self.limits.energy_jump_eV_per_atom * len(self.template):
             return (f"conserved energy jumped by {jump:.4g} eV in one step (limit "
@@ -218,6 +242,7 @@ class Engine:
         arrays = {name: getattr(s, name).cpu().numpy() for name in
                   ("positions", "momenta", "forces_fast", "forces_slow")}
         meta = {"format": "mtsmlip-restart-1", "step": self.step, "settings": asdict(self.settings),
+                "provenance": self.provenance,
                 "thermostat": self.thermostat.get_state(),
                 "energy_fast_eV": float(s.energy_fast_eV), "energy_slow_eV": float(s.energy_slow_eV)}
 
@@ -230,21 +255,25 @@ class Engine:
     def resume(self, path=None) -> None:
         """Continue from a restart file written by a run with the same settings."""
         path = Path(path or self.restart_path)
-        if not path.is_file():
-            raise DataError(f"{path}: no restart file to resume from")
-        with np.load(path) as z:
-            meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in z.files}
-        if meta.get("format") != "mtsmlip-restart-1":
-            raise DataError(f"{path}: not an mtsmlip restart file")
+        meta, arrays = read_restart(path)
         if meta["settings"] != asdict(self.settings):
             raise DataError(f"{path}: written with settings {meta['settings']}, "
                             f"this run has {asdict(self.settings)}")
+        recorded = meta.get("provenance") or {}
+        changed = sorted(k for k in recorded if k in self.provenance and recorded[k] != self.provenance[k])
+        if changed:
+            raise DataError(f"{path}, field 'provenance': the restart was written with other {', '.join(changed)} "
+                            f"(another --model?); resume with the same, or start a new --out")
         if not np.array_equal(arrays["numbers"], self.template.numbers):
             raise DataError(f"{path}, field 'numbers': restart holds a different structure")
         t = self.as_tensor
-        self.state = MDState(t(arrays["positions"]), t(arrays["momenta"]), self.state.masses,
-                             t(arrays["forces_fast"]), t(arrays["forces_slow"]),
-                             meta["energy_fast_eV"], meta["energy_slow_eV"])
+        state = MDState(t(arrays["positions"]), t(arrays["momenta"]), self.state.masses,
+                        t(arrays["forces_fast"]), t(arrays["forces_slow"]),
+                        meta["energy_fast_eV"], meta["energy_slow_eV"])
+        problem = self.problem_with_state(state)
+        if problem is not None:
+            raise DataError(f"{path}: restart state is unusable: {problem}")
+        self.state = state
         self.thermostat.set_state(meta["thermostat"])
         self.step = int(meta["step"])
         self.trim_outputs_to(self.step)
@@ -262,6 +291,27 @@ class Engine:
 
         _rewrite_if_changed(self.out_dir / "md.log", log_rows)
         _rewrite_if_changed(self.out_dir / "trajectory.extxyz", frames)
+
+
+RESTART_ARRAYS = ("numbers", "positions", "momenta", "forces_fast", "forces_slow")
+
+
+def read_restart(path: Path) -> tuple[dict, dict]:
+    """(meta, arrays) of a restart file: plain arrays and JSON only (no pickle);
+    DataError naming the file for a missing, damaged or foreign one."""
+    if not path.is_file():
+        raise DataError(f"{path}: no restart file to resume from")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in z.files if k != "meta"}
+    except Exception as exc:  # zip, CRC, JSON and key errors of a truncated or bit-flipped file
+        raise DataError(f"{path}: damaged restart file, cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "mtsmlip-restart-1":
+        raise DataError(f"{path}: not an mtsmlip restart file")
+    missing = [k for k in RESTART_ARRAYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}, field '{missing[0]}': missing from the restart file")
+    return meta, arrays
 
 
 def _rewrite_if_changed(path: Path, keep) -> None:
@@ -299,17 +349,6 @@ def _extxyz_frames(text: str):
             return
         yield "".join(frame), int(match.group(1))
         i += n_atoms + 2
-
-
-def closest_pair(template: Atoms, positions, cutoff_A: float) -> tuple:
-    """Indices (i, j) of the two closest atoms closer than `cutoff_A` (periodic images included)."""
-    x = positions.detach().cpu().numpy() if torch.is_tensor(positions) else positions
-    box = template.cell.array if template.pbc.any() else np.zeros((3, 3))
-    i, j, d = NeighborList(cutoff=cutoff_A, full_list=False).compute(x, box, template.pbc.tolist(), quantities="ijd")
-    if len(d) == 0:
-        return (-1, -1)
-    k = int(np.argmin(d))
-    return int(i[k]), int(j[k])
 
 
 def _progress_bar(steps, enabled):

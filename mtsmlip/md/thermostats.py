@@ -21,7 +21,7 @@ import math
 import numpy as np
 from ase import units
 
-from ..data import DataError
+from ..errors import DataError
 from .respa import kinetic_energy_eV
 
 THERMOSTATS = (None, "langevin", "bussi")

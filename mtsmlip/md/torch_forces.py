@@ -10,6 +10,8 @@ the per-edge forces dE/d(edge vector); atomic forces are their scatter-sum.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from vesin import NeighborList
@@ -17,6 +19,26 @@ from vesin import NeighborList
 from ..data import check_cell_fits_cutoff, check_species_known
 
 DEFAULT_SKIN_A = 1.0
+
+
+@contextlib.contextmanager
+def deterministic(device):
+    """Bit-for-bit repeatable model calls on the CPU. nequip's backward of
+    ``x[edge_src]`` (index_put_ with accumulate) adds float32 values with racing
+    atomics when torch has several threads, so the same positions gave forces
+    differing by ~1e-6 eV/Å from call to call and same-seed runs diverged from
+    step 1; torch's deterministic mode runs that add serially (no slower on 2
+    cores). The global flag is restored afterwards. Not applied on CUDA, where
+    deterministic mode needs CUBLAS_WORKSPACE_CONFIG set before start-up."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 class SkinNeighborList:
@@ -90,7 +112,8 @@ class ModelForces:
         edge_index, vectors = self.neighbors.edges(positions, self.r_max)
         lengths2 = vectors.detach().square().sum(1)
         self.min_distance_A = lengths2.min().sqrt() if len(lengths2) else float("inf")
-        out = self.model(self.graph(positions, edge_index, vectors))
+        with deterministic(positions.device):
+            out = self.model(self.graph(positions, edge_index, vectors))
         forces = torch.zeros_like(positions)
         edge_forces = out["edge_forces"].to(positions.dtype)
         forces.index_add_(0, edge_index[0], edge_forces)

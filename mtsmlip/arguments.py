@@ -1,0 +1,176 @@
+"""Every command-line option of every subcommand, with its unit, default and the
+check of its value, in one light module: it imports neither torch nor ase, so
+``mtsmlip --help`` and ``mtsmlip md --help`` answer at once.
+
+A bad value is refused by argparse before anything runs or is written, with the
+option named: ``argument --epochs: must be an integer >= 1 (got '0')``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .shipped import DEFAULT_MODEL
+
+
+# ---- value checks (argparse `type=` functions) --------------------------------------
+def integer(minimum: int):
+    """An integer >= `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum} (got {text!r})") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum} (got {text!r})")
+        return value
+    return parse
+
+
+def number(minimum: float = 0.0, inclusive: bool = False):
+    """A finite float > `minimum` (>= with `inclusive`)."""
+    relation = ">=" if inclusive else ">"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {relation} {minimum:g} (got {text!r})")
+        return value
+    return parse
+
+
+def integer_list(minimum: int):
+    """Comma-separated integers >= `minimum`, e.g. '2,4,6' -> (2, 4, 6)."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            values = ()
+        if not values or min(values) < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated integers >= {minimum}, like 2,4,6 (got {text!r})")
+        return values
+    return parse
+
+
+positive = number(0.0)
+non_negative = number(0.0, inclusive=True)
+seed_value = integer(0)
+at_least_one = integer(1)
+
+
+# ---- options shared by several commands ----------------------------------------------
+def add_model(p) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="model directory from `mtsmlip train`, or the name of shipped models "
+                        f"({DEFAULT_MODEL!r}: the shipped water models)")
+
+
+def add_seed(p, what: str) -> None:
+    p.add_argument("--seed", type=seed_value, default=0, help=f"seed (integer >= 0) for {what}")
+
+
+def add_no_progress(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# ---- one function per subcommand ------------------------------------------------------
+def train(p) -> None:
+    p.add_argument("--data", required=True,
+                   help="reference frames with energies (eV) and forces (eV/Å), any ase.io.read format")
+    p.add_argument("--config", default=None,
+                   help="YAML merged into the default config (mtsmlip/configs/train_default.yaml)")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same --data file and options)")
+    p.add_argument("--seed", type=seed_value, default=None,
+                   help="overrides `seed` (split, initialisation, shuffling; config default 0)")
+    p.add_argument("--train-frames", type=at_least_one, default=None,
+                   help="overrides `train_frames` (config default 300)")
+    p.add_argument("--epochs", type=at_least_one, default=None,
+                   help="overrides `epochs` of each stage (config default 10)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
+
+
+def evaluate(p) -> None:
+    add_model(p)
+    p.add_argument("--data", required=True, help="frames with reference energies and forces")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--frames", default=None,
+                       help="python slice of the frames, e.g. '-200:' or '0:100:5' (default: all)")
+    which.add_argument("--split", choices=("train", "val", "test"), default=None,
+                       help="the frames of this part of the training split (the same data file)")
+    p.add_argument("--json", action="store_true", help="print the errors as JSON")
+    p.add_argument("--out", default=None, help="folder for parity.png (default: the model directory; "
+                                               "./eval-NAME for shipped models)")
+
+
+def md(p) -> None:
+    add_model(p)
+    p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
+    p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
+    p.add_argument("--n-inner", type=at_least_one, default=4, help="inner steps per outer step (Δt = n·δt)")
+    p.add_argument("--steps", type=at_least_one, required=True,
+                   help="outer steps of the whole run; with --resume the run continues up to this total")
+    p.add_argument("--temperature-K", type=non_negative, default=None,
+                   help="thermostat target (K); also the initial Maxwell–Boltzmann velocities if the "
+                        "structure has none. Left out: the run starts at 0 K (atoms at rest) unless the "
+                        "structure holds momenta")
+    p.add_argument("--thermostat", choices=["langevin", "bussi"], default=None,
+                   help="thermostat (left out: NVE)")
+    p.add_argument("--friction-per-fs", type=positive, default=None,
+                   help="Langevin friction (1/fs), or 1/relaxation time for Bussi (1/fs); default 0.01")
+    p.add_argument("--baseline", action="store_true",
+                   help="velocity Verlet at --timestep-fs with the baseline model (n_inner is set to 1)")
+    p.add_argument("--out", required=True, help="output directory (log, trajectory, restart)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/restart.npz (same model and settings)")
+    add_seed(p, "initial velocities and thermostat noise")
+    p.add_argument("--traj-every", type=at_least_one, default=10,
+                   help="write a frame, a log row and the restart every k outer steps")
+    p.add_argument("--skin-A", type=non_negative, default=1.0, help="neighbour-list skin (Å)")
+    add_no_progress(p)
+
+
+def compare(p) -> None:
+    add_model(p)
+    p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
+    p.add_argument("--ps", type=positive, required=True, help="simulated ps per run (NVT production)")
+    p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner and baseline time step δt (fs)")
+    p.add_argument("--n-inner", type=integer_list(1), default="2,3,4,6",
+                   help="comma-separated inner-step counts n to test; include 1 (the pair with velocity "
+                        "Verlet) to tell model differences from integrator differences")
+    p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
+    p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
+                   help="thermostat of every production run (bussi disturbs dynamics least)")
+    p.add_argument("--friction-per-fs", type=positive, default=None,
+                   help="thermostat rate (1/fs); default 0.01")
+    p.add_argument("--equilibrate-ps", type=non_negative, default=0.2,
+                   help="baseline Langevin equilibration first (ps)")
+    p.add_argument("--equilibrate-friction-per-fs", type=positive, default=0.05,
+                   help="Langevin friction of the equilibration (1/fs; strong, to remove relaxation heat)")
+    p.add_argument("--nve-ps", type=non_negative, default=0.2, help="NVE segment per run for the drift (ps)")
+    p.add_argument("--spectrum-ps", type=non_negative, default=0.1,
+                   help="n=1 segment sampling both forces every δt (ps)")
+    p.add_argument("--block-fs", type=positive, default=None,
+                   help="interleaving block length (simulated fs; default: about 20 fs)")
+    add_seed(p, "velocities and thermostat noise")
+    p.add_argument("--out", required=True, help="output directory (report.md, compare.json, plots)")
+    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+    add_no_progress(p)
+
+
+def demo(p) -> None:
+    add_model(p)
+    p.add_argument("--molecules", type=at_least_one, default=64, help="water molecules in the box")
+    p.add_argument("--ps", type=positive, default=0.5, help="simulated ps per run")
+    p.add_argument("--n-inner", type=integer_list(1), default="2,4,6,8", help="inner-step counts to test")
+    p.add_argument("--equilibrate-ps", type=non_negative, default=0.2, help="equilibration (ps)")
+    p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
+    add_seed(p, "the box, velocities and thermostat noise")
+    p.add_argument("--out", default="mtsmlip-demo", help="output directory")
+    add_no_progress(p)

@@ -1,0 +1,99 @@
+"""Files on disk, safely: atomic writes, JSON, content fingerprints and output
+folders checked before anything is written (the ground floor: no torch, no ase).
+
+Writes go to a temporary file in the same folder that is renamed over the
+target, so a reader (or a resumed run after a SIGKILL) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import DataError
+
+
+def atomic_write(path, write_fn) -> None:
+    """Write a file atomically: `write_fn(tmp_path)` then rename over `path`,
+    so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(path, obj) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    atomic_write(path, write)
+
+
+def read_json(path, what: str = "JSON file") -> dict:
+    """The JSON object in `path`; DataError naming the file if it is missing or damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: {what} is damaged, not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: {what} does not hold a JSON object")
+    return value
+
+
+def sha256_of(path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(path) -> dict:
+    """What identifies a file's content: its absolute path, size and SHA-256."""
+    path = Path(path)
+    return {"file": str(path.resolve()), "size_bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def check_same_content(recorded: dict, path, what: str) -> None:
+    """DataError if `path` is not the file `recorded` (a :func:`fingerprint`) describes.
+    The path may differ (data moved); the content must not. `what` names the
+    recorded file, e.g. "the fast model that manifest.json lists"."""
+    now = fingerprint(path)
+    if (recorded.get("sha256"), recorded.get("size_bytes")) != (now["sha256"], now["size_bytes"]):
+        raise DataError(
+            f"{path}: not {what}: the content differs (recorded {recorded.get('file')}, "
+            f"{recorded.get('size_bytes')} bytes, sha256 {str(recorded.get('sha256'))[:12]}…; this file "
+            f"{now['size_bytes']} bytes, sha256 {now['sha256'][:12]}…)")
+
+
+def check_output_dir(path, option: str = "--out") -> Path:
+    """Refuse an output folder that is a file, lies under a file, or cannot be
+    written, before anything is written. Creates nothing; returns the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: {option} is a file, not a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DataError(f"{path}: {option} lies under {existing}, which is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path}: {option} cannot be written ({existing}: {exc.strerror})") from None
+    return path
