@@ -5,7 +5,7 @@ their sum fits reference energies and forces; MD then evaluates the fast model
 every inner step and the slow one only every outer step (r-RESPA).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 
 def load(model_dir):

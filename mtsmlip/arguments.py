@@ -74,6 +74,29 @@ def add_seed(p, what: str) -> None:
     p.add_argument("--seed", type=seed_value, default=0, help=f"seed (integer >= 0) for {what}")
 
 
+def add_thermostat_rates(p) -> None:
+    p.add_argument("--friction-per-fs", type=positive, default=None,
+                   help="Langevin friction (1/fs); default 0.01")
+    p.add_argument("--tau-fs", type=positive, default=None,
+                   help="Bussi relaxation time (fs); default 100")
+
+
+def check_thermostat_rates(args) -> None:
+    """Each thermostat takes its own rate: --friction-per-fs (Langevin), --tau-fs (Bussi)."""
+    from .errors import DataError
+
+    if args.thermostat != "langevin" and args.friction_per_fs is not None:
+        raise DataError("--friction-per-fs is the Langevin friction; "
+                        f"{args.thermostat or 'NVE'} does not take it (Bussi: --tau-fs, its relaxation time)")
+    if args.thermostat != "bussi" and args.tau_fs is not None:
+        raise DataError(f"--tau-fs is the Bussi relaxation time; {args.thermostat or 'NVE'} does not take it "
+                        "(Langevin: --friction-per-fs)")
+
+
+def add_device(p) -> None:
+    p.add_argument("--device", default="cpu", help="torch device of the models and the state, e.g. cpu, cuda")
+
+
 def add_no_progress(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -122,8 +145,7 @@ def md(p) -> None:
                         "structure holds momenta")
     p.add_argument("--thermostat", choices=["langevin", "bussi"], default=None,
                    help="thermostat (left out: NVE)")
-    p.add_argument("--friction-per-fs", type=positive, default=None,
-                   help="Langevin friction (1/fs), or 1/relaxation time for Bussi (1/fs); default 0.01")
+    add_thermostat_rates(p)
     p.add_argument("--baseline", action="store_true",
                    help="velocity Verlet at --timestep-fs with the baseline model (n_inner is set to 1)")
     p.add_argument("--out", required=True, help="output directory (log, trajectory, restart)")
@@ -133,6 +155,7 @@ def md(p) -> None:
     p.add_argument("--traj-every", type=at_least_one, default=10,
                    help="write a frame, a log row and the restart every k outer steps")
     p.add_argument("--skin-A", type=non_negative, default=1.0, help="neighbour-list skin (Å)")
+    add_device(p)
     add_no_progress(p)
 
 
@@ -147,8 +170,7 @@ def compare(p) -> None:
     p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
     p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
                    help="thermostat of every production run (bussi disturbs dynamics least)")
-    p.add_argument("--friction-per-fs", type=positive, default=None,
-                   help="thermostat rate (1/fs); default 0.01")
+    add_thermostat_rates(p)
     p.add_argument("--equilibrate-ps", type=non_negative, default=0.2,
                    help="baseline Langevin equilibration first (ps)")
     p.add_argument("--equilibrate-friction-per-fs", type=positive, default=0.05,
@@ -159,6 +181,7 @@ def compare(p) -> None:
     p.add_argument("--block-fs", type=positive, default=None,
                    help="interleaving block length (simulated fs; default: about 20 fs)")
     add_seed(p, "velocities and thermostat noise")
+    add_device(p)
     p.add_argument("--out", required=True, help="output directory (report.md, compare.json, plots)")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")
     add_no_progress(p)

@@ -18,7 +18,7 @@ SUBCOMMANDS = {
     "eval": ("errors of fast, fast + slow and baseline on reference frames (+ parity plot)",
              arguments.evaluate, "mtsmlip.evaluate:run"),
     "md": ("multiple-time-step MD with a trained pair (or velocity Verlet with the baseline)",
-           arguments.md, "mtsmlip.md.cli:run"),
+           arguments.md, "mtsmlip.md_cli:run"),
     "compare": ("MTS against conventional MD side by side: speed, RDF, drift, diffusion, verdict",
                 arguments.compare, "mtsmlip.compare:run"),
     "demo": ("the README's first command: a water box, compared at several n with the shipped models",

@@ -11,34 +11,28 @@ an interrupted compare resumes where it stopped (finished blocks are kept).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import ase.io
 import numpy as np
 from ase import Atoms, units
 
-from .data import DataError, read_structure
+from .data import read_structure
+from .errors import DataError
+from .md.engine import Engine, initialise_momenta
+from .md.outputs import restore, write_restart
+from .md.settings import RunSettings
+from .progress import progress_bar
 from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
 from .shipped import resolve_model_dir
 
 STATE_FILE = "progress.json"
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One simulation of the comparison: the baseline, or the pair at n_inner."""
-
-    n_inner: int
-    baseline: bool = False
-
-    @property
-    def label(self) -> str:
-        return "baseline" if self.baseline else f"mts_n{self.n_inner}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +54,8 @@ class CompareSettings:
     block_fs: float | None = None
     seed: int = 0
     skin_A: float = 1.0
+    tau_fs: float | None = None
+    device: str = "cpu"
 
     def check(self) -> None:
         if self.ps <= 0 or self.timestep_fs <= 0:
@@ -71,27 +67,28 @@ class CompareSettings:
         if not self.equilibrate_friction_per_fs > 0:
             raise DataError(f"--equilibrate-friction-per-fs must be positive (got {self.equilibrate_friction_per_fs})")
 
+    def run(self, n_inner: int = 1, baseline: bool = False, thermostat="production") -> RunSettings:
+        """The settings of one run: the production thermostat, another kind, or NVE (None)."""
+        kind = self.thermostat if thermostat == "production" else thermostat
+        rates = {"friction_per_fs": self.friction_per_fs} if kind == "langevin" else {"tau_fs": self.tau_fs}
+        return RunSettings(self.timestep_fs, n_inner, kind, self.temperature_K if kind else None,
+                           baseline=baseline, **(rates if kind else {}))
+
     @property
-    def runs(self) -> list[RunSpec]:
-        return [RunSpec(1, baseline=True)] + [RunSpec(n) for n in sorted(set(self.n_inner))]
+    def runs(self) -> list[RunSettings]:
+        return [self.run(1, baseline=True)] + [self.run(n) for n in sorted(set(self.n_inner))]
 
-    def outer_fs(self, run: RunSpec) -> float:
-        return run.n_inner * self.timestep_fs
-
-    def steps_for(self, run: RunSpec, ps: float) -> int:
-        return max(1, round(ps * 1000.0 / self.outer_fs(run)))
-
-    def block_steps(self, run: RunSpec) -> int:
+    def block_steps(self, run: RunSettings) -> int:
         """Outer steps per interleaved block: the same simulated time for every run."""
         common_fs = math.lcm(*(r.n_inner for r in self.runs)) * self.timestep_fs
         block_fs = self.block_fs or common_fs * max(1, math.ceil(20.0 / common_fs))
-        return max(1, round(block_fs / self.outer_fs(run)))
+        return max(1, round(block_fs / run.outer_fs))
 
 
 # ---- samples along a run ----------------------------------------------------
 @dataclass
 class Samples:
-    """Per-outer-step samples of one run (lists of arrays; saved as npz)."""
+    """Per-outer-step samples of one run, an engine observer (lists of arrays; saved as npz)."""
 
     step: list = field(default_factory=list)
     positions_A: list = field(default_factory=list)
@@ -101,7 +98,7 @@ class Samples:
     conserved_eV: list = field(default_factory=list)
     temperature_K: list = field(default_factory=list)
 
-    def add(self, engine) -> None:
+    def __call__(self, engine) -> None:
         s = engine.state
         self.step.append(engine.step)
         self.positions_A.append(s.positions.cpu().numpy().astype(np.float32))
@@ -112,11 +109,12 @@ class Samples:
         self.conserved_eV.append(engine.conserved_eV(s))
         self.temperature_K.append(engine.temperature_K(s))
 
-    def array(self, name) -> np.ndarray:
-        return np.asarray(getattr(self, name))
+    def arrays(self) -> dict:
+        """{field: array}: the plain record the report reads."""
+        return {name: np.asarray(getattr(self, name)) for name in self.__dataclass_fields__}
 
     def save(self, path) -> None:
-        arrays = {name: self.array(name) for name in self.__dataclass_fields__}
+        arrays = self.arrays()
         atomic_write(path, lambda tmp: _savez(tmp, arrays))
 
     @classmethod
@@ -124,7 +122,7 @@ class Samples:
         out = cls()
         if not Path(path).is_file():
             return out
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             keep = z["step"] <= up_to_step
             for name in cls.__dataclass_fields__:
                 setattr(out, name, list(z[name][keep]))
@@ -140,39 +138,54 @@ def _savez(tmp, arrays) -> None:
         np.savez(f, **arrays)
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run of the comparison produced, as plain data: its settings, the
+    samples of its NVT production, its wall time, and its NVE continuation."""
+
+    settings: RunSettings
+    samples: dict
+    wall_s: float
+    nve_time_ps: np.ndarray
+    nve_conserved_eV: np.ndarray
+
+    @property
+    def simulated_ps(self) -> float:
+        return self.settings.simulated_ps(int(self.samples["step"][-1]))
+
+
+@dataclass(frozen=True)
+class Records:
+    """Everything the report needs: the structure, the compare settings, one
+    RunRecord per run (baseline first) and the force series of the pair, or None."""
+
+    template: Atoms
+    settings: CompareSettings
+    runs: list
+    forces: dict | None
+
+
 # ---- engines ----------------------------------------------------------------
-def make_engine(models, atoms, run: RunSpec, cfg: CompareSettings, out_dir, thermostat, seed, friction_per_fs=None):
-    """An Engine that never writes on its own (compare saves samples and restarts
-    together at block ends, so nothing is half-written after an interruption).
-    `friction_per_fs` overrides cfg.friction_per_fs."""
-    from .md.engine import Engine, RunSettings, providers_for
-
-    friction_per_fs = cfg.friction_per_fs if friction_per_fs is None else friction_per_fs
-
-    settings = RunSettings(timestep_fs=cfg.timestep_fs, n_inner=run.n_inner, thermostat=thermostat,
-                           temperature_K=cfg.temperature_K if thermostat else None,
-                           friction_per_fs=friction_per_fs if thermostat else None, baseline=run.baseline)
-    fast, slow = providers_for(models, atoms, run.baseline, skin_A=cfg.skin_A)
-    return Engine(atoms, fast, slow, settings, out_dir, seed=seed, traj_every=10**12)
+def make_engine(models, atoms, run: RunSettings, cfg: CompareSettings, seed: int) -> Engine:
+    """An Engine that writes nothing by itself: compare attaches its sampler and
+    saves samples and restarts together at block ends."""
+    fast, slow = models.providers(atoms, run.baseline, skin_A=cfg.skin_A, device=cfg.device)
+    return Engine(atoms, fast, slow, run, seed=seed, device=cfg.device)
 
 
 def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path, progress=True) -> Atoms:
     """Langevin with the baseline model for equilibrate_ps; cached in OUT/start.extxyz."""
-    from .md.engine import initialise_momenta
-
     path = out / "start.extxyz"
     if path.is_file():
         return ase.io.read(path)
     initialise_momenta(atoms, cfg.temperature_K, cfg.seed)
-    run = RunSpec(1, baseline=True)
-    steps = cfg.steps_for(run, cfg.equilibrate_ps) if cfg.equilibrate_ps > 0 else 0
-    if steps:
-        eq = make_engine(models, atoms, run, cfg, out / "equilibration", "langevin", cfg.seed,
-                         friction_per_fs=cfg.equilibrate_friction_per_fs)
+    run = replace(cfg.run(1, baseline=True, thermostat="langevin"), friction_per_fs=cfg.equilibrate_friction_per_fs)
+    if cfg.equilibrate_ps > 0:
+        eq = make_engine(models, atoms, run, cfg, cfg.seed)
         _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model "
              f"(Langevin, {cfg.temperature_K} K, friction {cfg.equilibrate_friction_per_fs}/fs)")
-        eq.run(steps, progress=progress)
-        atoms = eq.frame(eq.state)
+        eq.run(run.steps_for(cfg.equilibrate_ps), progress=progress)
+        atoms = eq.atoms()
     atomic_write(path, lambda tmp: ase.io.write(tmp, atoms, format="extxyz"))
     return ase.io.read(path)
 
@@ -189,17 +202,16 @@ class Production:
 
     def _engine(self, models, start, run, i):
         run_dir = self.out / "runs" / run.label
-        engine = make_engine(models, start, run, self.cfg, run_dir, self.cfg.thermostat, self.cfg.seed + 1 + i)
+        engine = make_engine(models, start, run, self.cfg, self.cfg.seed + 1 + i)
         done = self.progress.setdefault(run.label, {"steps": 0, "wall_s": 0.0})
         if done["steps"] > 0:
-            engine.resume()
+            restore(engine, run_dir / "restart.npz")
         self.samples[run.label] = Samples.load(run_dir / "samples.npz", engine.step)
-        if not self.samples[run.label].step:
-            self.samples[run.label].add(engine)
+        engine.attach(self.samples[run.label])
         return engine
 
-    def remaining(self, run: RunSpec) -> int:
-        return self.cfg.steps_for(run, self.cfg.ps) - self.engines[run.label].step
+    def remaining(self, run: RunSettings) -> int:
+        return run.steps_for(self.cfg.ps) - self.engines[run.label].step
 
     def run(self, bar) -> None:
         while any(self.remaining(r) > 0 for r in self.cfg.runs):
@@ -207,52 +219,43 @@ class Production:
                 steps = min(self.cfg.block_steps(run), self.remaining(run))
                 if steps > 0:
                     self.advance(run, steps)
-                    bar.update(min(steps * self.cfg.outer_fs(run) / 1000.0, bar.total - bar.n))  # no float overshoot
+                    bar.update(min(run.simulated_ps(steps), bar.total - bar.n))  # no float overshoot
 
-    def advance(self, run: RunSpec, steps: int) -> None:
-        engine, samples = self.engines[run.label], self.samples[run.label]
-        wall_s = 0.0
-        for _ in range(steps):
-            clock = time.perf_counter()
-            engine.run(1, progress=False, write_last=False)
-            wall_s += time.perf_counter() - clock
-            samples.add(engine)
-        samples.save(engine.out_dir / "samples.npz")
-        engine.write_restart(engine.state)
+    def advance(self, run: RunSettings, steps: int) -> None:
+        engine, run_dir = self.engines[run.label], self.out / "runs" / run.label
+        clock = time.perf_counter()
+        engine.run(steps, progress=False)
+        wall_s = time.perf_counter() - clock
+        self.samples[run.label].save(run_dir / "samples.npz")
+        write_restart(engine, run_dir / "restart.npz")
         done = self.progress[run.label]
         done.update(steps=engine.step, wall_s=done["wall_s"] + wall_s)
         atomic_write_json(self.out / STATE_FILE, self.progress)
 
-
-def ns_per_day(simulated_ps: float, wall_s: float) -> float:
-    return simulated_ps * 1e-3 / max(wall_s, 1e-12) * 86400.0
+    def record(self, run: RunSettings, nve: tuple) -> RunRecord:
+        return RunRecord(run, self.samples[run.label].arrays(), self.progress[run.label]["wall_s"], *nve)
 
 
 # ---- NVE drift and the force spectra ----------------------------------------
-def nve_trace(models, engine, run: RunSpec, cfg: CompareSettings) -> tuple[np.ndarray, np.ndarray]:
+def nve_trace(models, engine, cfg: CompareSettings) -> tuple[np.ndarray, np.ndarray]:
     """Continue `engine`'s final state in NVE for nve_ps; (time_ps, conserved_eV)."""
-    atoms = engine.frame(engine.state)
-    nve = make_engine(models, atoms, run, cfg, engine.out_dir / "nve", None, cfg.seed)
+    run = replace(engine.settings, thermostat=None, temperature_K=None, friction_per_fs=None, tau_fs=None)
+    nve = make_engine(models, engine.atoms(), run, cfg, cfg.seed)
     samples = Samples()
-    samples.add(nve)
-    for _ in range(cfg.steps_for(run, cfg.nve_ps)):
-        nve.run(1, progress=False, write_last=False)
-        samples.add(nve)
-    time_ps = samples.array("step") * cfg.outer_fs(run) / 1000.0
-    return time_ps, samples.array("conserved_eV")
+    nve.attach(samples)
+    nve.run(run.steps_for(cfg.nve_ps), progress=False)
+    return run.simulated_ps(1) * samples.arrays()["step"], samples.arrays()["conserved_eV"]
 
 
-def force_series(models, start: Atoms, cfg: CompareSettings, out: Path) -> Samples:
+def force_series(models, start: Atoms, cfg: CompareSettings) -> dict:
     """Fast and slow forces every δt along an n = 1 run of the pair (velocity
     Verlet on fast + slow), so spectra reach far above any outer Nyquist frequency."""
-    run = RunSpec(1)
-    engine = make_engine(models, start.copy(), run, cfg, out / "runs" / "spectrum", cfg.thermostat, cfg.seed)
+    run = cfg.run(1)
+    engine = make_engine(models, start.copy(), run, cfg, cfg.seed)
     samples = Samples()
-    samples.add(engine)
-    for _ in range(cfg.steps_for(run, cfg.spectrum_ps)):
-        engine.run(1, progress=False, write_last=False)
-        samples.add(engine)
-    return samples
+    engine.attach(samples)
+    engine.run(run.steps_for(cfg.spectrum_ps), progress=False)
+    return samples.arrays()
 
 
 def _say(message: str) -> None:
@@ -261,31 +264,42 @@ def _say(message: str) -> None:
 
 def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True) -> dict:
     """Run the whole comparison; returns exactly what it wrote to OUT/compare.json."""
-    from tqdm import tqdm
-
-    from . import load
+    from .models import TrainedModels
     from .compare_report import analyse, write_report
 
     cfg.check()
     out = check_output_dir(out)
-    models = load(resolve_model_dir(model_dir))
+    models = TrainedModels.load(resolve_model_dir(model_dir))
     structure = read_structure(structure_path)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
-    state = _load_json(out / STATE_FILE)
-    production = Production(models, start, cfg, out, state)
-    total_ps = cfg.ps * len(cfg.runs)
-    done_ps = sum(production.engines[r.label].step * cfg.outer_fs(r) / 1000 for r in cfg.runs)
-    with tqdm(total=total_ps, initial=done_ps, unit="ps", disable=not progress_bar,
-              bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} simulated ps [{elapsed}<{remaining}]") as bar:
-        production.run(bar)
+    production = run_production(models, start, cfg, out, progress_bar)
     _say("NVE segments for the energy drift")
-    drift = {r.label: nve_trace(models, production.engines[r.label], r, cfg) for r in cfg.runs}
+    runs = [production.record(r, nve_trace(models, production.engines[r.label], cfg)) for r in cfg.runs]
     _say("force spectra (n = 1 segment of the pair)")
-    forces = force_series(models, start, cfg, out) if cfg.spectrum_ps > 0 else None
-    write_report(analyse(production, drift, forces, cfg, start), production, drift, forces, cfg, out)
+    forces = force_series(models, start, cfg) if cfg.spectrum_ps > 0 else None
+    records = Records(Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc), cfg, runs, forces)
+    write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")
+
+
+def run_production(models, start, cfg: CompareSettings, out: Path, progress_bar: bool) -> Production:
+    production = Production(models, start, cfg, out, _load_json(out / STATE_FILE))
+    done_ps = sum(r.simulated_ps(production.engines[r.label].step) for r in cfg.runs)
+    with progress_bar_for(cfg.ps * len(cfg.runs), done_ps, progress_bar) as bar:
+        production.run(bar)
+    return production
+
+
+@contextlib.contextmanager
+def progress_bar_for(total_ps: float, done_ps: float, enabled: bool):
+    bar = progress_bar(total_ps, "simulated ps", enabled=enabled, initial=done_ps, fmt="{:.3f}",
+                       bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} simulated ps [{elapsed}<{remaining}]")
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def _load_json(path) -> dict:
@@ -311,17 +325,20 @@ def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path
 
 # ---- command line -------------------------------------------------------------
 def settings_from_args(args) -> CompareSettings:
+    from .arguments import check_thermostat_rates
+
+    check_thermostat_rates(args)
     return CompareSettings(ps=args.ps, timestep_fs=args.timestep_fs, n_inner=tuple(args.n_inner),
                            temperature_K=args.temperature_K, thermostat=args.thermostat,
-                           friction_per_fs=args.friction_per_fs, equilibrate_ps=args.equilibrate_ps,
+                           friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs,
+                           equilibrate_ps=args.equilibrate_ps,
                            equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,
-                           spectrum_ps=args.spectrum_ps, block_fs=args.block_fs,
-                           seed=args.seed)
+                           spectrum_ps=args.spectrum_ps, block_fs=args.block_fs, seed=args.seed, device=args.device)
 
 
 def run(args) -> int:
     from .compare_report import format_table
-    from .md.engine import MDInstability
+    from .md.safety import MDInstability
 
     try:
         result = compare(args.model, args.structure, settings_from_args(args), args.out,

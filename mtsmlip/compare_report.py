@@ -16,7 +16,6 @@ import numpy as np
 from ase import Atoms
 
 from . import analysis as an
-from .compare import ns_per_day
 from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
@@ -24,9 +23,13 @@ N_DIFFUSION_BLOCKS = 4
 MIN_FRAMES_PER_BLOCK = 5
 
 
-def frames_of(samples, template: Atoms, max_frames=None) -> list[Atoms]:
+def ns_per_day(simulated_ps: float, wall_s: float) -> float:
+    return simulated_ps * 1e-3 / max(wall_s, 1e-12) * 86400.0
+
+
+def frames_of(samples: dict, template: Atoms, max_frames=None) -> list[Atoms]:
     """Atoms for (a thinned subset of) the sampled positions."""
-    positions = samples.array("positions_A")
+    positions = samples["positions_A"]
     stride = max(1, len(positions) // max_frames) if max_frames else 1
     frames = []
     for x in positions[::stride]:
@@ -43,13 +46,13 @@ def rdf_range_A(template: Atoms) -> float:
     return float(min(6.0, 0.5 * perpendicular_widths_A(template.cell.array).min() - 1e-6))
 
 
-def diffusion(samples, template: Atoms, interval_ps: float) -> dict | None:
+def diffusion(samples: dict, template: Atoms, interval_ps: float) -> dict | None:
     """{symbol: DiffusionEstimate} from block-averaged MSDs of the sampled run,
     or None when the run is too short for block averages (the verdict then fails
     the diffusion check by name)."""
-    if len(samples.step) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
+    if len(samples["step"]) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
         return None
-    positions = an.unwrap_positions(samples.array("positions_A").astype(float), template.cell.array)
+    positions = an.unwrap_positions(samples["positions_A"].astype(float), template.cell.array)
     return an.species_diffusion(positions, template.get_chemical_symbols(), template.get_masses(), interval_ps,
                                 N_DIFFUSION_BLOCKS)
 
@@ -58,21 +61,17 @@ def heaviest_species(template: Atoms) -> str:
     return template.get_chemical_symbols()[int(np.argmax(template.get_masses()))]
 
 
-def run_metrics(label, production, drift, cfg, template, rdf_r_A):
-    """Every number of one run, plus what the verdict needs."""
-    run = next(r for r in cfg.runs if r.label == label)
-    samples, outer_fs = production.samples[label], cfg.outer_fs(run)
-    simulated_ps = (samples.array("step")[-1]) * outer_fs / 1000.0
-    time_ps, conserved = drift[label]
-    d = diffusion(samples, template, outer_fs / 1000.0)
+def run_metrics(record, template: Atoms, rdf_r_A: float):
+    """Every number of one run (a compare.RunRecord), plus what the verdict needs."""
+    samples, run = record.samples, record.settings
+    d = diffusion(samples, template, run.simulated_ps(1))
     rdf = an.rdf(frames_of(samples, template, MAX_RDF_FRAMES), rdf_r_A, 120)
-    drift_value = an.drift_meV_per_atom_per_ps(time_ps, conserved, len(template))
+    drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
     heavy = heaviest_species(template)
     numbers = {
-        "n_inner": run.n_inner, "outer_timestep_fs": outer_fs, "simulated_ps": simulated_ps,
-        "wall_s": production.progress[label]["wall_s"],
-        "ns_per_day": ns_per_day(simulated_ps, production.progress[label]["wall_s"]),
-        "mean_temperature_K": float(np.mean(samples.array("temperature_K")[1:])),
+        "n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
+        "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
+        "mean_temperature_K": float(np.mean(samples["temperature_K"][1:])),
         "drift_meV_per_atom_per_ps": drift_value,
         "diffusion_A2_per_ps": d[heavy].D_A2_per_ps if d else None,
         "diffusion_err_A2_per_ps": d[heavy].stderr_A2_per_ps if d else None,
@@ -82,10 +81,10 @@ def run_metrics(label, production, drift, cfg, template, rdf_r_A):
     return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d)
 
 
-def rdf_noise_floor(production, template, rdf_r_A) -> float:
+def rdf_noise_floor(baseline, template, rdf_r_A) -> float:
     """RDF difference between the two halves of the baseline run: what sampling
     noise alone gives, so the tolerance can sit above it."""
-    frames = frames_of(production.samples["baseline"], template, 2 * MAX_RDF_FRAMES)
+    frames = frames_of(baseline.samples, template, 2 * MAX_RDF_FRAMES)
     half = len(frames) // 2
     if half < 2:
         return 0.0
@@ -93,36 +92,36 @@ def rdf_noise_floor(production, template, rdf_r_A) -> float:
     return float(an.rdf_differences(a, b)["overall"])
 
 
-def scale_separation(forces, cfg) -> dict | None:
+def scale_separation(forces: dict | None, cfg) -> dict | None:
     """Power of the slow and the fast force above each n's outer Nyquist frequency."""
-    if forces is None or len(forces.step) < 8:
+    if forces is None or len(forces["step"]) < 8:
         return None
-    spectra = {name: an.force_spectrum(forces.array(name).astype(float), cfg.timestep_fs)
+    spectra = {name: an.force_spectrum(forces[name].astype(float), cfg.timestep_fs)
                for name in ("forces_fast", "forces_slow")}
     per_n = []
     for n in sorted(set(cfg.n_inner)):
-        f_cut = an.nyquist_THz(n * cfg.timestep_fs)
+        f_cut = an.nyquist_THz(cfg.run(n).outer_fs)
         per_n.append({"n_inner": n, "outer_nyquist_THz": f_cut,
                       "slow_power_above_nyquist": an.power_above_frequency_fraction(*spectra["forces_slow"], f_cut),
                       "fast_power_above_nyquist": an.power_above_frequency_fraction(*spectra["forces_fast"], f_cut)})
-    rms = {name: float(np.sqrt(np.mean(forces.array(name).astype(float) ** 2))) for name in spectra}
+    rms = {name: float(np.sqrt(np.mean(forces[name].astype(float) ** 2))) for name in spectra}
     return {"fast_force_rms_eV_per_A": rms["forces_fast"], "slow_force_rms_eV_per_A": rms["forces_slow"],
             "per_n": per_n, "_spectra": spectra}
 
 
-def analyse(production, drift, forces, cfg, start: Atoms) -> dict:
-    """compare.json's content (see module doc)."""
-    template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
+def analyse(records) -> dict:
+    """compare.json's content (see module doc) from a compare.Records."""
+    template, cfg = records.template, records.settings
     r_A = rdf_range_A(template)
-    metrics = {r.label: run_metrics(r.label, production, drift, cfg, template, r_A) for r in cfg.runs}
-    noise = rdf_noise_floor(production, template, r_A)
+    metrics = {r.settings.label: run_metrics(r, template, r_A) for r in records.runs}
+    noise = rdf_noise_floor(records.runs[0], template, r_A)
     tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise))
     base_numbers, base_metrics = metrics["baseline"]
     runs, verdicts = [], {}
-    for run in cfg.runs[1:]:
-        numbers, m = metrics[run.label]
+    for record in records.runs[1:]:
+        numbers, m = metrics[record.settings.label]
         ok, reasons = an.verdict(m, base_metrics, tolerance)
-        verdicts[run.n_inner] = ok
+        verdicts[record.settings.n_inner] = ok
         numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
                        rdf_diff=float(an.rdf_differences(m.rdf, base_metrics.rdf)["overall"]),
                        within_tolerance=ok, reasons=reasons)
@@ -132,7 +131,7 @@ def analyse(production, drift, forces, cfg, start: Atoms) -> dict:
             "tolerance": {"drift_meV_per_atom_per_ps": tolerance.drift_meV_per_atom_per_ps,
                           "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
                           "diffusion_sigma": tolerance.diffusion_sigma},
-            "scale_separation": scale_separation(forces, cfg),
+            "scale_separation": scale_separation(records.forces, cfg),
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}
 
 
@@ -156,31 +155,30 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_plots(result, production, drift, forces, cfg, out: Path) -> list[str]:
+def write_plots(result, records, out: Path) -> list[str]:
     from .analysis import plots
 
-    template = production.engines["baseline"].template
+    template, cfg = records.template, records.settings
     heavy = heaviest_species(template)
     select = np.array(template.get_chemical_symbols()) == heavy
-    msd, vdos = {}, {}
-    for run in cfg.runs:
-        s, dt_fs = production.samples[run.label], cfg.outer_fs(run)
-        x = an.unwrap_positions(s.array("positions_A").astype(float), template.cell.array)
-        msd[run.label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
-        _, cm1, dos = an.vdos(s.array("velocities_A_per_fs").astype(float), dt_fs, template.get_masses())
-        vdos[run.label] = (cm1, dos)
-    vdos = _trim_to_weight(vdos)
+    msd, vdos, drift = {}, {}, {}
+    for record in records.runs:
+        label, s, dt_fs = record.settings.label, record.samples, record.settings.outer_fs
+        x = an.unwrap_positions(s["positions_A"].astype(float), template.cell.array)
+        msd[label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
+        _, cm1, dos = an.vdos(s["velocities_A_per_fs"].astype(float), dt_fs, template.get_masses())
+        vdos[label] = (cm1, dos)
+        drift[label] = (record.nve_time_ps, record.nve_conserved_eV)
     plots.plot_rdf(result["_rdf"], out / "rdf.png")
     plots.plot_msd(msd, out / f"msd_{heavy}.png")
-    plots.plot_vdos(vdos, out / "vdos.png")
+    plots.plot_vdos(_trim_to_weight(vdos), out / "vdos.png")
     plots.plot_energy(drift, out / "nve_energy.png", per_atom_n=len(template))
     names = ["rdf.png", f"msd_{heavy}.png", "vdos.png", "nve_energy.png"]
     sep = result["scale_separation"]
     if sep:
         spectra = {"fast force": sep["_spectra"]["forces_fast"], "slow force": sep["_spectra"]["forces_slow"]}
-        largest_n = max(cfg.n_inner)
         plots.plot_force_spectrum(spectra, out / "force_spectrum.png",
-                                  nyquist_THz=an.nyquist_THz(largest_n * cfg.timestep_fs))
+                                  nyquist_THz=an.nyquist_THz(cfg.run(max(cfg.n_inner)).outer_fs))
         names.append("force_spectrum.png")
     return names
 
@@ -192,10 +190,10 @@ def _trim_to_weight(curves: dict, fraction=1e-3, margin=1.3) -> dict:
     return {k: (x[x <= margin * top], y[x <= margin * top]) for k, (x, y) in curves.items()}
 
 
-def write_report(result, production, drift, forces, cfg, out: Path) -> None:
+def write_report(result, records, out: Path) -> None:
     """compare.json, PNG plots and report.md (tables with the plots embedded)."""
-    out = Path(out)
-    pngs = write_plots(result, production, drift, forces, cfg, out)
+    out, cfg = Path(out), records.settings
+    pngs = write_plots(result, records, out)
     atomic_write_json(out / "compare.json", public(result))
     text = ["# mtsmlip compare", "",
             f"{cfg.ps} ps NVT ({cfg.thermostat}, {cfg.temperature_K} K) per run from one equilibrated start, "

@@ -8,7 +8,6 @@ Verlet against r-RESPA at several n) and prints the table and where the report i
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import ase.io
 import numpy as np

@@ -19,12 +19,12 @@ ERROR_KEYS = ("energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_
 
 
 def run(args) -> int:
-    import mtsmlip
+    from .models import TrainedModels
     from .files import check_output_dir
 
     if args.out is not None:
         check_output_dir(args.out)
-    models = mtsmlip.load(args.model)
+    models = TrainedModels.load(args.model)
     frames = select_frames(args.data, models.manifest, args.frames, args.split)
     predictions = predict(models, frames, args.data)
     report = error_report(frames, predictions)

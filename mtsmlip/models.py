@@ -131,7 +131,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def save_model(path, model: torch.nn.Module, config: dict, metadata: dict | None = None) -> None:
     """Save config + weights (+ optional metadata) atomically to `path`."""
-    from . import __version__
+    from ._version import __version__
 
     payload = {
         "format": "mtsmlip-model-1",
@@ -272,6 +272,20 @@ class TrainedModels:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
         return cls(directory, models, manifest)
 
+    def providers(self, atoms, baseline: bool = False, skin_A=None, device="cpu"):
+        """(fast, slow) full-speed force providers on `atoms` (see md.torch_forces),
+        or the baseline model with a zero slow force. Bad species or cells raise
+        DataError here."""
+        from .md.respa import zero_forces
+        from .md.torch_forces import DEFAULT_SKIN_A, ModelForces
+
+        skin_A = DEFAULT_SKIN_A if skin_A is None else skin_A
+        if baseline:
+            if "baseline" not in self.models:
+                raise DataError(f"{self.directory}: no baseline.pt to run --baseline with")
+            return ModelForces(self.models["baseline"], atoms, skin_A, device), zero_forces
+        return tuple(ModelForces(self.models[name], atoms, skin_A, device) for name in ("fast", "slow"))
+
     def model_hashes(self) -> dict:
         """{name: SHA-256 of its file}: what a resumed run checks it runs the same models."""
         return {name: sha256_of(self.directory / MODEL_FILES[name]) for name in self.models}
@@ -283,21 +297,8 @@ class TrainedModels:
             raise DataError(f"{self.directory}: no '{name}' model (have {sorted(self.models)})")
         return self.models[name].calculator(device)
 
-    @property
-    def fast(self):
-        return self.calculator("fast")
-
-    @property
-    def slow(self):
-        return self.calculator("slow")
-
-    @property
-    def total(self):
-        return self.calculator("total")
-
-    @property
-    def baseline(self):
-        return self.calculator("baseline")
+    fast, slow, total, baseline = (property(lambda self, n=n: self.calculator(n), doc=f"ASE calculator: {n}")
+                                   for n in ("fast", "slow", "total", "baseline"))
 
 
 def write_model_dir(directory, models: dict, manifest: dict) -> None:

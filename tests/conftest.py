@@ -1,4 +1,5 @@
-"""Shared test fixtures: reference data location and small synthetic systems."""
+"""Shared test fixtures: reference data location and the tiny model pair
+(builders of every test system: tests/systems.py)."""
 
 import os
 from pathlib import Path
@@ -21,3 +22,12 @@ def water_file() -> Path:
             pytest.fail(f"reference data missing in CI: {path} (set MTSMLIP_DATA)")
         pytest.skip(f"reference data not found at {path} (set MTSMLIP_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pair(tmp_path_factory):
+    """The tiny float64 fast/slow/baseline directory, loaded (mtsmlip.load)."""
+    import mtsmlip
+    from tests.systems import write_tiny_pair
+
+    return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("tiny_pair")))

@@ -1,33 +1,19 @@
-"""Shared physics checks for anything that is an ASE calculator (NequIP-style
-test mixins): forces are -dE/dx, energies are invariant and forces equivariant
-under rotation, translation and permutation."""
+"""Shared physics checks (NequIP-style test mixins) for anything that gives
+energies and forces: an ASE calculator, or a *subject* with
+``energy_forces(atoms)``. Forces are −dE/dx; energies are invariant and forces
+equivariant under rotation, translation and permutation; a batch equals its
+frames; forces vanish exactly beyond the cutoff; far-apart molecules add up."""
 
 import numpy as np
+import pytest
 from ase import Atoms
-from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
 
-def small_water_box(n_side=2, spacing_A=3.1, seed=0, vacuum=False) -> Atoms:
-    """n_side**3 randomly oriented, slightly distorted water molecules on a cubic
-    lattice; periodic unless `vacuum`. Deterministic for a given seed."""
-    rng = np.random.default_rng(seed)
-    atoms = Atoms()
-    for ijk in np.ndindex(n_side, n_side, n_side):
-        w = molecule("H2O")
-        w.positions = w.positions @ Rotation.random(random_state=int(rng.integers(1 << 30))).as_matrix().T
-        w.positions += np.array(ijk) * spacing_A + rng.normal(0, 0.05, (3, 3))
-        atoms += w
-    if vacuum:
-        atoms.center(vacuum=6.0)
-        atoms.pbc = False
-    else:
-        atoms.cell = np.eye(3) * n_side * spacing_A
-        atoms.pbc = True
-    return atoms
-
-
 def energy_forces(calc, atoms):
+    """(E eV, F (N, 3) eV/Å) of `atoms` from an ASE calculator or a subject."""
+    if hasattr(calc, "energy_forces"):
+        return calc.energy_forces(atoms)
     a = atoms.copy()
     a.calc = calc
     return a.get_potential_energy(), a.get_forces()
@@ -61,3 +47,51 @@ def assert_invariant_and_equivariant(calc, atoms, atol=1e-8, seed=0):
     e2, f2 = energy_forces(calc, atoms[perm])
     np.testing.assert_allclose(e2, e0, atol=atol * len(atoms), rtol=0)
     np.testing.assert_allclose(f2, f0[perm], atol=atol * 10, rtol=0)
+
+
+def apart(atoms_a: Atoms, atoms_b: Atoms, gap_A: float) -> Atoms:
+    """`atoms_b` placed so that none of its atoms is within `gap_A` of `atoms_a`; no cell."""
+    a, b = atoms_a.copy(), atoms_b.copy()
+    b.positions += a.positions.max(0) - b.positions.min(0) + gap_A
+    joined = a + b
+    joined.pbc, joined.cell = False, np.zeros((3, 3))
+    return joined
+
+
+class PhysicsChecks:
+    """Checks every force provider must pass. A subclass gives a fixture
+    ``subject`` with ``energy_forces(atoms)``, ``structure(seed)`` (a periodic
+    structure it accepts), ``molecule(seed)`` (an isolated molecule),
+    ``dimer(distance_A)`` (two atoms, no cell), ``r_max_A`` (forces exactly zero
+    beyond it) and ``batch`` (frames -> (energies, forces) in one call), or None
+    where a provider takes one frame at a time by design."""
+
+    def test_forces_are_minus_the_energy_gradient(self, subject):
+        assert_forces_are_minus_energy_gradient(subject, subject.structure(0))
+
+    def test_energy_invariant_and_forces_equivariant(self, subject):
+        assert_invariant_and_equivariant(subject, subject.structure(0))
+
+    def test_a_batch_equals_its_frames_one_by_one(self, subject):
+        if subject.batch is None:
+            pytest.skip("this provider evaluates one frame at a time by design")
+        frames = [subject.structure(seed) for seed in (1, 2)]
+        energies, forces = subject.batch(frames)
+        for k, atoms in enumerate(frames):
+            e, f = subject.energy_forces(atoms)
+            assert energies[k] == pytest.approx(e, abs=1e-10, rel=1e-12)
+            np.testing.assert_allclose(forces[k], f, atol=1e-10, rtol=0)
+
+    def test_forces_are_exactly_zero_beyond_r_max(self, subject):
+        inside = subject.energy_forces(subject.dimer(subject.r_max_A - 0.3))[1]
+        beyond = subject.energy_forces(subject.dimer(subject.r_max_A + 0.01))[1]
+        assert np.abs(inside).max() > 0  # the check below can fail
+        np.testing.assert_array_equal(beyond, 0.0)
+
+    def test_molecules_far_apart_add_up(self, subject):
+        a, b = subject.molecule(0), subject.molecule(1)
+        e_a, f_a = subject.energy_forces(a)
+        e_b, f_b = subject.energy_forces(b)
+        e_ab, f_ab = subject.energy_forces(apart(a, b, subject.r_max_A + 0.5))
+        assert e_ab == pytest.approx(e_a + e_b, abs=1e-10, rel=1e-12)
+        np.testing.assert_allclose(f_ab, np.concatenate([f_a, f_b]), atol=1e-10, rtol=0)

@@ -19,8 +19,8 @@ import torch
 import yaml
 
 from mtsmlip.cli import main
-from tests.physics import small_water_box
-from tests.test_md_engine import write_tiny_pair
+from tests.systems import small_water_box
+from tests.systems import write_tiny_pair
 from tests.training_helpers import TINY_CONFIG, labelled_frames, trained_dir, write_frames
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
@@ -146,6 +146,10 @@ CASES = [
     ("`--n-inner 0`", lambda p: md_args(p, "o7", "--n-inner", "0")),
     ("`--friction-per-fs 0`", lambda p: md_args(p, "o8", "--thermostat", "langevin", "--friction-per-fs", "0")),
     ("`--traj-every 0`", lambda p: md_args(p, "o9", "--traj-every", "0")),
+    ("`--tau-fs 0`", lambda p: md_args(p, "o10", "--thermostat", "bussi", "--tau-fs", "0")),
+    ("Langevin's `--friction-per-fs` given to Bussi",
+     lambda p: md_args(p, "o11", "--thermostat", "bussi", "--friction-per-fs", "0.01")),
+    ("`--device tpu`", lambda p: md_args(p, "o12", "--device", "tpu")),
     ("`md --resume` with another `--model`", lambda p: md_args(p, "run", "--resume", model="pair2")),
     ("`md --resume` from a truncated restart.npz", lambda p: md_args(p, "run_damaged", "--resume")),
     ("`md --resume --steps 1` after 2 steps", lambda p: md_args(p, "run", "--resume", "--steps", "1")),

@@ -9,23 +9,13 @@ from ase import Atoms
 
 from mtsmlip.cli import main
 from mtsmlip.compare import Production
-from mtsmlip.models import FAST_PRESET, SLOW_PRESET, build_model, model_config, write_model_dir
-
-
-def weak_config(preset, r_max, seed):
-    """Tiny float64 model with small energy scale: gentle forces, so short runs stay physical."""
-    overrides = {"r_max": r_max, "avg_num_neighbors": 10.0, "per_type_energy_scales": 0.02}
-    if "nequip" in preset["_target_"]:
-        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
-    return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
+from tests.systems import write_tiny_pair
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    configs = {"fast": weak_config(FAST_PRESET, 3.0, 0), "slow": weak_config(SLOW_PRESET, 3.5, 1),
-               "baseline": weak_config(SLOW_PRESET, 3.5, 2)}
-    write_model_dir(root / "pair", {k: (build_model(c).eval(), c) for k, c in configs.items()}, {})
+    write_tiny_pair(root / "pair", energy_scale=0.02)  # gentle forces: short runs stay physical
     rng = np.random.default_rng(0)
     sites = np.array(list(np.ndindex(3, 3, 3)), float) * 2.1 + rng.normal(0, 0.05, (27, 3))
     gas = Atoms("O9H18", positions=sites[rng.permutation(27)], cell=np.eye(3) * 6.3, pbc=True)

@@ -15,7 +15,7 @@ from ase.calculators.socketio import SocketClient
 
 from mtsmlip.md import MultiTimeStep
 from mtsmlip.md.analytic import SplitLennardJones
-from tests.test_respa import argon
+from tests.systems import argon
 
 INNER_FS, N_INNER, OUTER_STEPS = 5.0, 4, 20
 

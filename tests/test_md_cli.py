@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from mtsmlip.cli import main
-from tests.physics import small_water_box
-from tests.test_md_engine import write_tiny_pair
+from tests.systems import small_water_box
+from tests.systems import write_tiny_pair
 
 
 @pytest.fixture(scope="module")

@@ -7,46 +7,27 @@ import torch
 from ase import units
 from ase.md.verlet import VelocityVerlet
 
-from mtsmlip import load
 from mtsmlip.data import DataError
 from mtsmlip.md import MultiTimeStep
-from mtsmlip.md.engine import Engine, MDInstability, RunSettings, SafetyLimits, providers_for
+from mtsmlip.md import Engine, MDInstability, RunFiles, RunSettings, SafetyLimits
 from mtsmlip.md.torch_forces import ModelForces
-from mtsmlip.models import FAST_PRESET, SLOW_PRESET, build_model, model_config, write_model_dir
-from tests.physics import small_water_box
-
-
-def tiny_config(preset, r_max, seed):
-    overrides = {"r_max": r_max, "avg_num_neighbors": 10.0}
-    if "nequip" in preset["_target_"]:
-        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
-    return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
-
-
-def write_tiny_pair(directory):
-    """A model directory like `mtsmlip train` writes: tiny float64 fast/slow/baseline."""
-    configs = {"fast": tiny_config(FAST_PRESET, 3.0, 0), "slow": tiny_config(SLOW_PRESET, 3.5, 1),
-               "baseline": tiny_config(SLOW_PRESET, 3.5, 2)}
-    models = {name: (build_model(cfg).eval(), cfg) for name, cfg in configs.items()}
-    write_model_dir(directory, models, {"note": "tiny untrained pair for tests"})
-    return directory
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    return load(write_tiny_pair(tmp_path_factory.mktemp("pair")))
+from tests.systems import small_water_box
 
 
 def water(seed=0):
-    atoms = small_water_box(seed=seed)
-    rng = np.random.default_rng(seed)
-    atoms.set_momenta(rng.normal(0, 0.05, (len(atoms), 3)) * np.sqrt(atoms.get_masses())[:, None])
-    return atoms
+    return small_water_box(seed=seed, momenta=True)
 
 
-def engine_for(pair, atoms, out, settings, **kw):
-    fast, slow = providers_for(pair, atoms, settings.baseline, skin_A=kw.pop("skin_A", 1.0))
-    return Engine(atoms, fast, slow, settings, out, **kw)
+def providers_for(pair, atoms, baseline=False, **kw):
+    return pair.providers(atoms, baseline, **kw)
+
+
+def engine_for(pair, atoms, out, settings, traj_every=10, slow=None, **kw):
+    """An Engine on the tiny pair writing its run files into `out` every `traj_every` steps."""
+    fast, model_slow = providers_for(pair, atoms, settings.baseline, skin_A=kw.pop("skin_A", 1.0))
+    engine = Engine(atoms, fast, slow or model_slow, settings, **kw)
+    RunFiles(out, traj_every).attach(engine)
+    return engine
 
 
 @pytest.mark.parametrize("thermostat", [None, "langevin"])
@@ -112,8 +93,8 @@ class Spoiled:
                                           ("jump", "conserved energy jumped")])
 def test_bad_forces_stop_the_run_and_keep_the_last_good_frame(pair, tmp_path, how, message):
     atoms = water()
-    fast, slow = providers_for(pair, atoms, baseline=False)
-    engine = Engine(atoms, fast, Spoiled(slow, 5, how), RunSettings(0.5, 2), tmp_path, traj_every=1)
+    slow = Spoiled(providers_for(pair, atoms)[1], 5, how)
+    engine = engine_for(pair, atoms, tmp_path, RunSettings(0.5, 2), traj_every=1, slow=slow)
     with pytest.raises(MDInstability, match=message):
         engine.run(10, progress=False)
     assert engine.step == 3  # call 1 is the initial state; call 5 ends step 4
@@ -127,7 +108,7 @@ def test_bad_forces_stop_the_run_and_keep_the_last_good_frame(pair, tmp_path, ho
 def test_atoms_too_close_stop_the_run(pair, tmp_path):
     atoms = water()
     engine = engine_for(pair, atoms, tmp_path, RunSettings(0.5, 2), traj_every=5)
-    engine.limits = SafetyLimits(min_distance_A=1.2)  # O–H bonds are ~1 Å: the first step is refused
+    engine.safety.limits = SafetyLimits(min_distance_A=1.2)  # O–H bonds are ~1 Å: the first step is refused
     with pytest.raises(MDInstability, match=r"atoms \d+ and \d+ are 0\.\d+ Å apart"):
         engine.run(3, progress=False)
     assert (tmp_path / "last_good.extxyz").is_file() and (tmp_path / "restart.npz").is_file()
@@ -156,3 +137,29 @@ def test_bad_input_is_refused_before_any_step(pair, tmp_path):
         with pytest.raises(DataError):
             engine_for(pair, water(), tmp_path / "x", settings)
     assert not (tmp_path / "x").exists()
+
+
+def test_observers_run_at_their_interval_from_step_0_and_after_the_last_step(pair):
+    atoms = water()
+    engine = Engine(atoms, *providers_for(pair, atoms), RunSettings(0.5, 2))
+    seen = []
+    engine.attach(lambda e: seen.append(e.step), interval=3, final=True)
+    engine.run(7, progress=False)
+    assert seen == [0, 3, 6, 7]
+    engine.run(2, progress=False)  # step 7 is not observed twice
+    assert seen == [0, 3, 6, 7, 9]
+
+
+def test_the_energy_jump_is_that_of_the_effective_conserved_energy(pair):
+    """Strong friction towards 3000 K changes K + U by eV in one step; the
+    thermostat's work balances it, so K + U − work (each state with its own
+    work) barely moves and the run must not be stopped."""
+    atoms = water()
+    settings = RunSettings(0.25, 2, "langevin", 3000.0, friction_per_fs=1.0)
+    limits = SafetyLimits(energy_jump_eV_per_atom=0.005)
+    engine = Engine(atoms, *providers_for(pair, atoms), settings, seed=1, limits=limits)
+    start = engine.state
+    engine.run(3, progress=False)
+    kinetic_change_eV = engine.kinetic_eV(engine.state) - engine.kinetic_eV(start)
+    assert kinetic_change_eV > 20 * limits.energy_jump_eV_per_atom * len(atoms)
+    assert abs(engine.conserved_eV(engine.state) - engine.conserved_eV(start)) < 0.1 * kinetic_change_eV

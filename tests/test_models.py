@@ -4,43 +4,16 @@ import numpy as np
 import pytest
 
 from mtsmlip.data import DataError
-from mtsmlip.models import (
-    FAST_PRESET,
-    SLOW_PRESET,
-    LoadedModel,
-    build_model,
-    load_model,
-    model_config,
-    save_model,
-)
-from tests.physics import (
-    assert_forces_are_minus_energy_gradient,
-    assert_invariant_and_equivariant,
-    energy_forces,
-    small_water_box,
-)
-
-
-def tiny(preset, r_max, seed=0):
-    overrides = {"r_max": r_max, "avg_num_neighbors": 10.0}
-    if "nequip" in preset["_target_"]:
-        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
-    return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
+from mtsmlip.models import LoadedModel, build_model, load_model, save_model
+from tests.physics import energy_forces  # the physics of every model: tests/test_physics.py
+from tests.systems import small_water_box, tiny_model_config
 
 
 @pytest.fixture(scope="module", params=["fast", "slow"])
 def loaded(request):
-    cfg = tiny(FAST_PRESET, 3.0) if request.param == "fast" else tiny(SLOW_PRESET, 3.5)
+    cfg = tiny_model_config(request.param)
     module = build_model(cfg).eval()
     return LoadedModel(module=module, config=cfg, metadata={})
-
-
-def test_forces_are_minus_energy_gradient(loaded):
-    assert_forces_are_minus_energy_gradient(loaded.calculator(), small_water_box())
-
-
-def test_invariance_and_equivariance(loaded):
-    assert_invariant_and_equivariant(loaded.calculator(), small_water_box())
 
 
 def test_save_load_roundtrip_gives_same_energy_and_forces(loaded, tmp_path):
@@ -81,7 +54,7 @@ def test_model_dir_roundtrip_and_total_is_sum(tmp_path):
     import mtsmlip
     from mtsmlip.models import write_model_dir
 
-    fast_cfg, slow_cfg = tiny(FAST_PRESET, 3.0), tiny(SLOW_PRESET, 3.5, seed=1)
+    fast_cfg, slow_cfg = tiny_model_config("fast"), tiny_model_config("slow", seed=1)
     write_model_dir(
         tmp_path,
         {"fast": (build_model(fast_cfg), fast_cfg), "slow": (build_model(slow_cfg), slow_cfg)},

@@ -2,7 +2,6 @@
 non-finite is written or marked complete, damaged files and changed inputs are
 named, and help answers without importing torch."""
 
-import json
 import shutil
 import subprocess
 import sys
@@ -17,12 +16,12 @@ import mtsmlip
 from mtsmlip import training
 from mtsmlip.cli import SUBCOMMANDS, build_parser, main
 from mtsmlip.errors import DataError
-from mtsmlip.md.engine import Engine, MDInstability, RunSettings, providers_for, read_restart
+from mtsmlip.md import Engine, MDInstability, RunFiles, RunSettings
+from mtsmlip.md.outputs import read_restart
 from mtsmlip.models import MANIFEST, build_model, load_model, write_model_dir
-from tests.physics import small_water_box
 from tests.test_bad_input import malicious_model
-from tests.test_md_engine import pair  # noqa: F401 (fixture)
-from tests.test_md_engine import tiny_config, water
+from tests.systems import tiny_model_config, write_tiny_pair
+from tests.test_md_engine import engine_for, providers_for, water
 from tests.training_helpers import labelled_frames, trained_dir, write_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,9 +39,7 @@ def test_a_model_file_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_builders_outside_the_allow_list_are_refused(tmp_path):
-    from mtsmlip.models import FAST_PRESET
-
-    config = tiny_config(FAST_PRESET, 3.0, 0)
+    config = tiny_model_config("fast")
     config["radial_chemical_embed"] = {"_target_": "builtins.exec", "source": "print('hi')"}
     with pytest.raises(DataError, match="'builtins.exec' is not an allowed model part"):
         build_model(config)
@@ -66,9 +63,7 @@ def test_a_diverged_stage_is_refused_and_writes_no_model():
 
 
 def test_a_model_directory_with_non_finite_weights_is_never_written(tmp_path):
-    from mtsmlip.models import FAST_PRESET
-
-    config = tiny_config(FAST_PRESET, 3.0, 0)
+    config = tiny_model_config("fast")
     module = build_model(config)
     with torch.no_grad():
         next(module.parameters()).fill_(float("nan"))
@@ -78,9 +73,9 @@ def test_a_model_directory_with_non_finite_weights_is_never_written(tmp_path):
 
 
 def test_a_model_file_with_non_finite_weights_does_not_load(tmp_path):
-    from mtsmlip.models import FAST_PRESET, save_model
+    from mtsmlip.models import save_model
 
-    config = tiny_config(FAST_PRESET, 3.0, 0)
+    config = tiny_model_config("fast")
     module = build_model(config)
     with torch.no_grad():
         next(module.parameters())[0] = float("inf")
@@ -90,16 +85,15 @@ def test_a_model_file_with_non_finite_weights_does_not_load(tmp_path):
 
 
 # ---- 3. the start is checked, and a saved last good state is always finite -------------
-def test_engine_refuses_overlapping_atoms_before_step_0_and_writes_nothing(pair, tmp_path):  # noqa: F811
+def test_engine_refuses_overlapping_atoms_before_step_0_and_writes_nothing(pair, tmp_path):
     atoms = water()
     atoms.positions[4] = atoms.positions[3] + [0.2, 0.0, 0.0]
-    fast, slow = providers_for(pair, atoms, False)
     with pytest.raises(DataError, match=r"starting structure .*: atoms 3 and 4 are 0\.200 Å apart"):
-        Engine(atoms, fast, slow, RunSettings(0.5, 2), tmp_path / "out")
+        engine_for(pair, atoms, tmp_path / "out", RunSettings(0.5, 2))
     assert not (tmp_path / "out").exists()
 
 
-def test_a_run_that_turns_nan_saves_a_finite_last_good_state(pair, tmp_path):  # noqa: F811
+def test_a_run_that_turns_nan_saves_a_finite_last_good_state(pair, tmp_path):
     atoms = water()
     fast, slow = providers_for(pair, atoms, False)
     calls = {"n": 0}
@@ -109,7 +103,8 @@ def test_a_run_that_turns_nan_saves_a_finite_last_good_state(pair, tmp_path):  #
         energy, forces = slow(positions)
         return (energy, forces * float("nan")) if calls["n"] > 4 else (energy, forces)
 
-    engine = Engine(atoms, fast, slow_that_breaks, RunSettings(0.5, 2), tmp_path, traj_every=100)
+    engine = Engine(atoms, fast, slow_that_breaks, RunSettings(0.5, 2))
+    RunFiles(tmp_path, 100).attach(engine)
     with pytest.raises(MDInstability, match="NaN or inf in forces_slow"):
         engine.run(10, progress=False)
     meta, arrays = read_restart(tmp_path / "restart.npz")
@@ -156,8 +151,6 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_newest_epoch_checkpoint(tmp
 
 
 def test_a_bit_flip_in_the_weights_is_caught_by_the_manifest_hash(tmp_path):
-    from tests.test_md_engine import write_tiny_pair
-
     directory = write_tiny_pair(tmp_path / "pair")
     slow = directory / "slow.pt"
     payload = torch.load(slow, weights_only=True)
@@ -169,12 +162,12 @@ def test_a_bit_flip_in_the_weights_is_caught_by_the_manifest_hash(tmp_path):
 
 
 # ---- 7. same seed, same run ----------------------------------------------------------------
-def test_same_seed_gives_the_same_trajectory_bit_for_bit(pair, tmp_path):  # noqa: F811
+def test_same_seed_gives_the_same_trajectory_bit_for_bit(pair, tmp_path):
     finals = []
     for name in ("a", "b"):
         atoms = water()
         fast, slow = providers_for(pair, atoms, False)
-        engine = Engine(atoms, fast, slow, RunSettings(0.5, 2, "langevin", 300.0), tmp_path / name, seed=5)
+        engine = Engine(atoms, fast, slow, RunSettings(0.5, 2, "langevin", 300.0), seed=5)
         engine.run(6, progress=False)
         finals.append(engine.state.positions.numpy().copy())
     np.testing.assert_array_equal(*finals)
@@ -186,7 +179,7 @@ def test_the_shipped_models_give_the_same_forces_on_every_call():
 
     atoms = water_box(64, seed=1)
     models = mtsmlip.load("water")
-    slow = providers_for(models, atoms, False)[1]
+    slow = models.providers(atoms)[1]
     x = torch.as_tensor(atoms.positions)
     first = slow(x)[1]
     for _ in range(3):

@@ -15,8 +15,8 @@ from tests.physics import (
     assert_forces_are_minus_energy_gradient,
     assert_invariant_and_equivariant,
     energy_forces,
-    small_water_box,
 )
+from tests.systems import small_water_box
 from tests.training_helpers import (
     TINY_CONFIG,
     config_file,
@@ -287,12 +287,65 @@ def test_lambda_schedule_uses_the_latest_entry_so_a_resumed_run_agrees():
         assert coeffs["fast_forces_mse"] / coeffs["forces_mse"] == pytest.approx(lam)
 
 
+def test_a_lambda_schedule_works_when_lambda_starts_at_zero(tmp_path):
+    """λ = 0 with a schedule: the λ term is in the loss with weight 0 and the
+    schedule sets it (a term left out of the loss would make the schedule a no-op)."""
+    import lightning
+
+    seen = {}
+
+    class Watch(lightning.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if "slow" in module.model:
+                seen[trainer.current_epoch] = {k: v.coeff for k, v in module.loss.entries.items()}
+                if trainer.current_epoch == 1:
+                    raise Interrupt()
+
+    cfg = training.load_config(config_file(), baseline=False)
+    cfg["loss"].update(fast_force_weight=0.0, fast_force_weight_schedule={1: 0.5})
+    with pytest.raises(Interrupt):
+        training.train(data_file(), tmp_path / "run", cfg, callbacks=[Watch()])
+    assert seen[0]["fast_forces_mse"] == 0.0
+    assert seen[1]["fast_forces_mse"] / seen[1]["forces_mse"] == pytest.approx(0.5)
+
+
+def test_a_new_stage_is_just_a_stage_value(tmp_path):
+    """The runner fits any Stage: here the fast model alone, from stage 1's
+    weights, at half the learning rate, for one epoch."""
+    cfg = training.load_config(config_file())
+    plan, settings = training.plan_training(data_file(), cfg), training.TrainSettings.from_config(cfg)
+    start = trained_dir() / "checkpoints" / "stage1" / "done" / "fast.pt"
+    stage = training.Stage("fast_alone", {"fast": load_model(start).config}, training.LossWeights(1.0, 1.0),
+                           epochs=1, init_from={"fast": str(start)}, lr_factors={"fast": 0.5})
+    module, history = training.run_stage(stage, plan, settings, tmp_path)
+    assert list(module.model) == ["fast"] and [row["epoch"] for row in history] == [1]
+    training.check_stage_sound(stage.name, module, history, stage.models)
+    ckpt = torch.load(tmp_path / "checkpoints" / "fast_alone" / "last.ckpt", weights_only=True)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(0.5 * cfg["learning_rate"])
+
+
+def test_targets_that_checkpoints_hold_resolve_through_the_package():
+    """Checkpoints and data configs name mtsmlip's builders 'mtsmlip.training.<name>'."""
+    from hydra.utils import get_object
+
+    def targets(value):
+        if isinstance(value, dict):
+            return {value.get("_target_")} | set().union(*map(targets, value.values()))
+        return set().union(*map(targets, value)) if isinstance(value, list) else set()
+
+    ckpt = torch.load(trained_dir() / "checkpoints" / "stage2" / "last.ckpt", weights_only=True)
+    written = {t for t in targets(ckpt["hyper_parameters"]) if t and t.startswith("mtsmlip")}
+    assert written == {"mtsmlip.training.build_model_dict", "mtsmlip.training.param_groups"}
+    for name in ("build_model_dict", "param_groups", "FramesDataset", "EpochShuffleSampler", "ZeroTargetMSE"):
+        assert get_object(f"mtsmlip.training.{name}") is getattr(training, name)
+
+
 def test_slowness_term_enters_the_loss_and_trains_the_slow_model():
     configs = {"fast": _tiny(FAST_PRESET, 2.5), "slow": _tiny(SLOW_PRESET, 3.0)}
-    cfg = training.load_config(config_file())
-    loss = training.loss_metrics(1.0, 1.0, fast_force_weight=0.1, slowness_weight=1.0)
-    module = training.MultiScaleModule(**training._module_kwargs(configs, cfg, loss, 1),
-                                      slowness_temperature_K=300.0, velocity_seed=0).train()
+    settings = training.TrainSettings.from_config(training.load_config(config_file()))
+    loss = training.LossWeights(1.0, 1.0, fast_force=0.1, slowness=1.0, slowness_temperature_K=300.0)
+    stage = training.Stage("stage2", configs, loss, epochs=2)
+    module = training.MultiScaleModule(**training.module_kwargs(stage, settings, steps_per_epoch=5)).train()
     batch = _batch(labelled_frames(1, seed0=3)[0], 3.0)
     out = module(batch)
     values = module.loss(out, batch)

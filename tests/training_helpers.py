@@ -10,7 +10,7 @@ import yaml
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from tests.physics import small_water_box
+from tests.systems import small_water_box
 
 TINY_CONFIG = {
     "train_frames": 10,

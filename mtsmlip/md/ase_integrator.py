@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from ase import units
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.mixing import SumCalculator
 from ase.md.md import MolecularDynamics
 
 from ..errors import DataError
 from .respa import initial_state, respa_step
+from .settings import check_step_settings
 from .thermostats import make_thermostat
-
-
-def check_step_settings(timestep_fs, n_inner) -> None:
-    """Clear errors for time steps that cannot run."""
-    if not (isinstance(timestep_fs, (int, float)) and np.isfinite(timestep_fs) and timestep_fs > 0):
-        raise DataError(f"timestep_fs must be a positive number (got {timestep_fs!r})")
-    if int(n_inner) != n_inner or n_inner < 1:
-        raise DataError(f"n_inner must be an integer >= 1 (got {n_inner!r})")
 
 
 class CalculatorForces:
@@ -34,59 +27,40 @@ class CalculatorForces:
         return self.atoms.get_potential_energy(), self.atoms.get_forces()
 
 
-class _StepResults(Calculator):
-    """What the integrator last computed (energy and forces of fast + slow), so
-    that loggers and observers read them without evaluating any model again."""
-
-    implemented_properties = ["energy", "forces", "free_energy"]
-
-    def __init__(self, fast, slow):
-        super().__init__()
-        self.fast, self.slow = fast, slow
-
-    def store(self, atoms, state) -> None:
-        self.atoms = atoms.copy()
-        energy = float(state.energy_fast_eV) + float(state.energy_slow_eV)
-        forces = state.forces_fast + state.forces_slow
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)  # positions changed outside MD
-        e_fast, f_fast = CalculatorForces(self.atoms, self.fast)(self.atoms.positions)
-        e_slow, f_slow = CalculatorForces(self.atoms, self.slow)(self.atoms.positions)
-        energy = e_fast + e_slow
-        self.results = {"energy": energy, "free_energy": energy, "forces": f_fast + f_slow}
-
-
 class MultiTimeStep(MolecularDynamics):
     """r-RESPA with `fast` every inner step `timestep_fs` and `slow` every outer
     step ``n_inner·timestep_fs``; ``run(steps)`` counts outer steps.
 
-    thermostat: None (NVE), "langevin" (BAOAB sub-steps in the inner loop) or
-    "bussi" (stochastic velocity rescaling at the outer level; relaxation time
-    1/friction_per_fs). `rng` (numpy Generator) drives the thermostat noise.
-    ``atoms.calc`` is replaced by the cached fast + slow results of each step.
+    thermostat: a thermostat object (:mod:`mtsmlip.md.thermostats`: ``NVE()``,
+    ``Langevin(temperature_K, friction_per_fs, rng)``, ``Bussi(temperature_K,
+    tau_fs, rng)``) or None for NVE; the names "langevin"/"bussi" with
+    `temperature_K`, `friction_per_fs`/`tau_fs` and `rng` build one. ``atoms.calc``
+    becomes fast + slow (ASE's SumCalculator): loggers and observers read the
+    energy and forces of the last step from the calculators' caches. The
+    thermostat's accumulated work is ``self.state.work_eV``.
     """
 
-    def __init__(self, atoms, fast, slow, timestep_fs, n_inner, temperature_K=None, thermostat=None,
-                 friction_per_fs=None, rng=None, trajectory=None, logfile=None, loginterval=1):
+    def __init__(self, atoms, fast, slow, timestep_fs, n_inner, thermostat=None, temperature_K=None,
+                 friction_per_fs=None, tau_fs=None, rng=None, trajectory=None, logfile=None, loginterval=1):
         check_step_settings(timestep_fs, n_inner)
         if atoms.constraints:
             raise DataError("MultiTimeStep does not support constraints")
         self.n_inner = int(n_inner)
         self.inner_dt = timestep_fs * units.fs
-        self.thermostat = make_thermostat(thermostat, temperature_K, friction_per_fs, rng)
+        self.thermostat = thermostat if not isinstance(thermostat, (str, type(None))) else \
+            make_thermostat(thermostat, temperature_K, friction_per_fs, tau_fs, rng)
         self.fast, self.slow = CalculatorForces(atoms, fast), CalculatorForces(atoms, slow)
-        atoms.calc = _StepResults(fast, slow)
+        atoms.calc = SumCalculator([fast, slow])
         super().__init__(atoms, self.n_inner * self.inner_dt, trajectory, logfile, loginterval)
         self.state = None
 
     def current_state(self):
-        """The RESPA state of the atoms; re-evaluated if they were moved outside."""
+        """The RESPA state of the atoms; re-evaluated if they were moved outside
+        (the thermostat work accumulated so far is kept)."""
         x, p = self.atoms.get_positions(), self.atoms.get_momenta()
         s = self.state
         if s is None or not (np.array_equal(s.positions, x) and np.array_equal(s.momenta, p)):
-            s = initial_state(x, p, self.masses, self.fast, self.slow)
+            s = initial_state(x, p, self.masses, self.fast, self.slow, 0.0 if s is None else s.work_eV)
         return s
 
     def step(self):
@@ -95,7 +69,8 @@ class MultiTimeStep(MolecularDynamics):
         self.atoms.set_positions(self.state.positions, apply_constraint=False)
         self.atoms.set_momenta(self.state.momenta, apply_constraint=False)
 
-    def _refresh_properties(self):
-        """Loggers and observers read the energy and forces of the last step."""
-        self.state = self.current_state()
-        self.atoms.calc.store(self.atoms, self.state)
+    @property
+    def work_eV(self) -> float:
+        """Kinetic energy the thermostat has added so far (eV)."""
+        return 0.0 if self.state is None else float(self.state.work_eV)
+

@@ -1,17 +1,18 @@
 """Thermostats as the two pieces RESPA calls: ``inner(p, m, dt)`` inside every
 inner step (between the half drifts) and ``outer(p, m, dt)`` around every outer
-step (each call covers half of it).
+step (each call covers half of it). Each returns ``(new momenta, work)``: the
+kinetic energy it added (eV), which the step adds to the state's ``work_eV``.
 
 - :class:`NVE`: both pieces are the identity.
-- :class:`Langevin`: the exact Ornstein–Uhlenbeck update of the momenta in the
-  inner loop (BAOAB sub-steps; OpenMM's MTSLangevinIntegrator).
-- :class:`Bussi`: stochastic velocity rescaling (Bussi, Donadio, Parrinello 2007)
-  at the outer level.
+- :class:`Langevin` (``friction_per_fs``): the exact Ornstein–Uhlenbeck update of
+  the momenta in the inner loop (BAOAB sub-steps; OpenMM's MTSLangevinIntegrator).
+- :class:`Bussi` (``tau_fs``, the relaxation time, as ASE's ``taut``): stochastic
+  velocity rescaling (Bussi, Donadio, Parrinello 2007) at the outer level.
 
 Randomness comes from an injected ``numpy.random.Generator`` for numpy and torch
 states alike, so the two paths draw the same numbers and the generator state is
-one plain dict to save in a restart. ``work_eV`` accumulates the kinetic energy the
-thermostat added; ``conserved − work_eV`` is the effective conserved energy.
+one plain dict to save in a restart. The inner piece stays on the device (its
+work is a 0-d tensor, no host sync); Bussi's outer piece needs K as a number.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import numpy as np
 from ase import units
 
 from ..errors import DataError
-from .respa import kinetic_energy_eV
+from .respa import kinetic_energy, kinetic_energy_eV
 
 THERMOSTATS = (None, "langevin", "bussi")
-DEFAULT_FRICTION_PER_FS = 0.01  # 1/(100 fs)
+DEFAULT_FRICTION_PER_FS = 0.01  # Langevin: 1/(100 fs)
+DEFAULT_TAU_FS = 100.0          # Bussi relaxation time
 
 
 def standard_normal_like(p, rng: np.random.Generator):
@@ -40,69 +42,83 @@ def standard_normal_like(p, rng: np.random.Generator):
 
 class NVE:
     kind = None
-    work_eV = 0.0
 
     def inner(self, p, masses, dt):
-        return p
+        return p, 0.0
 
     def outer(self, p, masses, dt):
-        return p
+        return p, 0.0
 
     def get_state(self) -> dict:
         return {"kind": None}
 
     def set_state(self, state: dict) -> None:
-        pass
+        _check_kind(state, None)
 
 
 class _Stochastic:
-    """Shared pieces: target kT, friction, rng, accumulated work, save/restore."""
+    """Shared pieces: target kT, rng, save/restore of the rng."""
 
-    def __init__(self, temperature_K: float, friction_per_fs: float, rng: np.random.Generator):
+    def __init__(self, temperature_K: float, rng: np.random.Generator | None):
+        if temperature_K is None or not (math.isfinite(temperature_K) and temperature_K > 0):
+            raise DataError(f"thermostat {self.kind!r} needs a positive temperature_K (got {temperature_K})")
         self.kT_eV = units.kB * float(temperature_K)
-        self.rate = float(friction_per_fs) / units.fs  # per ASE time unit
-        self.rng = rng
-        self.work_eV = 0.0
+        self.rng = np.random.default_rng() if rng is None else rng
 
     def get_state(self) -> dict:
-        return {"kind": self.kind, "work_eV": self.work_eV, "rng": self.rng.bit_generator.state}
+        return {"kind": self.kind, "rng": self.rng.bit_generator.state}
 
     def set_state(self, state: dict) -> None:
-        if state.get("kind") != self.kind:
-            raise DataError(f"restart has thermostat {state.get('kind')!r}, run asks for {self.kind!r}")
-        self.work_eV = float(state["work_eV"])
+        _check_kind(state, self.kind)
         self.rng.bit_generator.state = state["rng"]
+
+
+def _check_kind(state: dict, kind) -> None:
+    if state.get("kind") != kind:
+        raise DataError(f"restart has thermostat {state.get('kind')!r}, run asks for {kind!r}")
+
+
+def _positive(name: str, value: float) -> float:
+    if value is None or not (math.isfinite(value) and value > 0):
+        raise DataError(f"{name} must be a positive number (got {value})")
+    return float(value)
 
 
 class Langevin(_Stochastic):
     kind = "langevin"
+
+    def __init__(self, temperature_K: float, friction_per_fs: float = DEFAULT_FRICTION_PER_FS, rng=None):
+        super().__init__(temperature_K, rng)
+        self.rate = _positive("friction_per_fs", friction_per_fs) / units.fs  # per ASE time unit
 
     def inner(self, p, masses, dt):
         """O-step: p ← c1·p + sqrt((1−c1²)·m·kT)·ξ with c1 = exp(−γ·dt)."""
         c1 = math.exp(-self.rate * dt)
         sigma = (masses * (self.kT_eV * (1.0 - c1 * c1))) ** 0.5
         new = c1 * p + sigma * standard_normal_like(p, self.rng)
-        self.work_eV += kinetic_energy_eV(new, masses) - kinetic_energy_eV(p, masses)
-        return new
+        return new, kinetic_energy(new, masses) - kinetic_energy(p, masses)
 
     def outer(self, p, masses, dt):
-        return p
+        return p, 0.0
 
 
 class Bussi(_Stochastic):
     kind = "bussi"
 
+    def __init__(self, temperature_K: float, tau_fs: float = DEFAULT_TAU_FS, rng=None):
+        super().__init__(temperature_K, rng)
+        self.rate = 1.0 / (_positive("tau_fs", tau_fs) * units.fs)
+
     def inner(self, p, masses, dt):
-        return p
+        return p, 0.0
 
     def outer(self, p, masses, dt):
         """Rescale p so that K follows the canonical stochastic dynamics over dt."""
         kinetic = kinetic_energy_eV(p, masses)
         if kinetic == 0.0:
-            return p
+            return p, 0.0
         alpha = self.scale_factor(kinetic, p.numel() if hasattr(p, "numel") else p.size, dt)
-        self.work_eV += kinetic * (alpha * alpha - 1.0)
-        return alpha * p
+        return alpha * p, kinetic * (alpha * alpha - 1.0)
 
     def scale_factor(self, kinetic_eV: float, n_dof: int, dt) -> float:
         """Bussi's α (with the sign that keeps the update time-reversible), as in
@@ -116,19 +132,17 @@ class Bussi(_Stochastic):
         return -alpha if r1 + math.sqrt(c / ((1 - c) * ratio)) < 0 else alpha
 
 
-def make_thermostat(kind, temperature_K=None, friction_per_fs=None, rng=None):
-    """NVE / Langevin / Bussi from user arguments; clear errors for bad ones.
-    For Bussi the relaxation time is 1/friction_per_fs."""
+def make_thermostat(kind, temperature_K=None, friction_per_fs=None, tau_fs=None, rng=None):
+    """NVE / Langevin / Bussi from the names the command line uses; clear errors
+    for bad ones, and for a parameter that belongs to the other thermostat."""
     if kind not in THERMOSTATS:
         raise DataError(f"thermostat must be one of {THERMOSTATS}, got {kind!r}")
+    if kind == "langevin" and tau_fs is not None:
+        raise DataError("tau_fs is the Bussi relaxation time; Langevin takes friction_per_fs")
+    if kind == "bussi" and friction_per_fs is not None:
+        raise DataError("friction_per_fs is the Langevin friction; Bussi takes tau_fs (relaxation time)")
     if kind is None:
         return NVE()
-    if temperature_K is None or not temperature_K > 0:
-        raise DataError(f"thermostat {kind!r} needs a positive temperature_K (got {temperature_K})")
-    friction = DEFAULT_FRICTION_PER_FS if friction_per_fs is None else friction_per_fs
-    if not friction > 0:
-        raise DataError(f"friction_per_fs must be positive (got {friction})")
-    if rng is None:
-        rng = np.random.default_rng()
-    cls = Langevin if kind == "langevin" else Bussi
-    return cls(temperature_K, friction, rng)
+    if kind == "langevin":
+        return Langevin(temperature_K, DEFAULT_FRICTION_PER_FS if friction_per_fs is None else friction_per_fs, rng)
+    return Bussi(temperature_K, DEFAULT_TAU_FS if tau_fs is None else tau_fs, rng)

@@ -11,14 +11,30 @@ the per-edge forces dE/d(edge vector); atomic forces are their scatter-sum.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
 from vesin import NeighborList
 
 from ..data import check_cell_fits_cutoff, check_species_known
+from ..errors import DataError
 
 DEFAULT_SKIN_A = 1.0
+
+
+def torch_device(name: str) -> torch.device:
+    """The torch device `name` (e.g. "cpu", "cuda", "cuda:1"), or DataError if it
+    is not a device name or not present on this machine."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise DataError(f"--device {name!r}: not a torch device name ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {name!r}: no CUDA device on this machine (use --device cpu)")
+    if device.type not in ("cpu", "cuda"):
+        raise DataError(f"--device {name!r}: only cpu and cuda devices are supported")
+    return device
 
 
 @contextlib.contextmanager
@@ -57,10 +73,12 @@ class SkinNeighborList:
         self.n_builds = 0
 
     def needs_rebuild(self, positions: torch.Tensor) -> bool:
+        """Some atom moved more than half the skin (the one host sync of a call).
+        Never for non-finite positions: the engine's safety check stops those."""
         if self.built_at is None:
             return True
-        moved2 = (positions - self.built_at).square().sum(1).max()
-        return bool(moved2 > (0.5 * self.skin_A) ** 2)
+        moved2 = float((positions - self.built_at).square().sum(1).max())
+        return math.isfinite(moved2) and moved2 > (0.5 * self.skin_A) ** 2
 
     def build(self, positions: torch.Tensor) -> None:
         x = positions.detach().cpu().numpy()
@@ -94,6 +112,7 @@ class ModelForces:
     """
 
     def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu"):
+        device = torch_device(device)
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, loaded.type_names, where)
         check_cell_fits_cutoff(atoms, loaded.r_max, where)
@@ -106,9 +125,6 @@ class ModelForces:
         self.min_distance_A = None
 
     def __call__(self, positions: torch.Tensor):
-        if not bool(torch.isfinite(positions).all()):  # let the engine's safety check stop it
-            nan = torch.full_like(positions, float("nan"))
-            return nan[0, 0], nan
         edge_index, vectors = self.neighbors.edges(positions, self.r_max)
         lengths2 = vectors.detach().square().sum(1)
         self.min_distance_A = lengths2.min().sqrt() if len(lengths2) else float("inf")

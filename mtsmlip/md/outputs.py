@@ -1,0 +1,221 @@
+"""What a run writes, as engine observers, and how a run resumes from it.
+
+OUT/ gets ``md.log`` (a row per output interval), ``trajectory.extxyz``
+(positions, momenta, energy, forces), ``restart.npz`` (everything needed to
+continue bit-for-bit; plain arrays and JSON, no pickle) and, if the run is
+stopped as unsafe, ``last_good.extxyz``. :class:`RunFiles` attaches the three
+writers in that order, so a restart never points past what the log and the
+trajectory hold, and a resumed run first drops what was written after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+from ..errors import DataError
+from ..files import atomic_write
+from .respa import MDState
+
+LOG_COLUMNS = ("step", "time_ps", "temperature_K", "potential_eV", "kinetic_eV", "conserved_eV",
+               "steps_per_s", "ns_per_day")
+RESTART_ARRAYS = ("numbers", "positions", "momenta", "forces_fast", "forces_slow")
+
+
+class TrajectoryWriter:
+    """Appends the current state as an extxyz frame."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __call__(self, engine) -> None:
+        with open(self.path, "a") as f:
+            ase.io.write(f, engine.atoms(), format="extxyz")
+
+
+class LogWriter:
+    """Appends a row of LOG_COLUMNS; the rate is that since its previous row (or
+    since :meth:`start`, e.g. a resumed run's first row)."""
+
+    def __init__(self, path):
+        self.path, self.since = Path(path), None
+
+    def start(self, engine) -> None:
+        self.since = (time.perf_counter(), engine.step)
+
+    def __call__(self, engine) -> None:
+        now = (time.perf_counter(), engine.step)
+        since = self.since or now
+        rate = (now[1] - since[1]) / max(now[0] - since[0], 1e-12)
+        self.since, s = now, engine.state
+        row = (engine.step, engine.time_ps(), engine.temperature_K(s), engine.potential_eV(s), engine.kinetic_eV(s),
+               engine.conserved_eV(s), rate, engine.settings.ns_per_day(rate))
+        with open(self.path, "a") as f:
+            if f.tell() == 0:
+                f.write("# " + " ".join(LOG_COLUMNS) + "\n")
+            f.write(f"{row[0]:d} " + " ".join(f"{v:.10g}" for v in row[1:]) + "\n")
+
+
+class RestartWriter:
+    """Rewrites the restart file atomically."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __call__(self, engine) -> None:
+        write_restart(engine, self.path)
+
+
+def write_restart(engine, path, state: MDState | None = None, step: int | None = None) -> None:
+    s, step = (engine.state, engine.step) if state is None else (state, step)
+    arrays = {name: getattr(s, name).cpu().numpy() for name in RESTART_ARRAYS[1:]}
+    meta = {"format": "mtsmlip-restart-1", "step": step, "settings": asdict(engine.settings),
+            "provenance": engine.provenance, "thermostat": engine.thermostat.get_state(),
+            "energy_fast_eV": float(s.energy_fast_eV), "energy_slow_eV": float(s.energy_slow_eV),
+            "work_eV": float(s.work_eV)}
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, numbers=engine.template.numbers, meta=json.dumps(meta), **arrays)
+
+    atomic_write(path, write)
+
+
+def read_restart(path: Path) -> tuple[dict, dict]:
+    """(meta, arrays) of a restart file: plain arrays and JSON only (no pickle);
+    DataError naming the file for a missing, damaged or foreign one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no restart file to resume from")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta, arrays = json.loads(str(z["meta"])), {k: z[k] for k in z.files if k != "meta"}
+    except Exception as exc:  # zip, CRC, JSON and key errors of a truncated or bit-flipped file
+        raise DataError(f"{path}: damaged restart file, cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "mtsmlip-restart-1":
+        raise DataError(f"{path}: not an mtsmlip restart file")
+    missing = [k for k in RESTART_ARRAYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path}, field '{missing[0]}': missing from the restart file")
+    return meta, arrays
+
+
+def restore(engine, path) -> None:
+    """Continue `engine` from a restart written by a run of the same settings,
+    models (provenance) and structure; the restored state is checked like a start."""
+    meta, arrays = read_restart(path)
+    check_restart_matches(engine, meta, arrays, path)
+    t = engine.as_tensor
+    work_eV = meta.get("work_eV", meta["thermostat"].get("work_eV", 0.0))  # older restarts kept it there
+    state = MDState(t(arrays["positions"]), t(arrays["momenta"]), engine.state.masses, t(arrays["forces_fast"]),
+                    t(arrays["forces_slow"]), meta["energy_fast_eV"], meta["energy_slow_eV"], work_eV)
+    problem = engine.safety.problem_with_state(state)
+    if problem is not None:
+        raise DataError(f"{path}: restart state is unusable: {problem}")
+    engine.thermostat.set_state({k: v for k, v in meta["thermostat"].items() if k != "work_eV"})
+    engine.restore(state, int(meta["step"]))
+
+
+def check_restart_matches(engine, meta: dict, arrays: dict, path) -> None:
+    now = asdict(engine.settings)
+    had = {**dict.fromkeys(now), **meta["settings"]}  # a setting added since then was None
+    if had != now:
+        raise DataError(f"{path}: written with settings {meta['settings']}, this run has {asdict(engine.settings)}")
+    recorded = meta.get("provenance") or {}
+    changed = sorted(k for k in recorded if k in engine.provenance and recorded[k] != engine.provenance[k])
+    if changed:
+        raise DataError(f"{path}, field 'provenance': the restart was written with other {', '.join(changed)} "
+                        f"(another --model?); resume with the same, or start a new --out")
+    if not np.array_equal(arrays["numbers"], engine.template.numbers):
+        raise DataError(f"{path}, field 'numbers': restart holds a different structure")
+
+
+class RunFiles:
+    """The files of one run in `out_dir`, written every `interval` steps and at
+    the end of every ``run``; the last good state is kept if the run is stopped."""
+
+    def __init__(self, out_dir, interval: int = 10):
+        if int(interval) < 1:
+            raise DataError(f"traj_every must be >= 1 (got {interval})")
+        self.out_dir, self.interval = Path(out_dir), int(interval)
+        self.restart_path = self.out_dir / "restart.npz"
+        self.writers = (TrajectoryWriter(self.out_dir / "trajectory.extxyz"), LogWriter(self.out_dir / "md.log"),
+                        RestartWriter(self.restart_path))
+
+    def attach(self, engine) -> None:
+        self.writers[1].start(engine)
+        engine.attach(self.write, self.interval, final=True)
+        engine.safety.keep_last_good.append(lambda state, step: self.save_last_good(engine, state, step))
+
+    def write(self, engine) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for writer in self.writers:
+            writer(engine)
+
+    def save_last_good(self, engine, state: MDState, step: int) -> None:
+        frame = engine.atoms(state, step)
+        atomic_write(self.out_dir / "last_good.extxyz", lambda tmp: ase.io.write(tmp, frame, format="extxyz"))
+        write_restart(engine, self.restart_path, state, step)
+
+    def resume(self, engine) -> None:
+        """Continue from OUT/restart.npz; drop log rows and frames written after it."""
+        restore(engine, self.restart_path)
+        trim_outputs_to(self.out_dir, engine.step)
+
+
+def trim_outputs_to(out_dir: Path, step: int) -> None:
+    """Drop log rows and trajectory frames written after the restart at `step`
+    (a run stopped between writing them and writing the restart), and a frame
+    cut off mid-write, so that a resumed run never repeats or corrupts rows."""
+    def log_rows(text):
+        return "".join(x for x in text.splitlines(keepends=True)
+                       if x.startswith("#") or (row := _row_step(x)) is not None and row <= step)
+
+    def frames(text):
+        return "".join(frame for frame, frame_step in _extxyz_frames(text) if frame_step <= step)
+
+    _rewrite_if_changed(out_dir / "md.log", log_rows)
+    _rewrite_if_changed(out_dir / "trajectory.extxyz", frames)
+
+
+def _rewrite_if_changed(path: Path, keep) -> None:
+    """Replace the text of `path` (if it exists) by keep(text), atomically, when that differs."""
+    if path.is_file():
+        text = path.read_text()
+        kept = keep(text)
+        if kept != text:
+            atomic_write(path, lambda tmp: Path(tmp).write_text(kept))
+
+
+def _row_step(line: str):
+    """The step of a complete md.log row, or None for a partial/garbled one."""
+    fields = line.split()
+    if not line.endswith("\n") or len(fields) != len(LOG_COLUMNS):
+        return None
+    try:
+        return int(fields[0])
+    except ValueError:
+        return None
+
+
+def _extxyz_frames(text: str):
+    """(frame text, step) for each complete frame of an extxyz file that the
+    engine wrote (step from the comment line); stops at the first incomplete one."""
+    lines, i = text.splitlines(keepends=True), 0
+    while i < len(lines):
+        try:
+            n_atoms = int(lines[i])
+        except ValueError:
+            return
+        frame = lines[i:i + n_atoms + 2]
+        match = re.search(r"\bstep=(\d+)", frame[1]) if len(frame) > 1 else None
+        if len(frame) < n_atoms + 2 or not frame[-1].endswith("\n") or match is None:
+            return
+        yield "".join(frame), int(match.group(1))
+        i += n_atoms + 2

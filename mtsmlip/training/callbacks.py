@@ -1,0 +1,72 @@
+"""Lightning callbacks of a stage: the λ schedule and the one-line epoch report."""
+
+from __future__ import annotations
+
+import time
+
+import lightning
+
+from .loss import FAST_FORCE_TERM
+
+
+class LambdaSchedule(lightning.Callback):
+    """Sets the λ term's coefficient from ``{epoch: λ}`` (the latest entry at or
+    before the current epoch, so a resumed run gets the same value), relative
+    to the other terms' configured (unnormalised) weights `base_coeffs`."""
+
+    def __init__(self, schedule: dict, base_coeffs: dict):
+        self.schedule = {int(k): float(v) for k, v in schedule.items()}
+        self.base = dict(base_coeffs)
+
+    def on_train_epoch_start(self, trainer, module):
+        due = [e for e in self.schedule if e <= trainer.current_epoch]
+        if due:
+            module.loss.set_coeffs({**self.base, FAST_FORCE_TERM: self.schedule[max(due)]})
+
+
+class EpochReport(lightning.Callback):
+    """Prints one line per epoch with the current errors; keeps the history."""
+
+    def __init__(self, stage: str):
+        self.stage, self.history, self.t0 = stage, [], time.time()
+
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        # validation runs before the module's on_train_epoch_end logs the epoch loss
+        m["train_loss_epoch/weighted_sum"] = float(module.loss.compute()["weighted_sum"])
+        row = _epoch_row(trainer.current_epoch, m)
+        if self.history and self.history[-1]["epoch"] == row["epoch"]:
+            return
+        self.history.append(row)
+        if trainer.is_global_zero:
+            print(_format_row(self.stage, trainer.max_epochs, row, time.time() - self.t0), flush=True)
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = list(state["history"])
+
+
+def _epoch_row(epoch, m) -> dict:
+    return {
+        "epoch": int(epoch) + 1,
+        "train_loss": m.get("train_loss_epoch/weighted_sum"),
+        "val_energy_mae_meV_per_atom": 1000 * m.get("val0_epoch/energy_per_atom_mae", float("nan")),
+        "val_force_rmse_meV_per_A": 1000 * m.get("val0_epoch/forces_rmse", float("nan")),
+        "val_force_mae_meV_per_A": 1000 * m.get("val0_epoch/forces_mae", float("nan")),
+        **({"val_fast_force_rmse_meV_per_A": 1000 * m["val0_epoch/fast_forces_rmse"]}
+           if "val0_epoch/fast_forces_rmse" in m else {}),
+    }
+
+
+def _format_row(stage, max_epochs, row, elapsed_s) -> str:
+    loss = row["train_loss"]
+    text = (f"[{stage}] epoch {row['epoch']}/{max_epochs}  train loss "
+            f"{loss if loss is None else f'{loss:.4g}'}  val E MAE {row['val_energy_mae_meV_per_atom']:.2f} meV/atom"
+            f"  F RMSE {row['val_force_rmse_meV_per_A']:.1f} meV/Å")
+    if "val_fast_force_rmse_meV_per_A" in row:
+        text += f"  (fast alone {row['val_fast_force_rmse_meV_per_A']:.1f})"
+    return text + f"  [{elapsed_s:.0f} s]"

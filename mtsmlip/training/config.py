@@ -1,0 +1,109 @@
+"""The training config: defaults merged with the user's YAML and options, its
+numbers checked, and the settings every stage of a run shares."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import DataError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_default.yaml"
+CONFIG_FILE = "train_config.yaml"
+
+# key -> (kind, smallest allowed value, whether the smallest is allowed itself)
+CONFIG_NUMBERS = {
+    "seed": (int, 0, True), "train_frames": (int, 1, True), "val_frames": (int, 1, True),
+    "epochs": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
+    "lr_min_factor": (float, 0.0, True), "ema_decay": (float, 0.0, True), "fast_lr_factor": (float, 0.0, True),
+    "loss.energy_weight": (float, 0.0, True), "loss.force_weight": (float, 0.0, True),
+    "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
+    "loss.slowness_temperature_K": (float, 0.0, False),
+}
+
+
+def load_config(path=None, **overrides) -> dict:
+    """The default config, updated by the YAML at `path` (nested dicts merged),
+    then by `overrides` whose value is not None (e.g. seed, epochs, train_frames)."""
+    cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    _merge_file_and_options(cfg, path, overrides)
+    check_config(cfg, f"training config ({path if path is not None else 'defaults'} and options)")
+    return cfg
+
+
+def resume_config(out_dir, path=None, **overrides) -> dict | None:
+    """The config saved in `out_dir` by an earlier run, updated like
+    :func:`load_config`; None if the run never got that far."""
+    saved = Path(out_dir) / CONFIG_FILE
+    if not saved.is_file():
+        return None
+    cfg = yaml.safe_load(saved.read_text())
+    _merge_file_and_options(cfg, path, overrides)
+    check_config(cfg, str(saved))
+    return cfg
+
+
+def _merge_file_and_options(cfg: dict, path, overrides: dict) -> None:
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: config file not found")
+        _merge(cfg, yaml.safe_load(path.read_text()) or {}, str(path))
+    _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+
+
+def _merge(base: dict, update: dict, where: str) -> None:
+    for key, value in update.items():
+        if key not in base:
+            raise DataError(f"{where}: unknown config key '{key}' (known: {sorted(base)})")
+        if isinstance(base[key], dict) and isinstance(value, dict) and key not in ("fast_model", "slow_model"):
+            _merge(base[key], value, f"{where}: {key}")
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def check_config(cfg: dict, where: str) -> None:
+    """DataError naming the key of any number out of range (negative epochs would
+    train forever, zero epochs would write untrained models marked complete)."""
+    for key, (kind, minimum, inclusive) in CONFIG_NUMBERS.items():
+        value = functools.reduce(lambda d, k: d[k], key.split("."), cfg)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = number and (kind is float or value == int(value)) and (value >= minimum if inclusive else value > minimum)
+        if not ok:
+            what = "an integer" if kind is int else "a number"
+            raise DataError(f"{where}: config key '{key}' must be {what} {'>=' if inclusive else '>'} {minimum} "
+                            f"(got {value!r})")
+    if cfg["ema_decay"] >= 1.0:
+        raise DataError(f"{where}: config key 'ema_decay' must be below 1 (got {cfg['ema_decay']!r})")
+    for key in ("test_frames", "baseline_epochs"):
+        value = cfg.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What every stage of a run shares: the seed (initialisation, shuffling,
+    slowness velocities), frames per optimiser step, Adam's learning rate
+    (cosine-annealed over a stage to ``learning_rate·lr_min_factor``), the EMA
+    decay of the weights, and the options passed to ``lightning.Trainer``."""
+
+    seed: int
+    batch_size: int
+    learning_rate: float
+    lr_min_factor: float
+    ema_decay: float
+    progress_bar: bool = False
+    trainer: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> TrainSettings:
+        return cls(seed=int(cfg["seed"]), batch_size=int(cfg["batch_size"]),
+                   learning_rate=float(cfg["learning_rate"]), lr_min_factor=float(cfg["lr_min_factor"]),
+                   ema_decay=float(cfg["ema_decay"]), progress_bar=bool(cfg["progress_bar"]),
+                   trainer=dict(cfg["trainer"]))

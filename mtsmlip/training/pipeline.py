@@ -1,0 +1,148 @@
+"""A whole training run: plan (data, split, statistics, model configs) before
+anything is written, the output folder, its stages (finished ones reused on
+resume), the energy-offset balance, and the model directory with its manifest."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from .. import data as data_mod
+from ..data import frames_of
+from ..errors import DataError
+from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json
+from ..models import FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from .config import CONFIG_FILE, TrainSettings, check_config
+from .data import check_frames_fit
+from .stages import check_stage_sound, co_training_stages, done_dir, run_stage
+from .statistics import balance_energy_offsets, fitted_model_config
+
+DATA_RECORD = "train_data.json"
+
+
+def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=()) -> dict:
+    """Run stage 1, stage 2 and (unless cfg['baseline'] is false) the baseline;
+    write DIR/{fast,slow,baseline}.pt and manifest.json (last). With `resume`,
+    finished stages are reused and an interrupted stage continues from its last
+    checkpoint. Returns the manifest."""
+    out_dir = check_output_dir(out_dir)
+    check_config(cfg, "training config")
+    plan = plan_training(data_path, cfg)  # reads and checks everything before anything is written
+    cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
+    settings = TrainSettings.from_config(cfg)
+    results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks)
+               for stage in co_training_stages(plan, cfg, out_dir)}
+    models = written_models(results)
+    moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
+    manifest = {**build_manifest(plan, cfg, results), "fast_energy_offset_moved_eV": moved}
+    write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
+    return manifest
+
+
+def plan_training(data_path, cfg) -> dict:
+    """Read and check the data, fix the split, compute statistics, and build the
+    model configs of all stages (everything decided before any training)."""
+    path = os.path.abspath(os.fspath(data_path))
+    frames = frames_of(path)
+    seed = int(cfg["seed"])
+    split = data_mod.make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), seed,
+                                cfg["test_frames"], cfg.get("test_split", "random"))
+    train_frames = [frames[i] for i in split.train]
+    type_names = data_mod.species_of(frames)
+    fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
+                            type_names=type_names)
+    fast, slow = fit(FAST_PRESET, cfg["fast_model"], seed), fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
+    check_frames_fit(frames, max(fast["r_max"], slow["r_max"]), path)
+    return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
+            "train_frames": train_frames, "fast": fast, "slow": slow, "data_fingerprint": fingerprint(path)}
+
+
+def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:
+    """Refuse to overwrite a run; on resume, continue with the saved config and
+    only on the same data file (by content: a fingerprint is recorded at the start)."""
+    saved, record = out_dir / CONFIG_FILE, out_dir / DATA_RECORD
+    if resume and saved.is_file():
+        old = yaml.safe_load(saved.read_text())
+        if old != cfg:
+            changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+            raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
+                            "resume with the same options or use a new --out")
+        if record.is_file():
+            check_same_content(read_json(record, "training data record"), data_fingerprint["file"],
+                               f"the --data file of the run in {out_dir}")
+        else:  # a run from before fingerprints were recorded: record this one from now on
+            atomic_write_json(record, data_fingerprint)
+        return old
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise DataError(f"{out_dir}: output directory is not empty; use --resume to continue it or a new --out")
+    atomic_write_json(record, data_fingerprint)
+    atomic_write(saved, lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))
+    return cfg
+
+
+def stage_result(stage, plan, settings, out_dir, resume=False, callbacks=()) -> dict:
+    """What `stage` produced: with `resume`, a finished stage is read back from
+    DIR/checkpoints/<name>/done/; otherwise it is run, checked and saved there.
+    {stage, wall_time_s, history, final, model_names, parameters, models}."""
+    done = done_dir(out_dir, stage.name)
+    if resume and (done / "result.json").is_file():
+        return read_stage_result(done)
+    t0 = time.time()
+    module, history = run_stage(stage, plan, settings, out_dir, resume, callbacks)
+    check_stage_sound(stage.name, module, history, stage.models)
+    info = {"stage": stage.name, "wall_time_s": time.time() - t0, "history": history,
+            "final": history[-1] if history else None, "model_names": list(stage.models),
+            "parameters": {n: count_parameters(module.model[n]) for n in stage.models}}
+    for name, config in stage.models.items():
+        save_model(done / f"{name}.pt", module.model[name], config, {"stage": stage.name})
+    atomic_write_json(done / "result.json", info)
+    return read_stage_result(done)
+
+
+def read_stage_result(done: Path) -> dict:
+    """A finished stage's result.json, with its models loaded ('models': {name: LoadedModel})."""
+    info = read_json(done / "result.json", "stage result")
+    return {**info, "models": {n: load_model(done / f"{n}.pt") for n in info["model_names"]}}
+
+
+def written_models(results: dict) -> dict:
+    """The models a run writes (LoadedModels by name): the pair from stage 2
+    and, if it was trained, the baseline."""
+    models = {n: results["stage2"]["models"][n] for n in ("fast", "slow")}
+    if "baseline" in results:
+        models["baseline"] = results["baseline"]["models"]["baseline"]
+    return models
+
+
+def build_manifest(plan, cfg, results) -> dict:
+    """What manifest.json records about the run (complete: true is added last)."""
+    models = written_models(results)
+    return {
+        "format": "mtsmlip-model-dir-1",
+        "versions": package_versions(),
+        "data": {**plan["data_fingerprint"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
+        "split": plan["split"].as_dict(),
+        "config": cfg,
+        "architectures": {n: m.config for n, m in models.items()},
+        "cutoffs_A": {n: m.r_max for n, m in models.items()},
+        "parameters": {n: count_parameters(m.module) for n, m in models.items()},
+        "stages": {s: {k: r[k] for k in ("wall_time_s", "final", "history", "parameters")} for s, r in results.items()},
+        "final_losses": {s: r["final"] for s, r in results.items()},
+        "wall_time_s": {s: r["wall_time_s"] for s, r in results.items()},
+    }
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("mtsmlip", "torch", "nequip", "nequip-allegro", "lightning", "ase", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out

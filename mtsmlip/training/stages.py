@@ -1,0 +1,217 @@
+"""Training stages as values, and the one function that runs any of them.
+
+A :class:`Stage` holds all that makes one stage differ from another: which
+models are fitted together (their energies and forces summed), from which saved
+weights they start, which stay fixed, each one's learning-rate factor, the loss
+weights and the number of epochs. :func:`run_stage` fits every Stage the same
+way, so a new kind of stage (say, a fast model alone on another potential's
+labels) is a new Stage value and a small function that builds it from the config.
+A co-training run is :func:`stage1`, :func:`stage2` and :func:`baseline`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning
+import torch
+
+from ..errors import DataError
+from ..models import check_finite_weights, load_model
+from .callbacks import EpochReport, LambdaSchedule
+from .config import TrainSettings
+from .data import data_module
+from .loss import LossWeights, validation_metrics
+from .module import MultiScaleModule
+from .statistics import residual_force_rms_eV_per_A
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: the `models` ({name: full model config}) fitted
+    together for `epochs` epochs on the sum of their energies and forces with
+    the `loss` weights; `init_from` ({name: saved model file}) gives starting
+    weights, `frozen` names are not trained, `lr_factors` ({name: factor})
+    scale the learning rate per model. `name` names the checkpoint folder
+    DIR/checkpoints/<name>/ and the report lines."""
+
+    name: str
+    models: dict
+    loss: LossWeights
+    epochs: int
+    init_from: dict = field(default_factory=dict)
+    frozen: tuple = ()
+    lr_factors: dict = field(default_factory=dict)
+
+    @property
+    def r_max_A(self) -> float:
+        """The largest cutoff of the stage's models (that of its neighbour lists)."""
+        return max(float(config["r_max"]) for config in self.models.values())
+
+
+def stage1(plan: dict, cfg: dict) -> Stage:
+    """Stage 1: the fast model alone on the reference energies and forces."""
+    return Stage("stage1", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=int(cfg["epochs"]))
+
+
+def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
+    """Stage 2, co-training: the fast model from stage 1 (fine-tuned at
+    ``learning_rate·fast_lr_factor``, or frozen) and the slow model, so that
+    their sum fits the reference while λ keeps the fast model good alone. The
+    slow model starts with zero energy shifts and an energy scale equal to the
+    RMS of the forces stage 1 leaves unexplained."""
+    fast_file = done_dir(out_dir, "stage1") / "fast.pt"
+    fast = load_model(fast_file)
+    slow = copy.deepcopy(plan["slow"])
+    slow["per_type_energy_shifts"] = dict.fromkeys(plan["type_names"], 0.0)
+    slow["per_type_energy_scales"] = dict.fromkeys(plan["type_names"],
+                                                   residual_force_rms_eV_per_A(fast, plan["train_frames"]))
+    return Stage("stage2", {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=int(cfg["epochs"]),
+                 init_from={"fast": str(fast_file)}, frozen=() if cfg["fast_finetune"] else ("fast",),
+                 lr_factors={"fast": float(cfg["fast_lr_factor"])})
+
+
+def baseline(plan: dict, cfg: dict) -> Stage:
+    """The baseline: the slow architecture alone, trained like stage 1 (the
+    conventional model every claim is measured against), for `baseline_epochs`
+    (null: `epochs`)."""
+    epochs = int(cfg.get("baseline_epochs") or cfg["epochs"])
+    return Stage("baseline", {"baseline": plan["slow"]}, _conventional_loss(cfg), epochs=epochs)
+
+
+def co_training_stages(plan: dict, cfg: dict, out_dir):
+    """The stages of a run in order, each built only once the ones before it
+    are done (stage 2 starts from stage 1's saved fast model): stage 1,
+    stage 2 and, unless the config's `baseline` is false, the baseline."""
+    yield stage1(plan, cfg)
+    yield stage2(plan, cfg, out_dir)
+    if cfg["baseline"]:
+        yield baseline(plan, cfg)
+
+
+def _conventional_loss(cfg: dict) -> LossWeights:
+    return LossWeights(energy=cfg["loss"]["energy_weight"], force=cfg["loss"]["force_weight"])
+
+
+def _co_training_loss(cfg: dict) -> LossWeights:
+    weights = cfg["loss"]
+    return LossWeights(energy=weights["energy_weight"], force=weights["force_weight"],
+                       fast_force=weights["fast_force_weight"],
+                       fast_force_schedule=weights.get("fast_force_weight_schedule"),
+                       slowness=weights["slowness_weight"], slowness_temperature_K=weights["slowness_temperature_K"])
+
+
+def checkpoint_dir(out_dir, stage_name: str) -> Path:
+    """DIR/checkpoints/<stage>/: the stage's Lightning checkpoints."""
+    return Path(out_dir) / "checkpoints" / stage_name
+
+
+def done_dir(out_dir, stage_name: str) -> Path:
+    """DIR/checkpoints/<stage>/done/: a finished stage's models and result.json."""
+    return checkpoint_dir(out_dir, stage_name) / "done"
+
+
+# ------------------------------------------------------------------ the runner
+def run_stage(stage: Stage, plan: dict, settings: TrainSettings, out_dir, resume: bool = False, callbacks=()):
+    """Fit `stage` on the plan's split with Lightning, with a checkpoint every
+    epoch in DIR/checkpoints/<name>/ (with `resume`, continued from there).
+    Returns (the module with its EMA weights swapped in, the per-epoch history)."""
+    datamodule = data_module(plan["path"], plan["split"], plan["type_names"], stage.r_max_A,
+                             settings.batch_size, settings.seed)
+    steps_per_epoch = math.ceil(len(plan["split"].train) / settings.batch_size)
+    lightning.seed_everything(settings.seed, workers=True, verbose=False)
+    module = MultiScaleModule(**module_kwargs(stage, settings, steps_per_epoch))
+    ckpt_dir = checkpoint_dir(out_dir, stage.name)
+    report = EpochReport(stage.name)
+    trainer = lightning.Trainer(
+        max_epochs=stage.epochs, callbacks=[*_stage_callbacks(stage, ckpt_dir), report, *callbacks],
+        inference_mode=False, logger=False, enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0, deterministic=False, **settings.trainer,
+    )
+    module.world_size = trainer.world_size
+    ckpt = resumable_checkpoint(ckpt_dir) if resume else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt), weights_only=True)
+    module.evaluation_model  # swaps the EMA weights into module.model
+    return module, report.history
+
+
+def _stage_callbacks(stage: Stage, ckpt_dir: Path) -> list:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # Lightning >= 2.5 writes last.ckpt only when a top-k checkpoint was written in
+    # the same step, so keep the newest epoch checkpoint (monitor=None, top 1) too
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1)]
+    if stage.loss.fast_force_schedule:
+        callbacks.append(LambdaSchedule(stage.loss.fast_force_schedule, stage.loss.coeffs()))
+    return callbacks
+
+
+def module_kwargs(stage: Stage, settings: TrainSettings, steps_per_epoch: int) -> dict:
+    """Everything MultiScaleModule needs to fit `stage`, as plain (checkpointable)
+    config. The builders' ``_target_`` is the package's path, which checkpoints hold."""
+    lr, loss = settings.learning_rate, stage.loss
+    return {
+        "model": {"_target_": "mtsmlip.training.build_model_dict", "models": dict(stage.models),
+                  "init_from": dict(stage.init_from), "frozen": list(stage.frozen)},
+        "num_datasets": {"train": 1, "val": 1, "test": 0, "predict": 0},
+        "optimizer": {"_target_": "torch.optim.Adam", "lr": lr,
+                      "param_groups": {"_target_": "mtsmlip.training.param_groups", "lr": lr,
+                                       "lr_factors": dict(stage.lr_factors)}},
+        "lr_scheduler": _cosine_schedule(settings, stage.epochs * steps_per_epoch),
+        "loss": loss.metrics(),
+        "val_metrics": validation_metrics(with_fast="fast" in stage.models and len(stage.models) > 1),
+        "ema_decay": settings.ema_decay,
+        "slowness_temperature_K": loss.slowness_temperature_K if loss.slowness > 0 else None,
+        "velocity_seed": settings.seed,
+    }
+
+
+def _cosine_schedule(settings: TrainSettings, total_steps: int) -> dict:
+    # the cosine schedule steps with every optimiser step, not every epoch: Lightning
+    # saves the end-of-epoch checkpoint before an epoch-interval scheduler steps, so a
+    # resumed run would be one scheduler step behind an uninterrupted one
+    return {"scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": total_steps,
+                          "eta_min": settings.learning_rate * settings.lr_min_factor},
+            "interval": "step", "frequency": 1}
+
+
+def resumable_checkpoint(ckpt_dir: Path):
+    """The checkpoint to resume a stage from: last.ckpt, or, if it is damaged,
+    the newest epoch checkpoint that reads (said on stderr); None for a fresh start.
+    Read as tensors and plain data only (``weights_only``): a checkpoint never runs code."""
+    candidates = [ckpt_dir / "last.ckpt"] + sorted(ckpt_dir.glob("epoch=*.ckpt"), key=os.path.getmtime, reverse=True)
+    candidates = [c for c in candidates if c.is_file()]
+    problems = []
+    for path in candidates:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, bit-flipped, or holding objects that could run code
+            problems.append(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            continue
+        if problems:
+            print(f"mtsmlip train: {'; '.join(problems)}; resuming from {path} instead", file=sys.stderr)
+        return path
+    if problems:
+        raise DataError(f"{ckpt_dir}: no readable checkpoint to resume from ({'; '.join(problems)}); "
+                        f"delete {ckpt_dir} to train this stage again from its start")
+    return None
+
+
+def check_stage_sound(stage_name: str, module, history, model_names) -> None:
+    """Refuse to record a stage whose training diverged: a non-finite loss or
+    validation error in any epoch, or non-finite weights. Nothing is written."""
+    if not history:
+        raise DataError(f"stage {stage_name}: no epoch finished; nothing to write")
+    for row in history:
+        bad = [k for k, v in row.items() if k != "epoch" and not (v is not None and math.isfinite(v))]
+        if bad:
+            raise DataError(f"stage {stage_name}, epoch {row['epoch']}: {bad[0]} is {row[bad[0]]} "
+                            "(training diverged); no model written. Check the data for bad frames, "
+                            "or lower learning_rate")
+    for name in model_names:
+        check_finite_weights(module.model[name], f"stage {stage_name}, {name} model")
