@@ -93,6 +93,12 @@ def check_thermostat_rates(args) -> None:
                         "(Langevin: --friction-per-fs)")
 
 
+def add_hmr(p) -> None:
+    p.add_argument("--hmr-amu", type=non_negative, default=0.0,
+                   help="hydrogen mass repartitioning: mass (amu) moved onto each H from its bonded heavy atom, "
+                        "for every run alike; keeps the configurational distribution, changes the dynamics")
+
+
 def add_device(p) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the models and the state, e.g. cpu, cuda")
 
@@ -146,6 +152,7 @@ def md(p) -> None:
     p.add_argument("--thermostat", choices=["langevin", "bussi"], default=None,
                    help="thermostat (left out: NVE)")
     add_thermostat_rates(p)
+    add_hmr(p)
     p.add_argument("--baseline", action="store_true",
                    help="velocity Verlet at --timestep-fs with the baseline model (n_inner is set to 1)")
     p.add_argument("--out", required=True, help="output directory (log, trajectory, restart)")
@@ -171,6 +178,7 @@ def compare(p) -> None:
     p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
                    help="thermostat of every production run (bussi disturbs dynamics least)")
     add_thermostat_rates(p)
+    add_hmr(p)
     p.add_argument("--equilibrate-ps", type=non_negative, default=0.2,
                    help="baseline Langevin equilibration first (ps)")
     p.add_argument("--equilibrate-friction-per-fs", type=positive, default=0.05,

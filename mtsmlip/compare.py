@@ -26,6 +26,7 @@ from ase import Atoms, units
 from .data import read_structure
 from .errors import DataError
 from .md.engine import Engine, initialise_momenta
+from .md.masses import repartitioned_masses
 from .md.outputs import restore, write_restart
 from .md.settings import RunSettings
 from .progress import progress_bar
@@ -56,6 +57,7 @@ class CompareSettings:
     skin_A: float = 1.0
     tau_fs: float | None = None
     device: str = "cpu"
+    hmr_amu: float = 0.0
 
     def check(self) -> None:
         if self.ps <= 0 or self.timestep_fs <= 0:
@@ -72,7 +74,7 @@ class CompareSettings:
         kind = self.thermostat if thermostat == "production" else thermostat
         rates = {"friction_per_fs": self.friction_per_fs} if kind == "langevin" else {"tau_fs": self.tau_fs}
         return RunSettings(self.timestep_fs, n_inner, kind, self.temperature_K if kind else None,
-                           baseline=baseline, **(rates if kind else {}))
+                           baseline=baseline, hmr_amu=self.hmr_amu, **(rates if kind else {}))
 
     @property
     def runs(self) -> list[RunSettings]:
@@ -279,7 +281,9 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     runs = [production.record(r, nve_trace(models, production.engines[r.label], cfg)) for r in cfg.runs]
     _say("force spectra (n = 1 segment of the pair)")
     forces = force_series(models, start, cfg) if cfg.spectrum_ps > 0 else None
-    records = Records(Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc), cfg, runs, forces)
+    template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
+    template.set_masses(repartitioned_masses(template, cfg.hmr_amu))  # the masses every run used
+    records = Records(template, cfg, runs, forces)
     write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")
 
@@ -333,7 +337,8 @@ def settings_from_args(args) -> CompareSettings:
                            friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs,
                            equilibrate_ps=args.equilibrate_ps,
                            equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,
-                           spectrum_ps=args.spectrum_ps, block_fs=args.block_fs, seed=args.seed, device=args.device)
+                           spectrum_ps=args.spectrum_ps, block_fs=args.block_fs, seed=args.seed, device=args.device,
+                           hmr_amu=args.hmr_amu)
 
 
 def run(args) -> int:

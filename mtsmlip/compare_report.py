@@ -132,6 +132,7 @@ def analyse(records) -> dict:
                           "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
                           "diffusion_sigma": tolerance.diffusion_sigma},
             "scale_separation": scale_separation(records.forces, cfg),
+            "hmr_amu": cfg.hmr_amu,
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}
 
 
@@ -197,7 +198,8 @@ def write_report(result, records, out: Path) -> None:
     atomic_write_json(out / "compare.json", public(result))
     text = ["# mtsmlip compare", "",
             f"{cfg.ps} ps NVT ({cfg.thermostat}, {cfg.temperature_K} K) per run from one equilibrated start, "
-            f"timed in alternating blocks; drift from {cfg.nve_ps} ps NVE per run. δt = {cfg.timestep_fs} fs.",
+            f"timed in alternating blocks; drift from {cfg.nve_ps} ps NVE per run. δt = {cfg.timestep_fs} fs."
+            + (f" Hydrogen mass repartitioning: {cfg.hmr_amu} amu onto each H, in every run." if cfg.hmr_amu else ""),
             "", "```", format_table(result), "```", ""]
     text += _separation_lines(result["scale_separation"])
     text += [f"![{name}]({name})" for name in pngs]

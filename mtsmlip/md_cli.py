@@ -20,7 +20,8 @@ def build_engine(args) -> Engine:
     atoms = read_structure(args.structure)
     settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline else args.n_inner,
                            thermostat=args.thermostat, temperature_K=args.temperature_K,
-                           friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, baseline=args.baseline)
+                           friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, baseline=args.baseline,
+                           hmr_amu=args.hmr_amu)
     settings.check()
     initialise_momenta(atoms, args.temperature_K, args.seed)
     fast, slow = models.providers(atoms, args.baseline, skin_A=args.skin_A, device=args.device)

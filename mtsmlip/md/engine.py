@@ -19,6 +19,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import DataError
 from ..progress import progress_bar
+from .masses import repartitioned_masses
 from .respa import MDState, conserved_energy_eV, initial_state, kinetic_energy_eV, respa_step
 from .safety import MDInstability, SafetyCheck, SafetyLimits  # noqa: F401 (part of this room's API)
 from .settings import RunSettings
@@ -56,8 +57,9 @@ class Engine:
         self.tensor = dict(dtype=torch.float64, device=device)
         self.provenance = dict(provenance or {})
         self.observers, self.step, self.observed_step = [], 0, None
+        masses = repartitioned_masses(atoms, settings.hmr_amu)
         self.state = initial_state(self.as_tensor(atoms.positions), self.as_tensor(atoms.get_momenta()),
-                                   self.as_tensor(atoms.get_masses()[:, None]), fast, slow)
+                                   self.as_tensor(masses[:, None]), fast, slow)
         self.safety = SafetyCheck(limits, self.template, (fast, slow))
         problem = self.safety.problem_with_state(self.state)
         if problem is not None:

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import DataError
 from ..files import atomic_write
 from .respa import MDState
+from .settings import RunSettings
 
 LOG_COLUMNS = ("step", "time_ps", "temperature_K", "potential_eV", "kinetic_eV", "conserved_eV",
                "steps_per_s", "ns_per_day")
@@ -124,7 +125,7 @@ def restore(engine, path) -> None:
 
 def check_restart_matches(engine, meta: dict, arrays: dict, path) -> None:
     now = asdict(engine.settings)
-    had = {**dict.fromkeys(now), **meta["settings"]}  # a setting added since then was None
+    had = {**asdict(RunSettings(0.0, 1)), **meta["settings"]}  # a setting added since then has its default
     if had != now:
         raise DataError(f"{path}: written with settings {meta['settings']}, this run has {asdict(engine.settings)}")
     recorded = meta.get("provenance") or {}

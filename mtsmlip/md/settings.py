@@ -22,7 +22,8 @@ def check_step_settings(timestep_fs, n_inner) -> None:
 class RunSettings:
     """What a run integrates; a restart must match it. `baseline`: velocity Verlet
     with the baseline model (RESPA with one force and n_inner = 1). Thermostat:
-    None (NVE), "langevin" (friction_per_fs) or "bussi" (tau_fs)."""
+    None (NVE), "langevin" (friction_per_fs) or "bussi" (tau_fs). `hmr_amu`:
+    mass moved onto each hydrogen from its bonded heavy atom."""
 
     timestep_fs: float
     n_inner: int
@@ -31,6 +32,7 @@ class RunSettings:
     friction_per_fs: float | None = None
     baseline: bool = False
     tau_fs: float | None = None
+    hmr_amu: float = 0.0  # hydrogen mass repartitioning (md/masses.py); changes dynamics only
 
     def check(self) -> None:
         check_step_settings(self.timestep_fs, self.n_inner)
