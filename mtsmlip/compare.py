@@ -282,7 +282,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     _say("force spectra (n = 1 segment of the pair)")
     forces = force_series(models, start, cfg) if cfg.spectrum_ps > 0 else None
     template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
-    template.set_masses(repartitioned_masses(template, cfg.hmr_amu))  # the masses every run used
+    template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
     records = Records(template, cfg, runs, forces)
     write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")

@@ -9,7 +9,7 @@ from ase import Atoms
 
 from mtsmlip.cli import main
 from mtsmlip.compare import Production
-from tests.systems import write_tiny_pair
+from tests.systems import small_water_box, write_tiny_pair
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,19 @@ def test_json_on_stdout_is_exactly_compare_json_and_exits_0(setup, finished, cap
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((finished / "compare.json").read_text())
     assert printed["runs"] and printed["baseline"]["ns_per_day"] > 0
+
+
+def test_hydrogen_mass_repartitioning_applies_to_every_run(setup, tmp_path, capsys):
+    model, gas = setup
+    assert compare(setup, tmp_path / "gas", "--hmr-amu", "1.0") == 2  # separate atoms: no bonds to move mass along
+    assert "H atom 9 has no heavy atom within 1.5 Å" in capsys.readouterr().err
+    ase.io.write(tmp_path / "water.extxyz", small_water_box(seed=4))
+    assert compare((model, tmp_path / "water.extxyz"), tmp_path, "--hmr-amu", "1.0", "--ps", "0.004",
+                   "--n-inner", "2", "--spectrum-ps", "0") == 0
+    assert json.loads((tmp_path / "compare.json").read_text())["hmr_amu"] == 1.0
+    assert "Hydrogen mass repartitioning: 1.0 amu" in (tmp_path / "report.md").read_text()
+    with np.load(tmp_path / "runs" / "baseline" / "restart.npz") as z:
+        assert json.loads(str(z["meta"]))["settings"]["hmr_amu"] == 1.0
 
 
 def test_resuming_with_other_settings_is_refused(setup, finished, capsys):
