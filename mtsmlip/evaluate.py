@@ -61,12 +61,12 @@ def parse_slice(text: str) -> slice:
 def select_frames(data_path, manifest, frames_slice=None, split=None) -> list:
     """The labelled frames to evaluate: all, a slice, or a recorded split part."""
     from .data import frames_of
-    from .files import check_same_content
+    from .files import check_same_content, fingerprint
 
     frames = frames_of(data_path)
     if split is not None:
         if "sha256" in manifest["data"]:
-            check_same_content(manifest["data"], data_path, "the data file the model was trained on (--split needs the same data file; --frames takes any)")
+            check_same_content(manifest["data"], fingerprint(data_path), "the data file the model was trained on (--split needs the same data file; --frames takes any)")
         n_expected = manifest["data"]["n_frames"]
         if len(frames) != n_expected:
             raise DataError(f"{data_path}: {len(frames)} frames, but the model was trained on a file with "

@@ -68,14 +68,14 @@ def fingerprint(path) -> dict:
     return {"file": str(path.resolve()), "size_bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
-def check_same_content(recorded: dict, path, what: str) -> None:
-    """DataError if `path` is not the file `recorded` (a :func:`fingerprint`) describes.
-    The path may differ (data moved); the content must not. `what` names the
-    recorded file, e.g. "the fast model that manifest.json lists"."""
-    now = fingerprint(path)
+def check_same_content(recorded: dict, now: dict, what: str) -> None:
+    """DataError if the file fingerprinted as `now` is not the one `recorded`
+    describes (both :func:`fingerprint`s, so each file is hashed once). The path
+    may differ (data moved); the content must not. `what` names the recorded
+    file, e.g. "the fast model that manifest.json lists"."""
     if (recorded.get("sha256"), recorded.get("size_bytes")) != (now["sha256"], now["size_bytes"]):
         raise DataError(
-            f"{path}: not {what}: the content differs (recorded {recorded.get('file')}, "
+            f"{now['file']}: not {what}: the content differs (recorded {recorded.get('file')}, "
             f"{recorded.get('size_bytes')} bytes, sha256 {str(recorded.get('sha256'))[:12]}…; this file "
             f"{now['size_bytes']} bytes, sha256 {now['sha256'][:12]}…)")
 

@@ -21,7 +21,7 @@ from ase.calculators.mixing import SumCalculator
 
 from .data import check_cell_fits_cutoff, check_species_known
 from .errors import DataError
-from .files import atomic_write, atomic_write_json, check_same_content, fingerprint, read_json, sha256_of
+from .files import atomic_write, atomic_write_json, check_same_content, fingerprint, read_json
 from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
 
 MODEL_FILES = {"fast": "fast.pt", "slow": "slow.pt", "baseline": "baseline.pt"}
@@ -243,10 +243,11 @@ class TrainedModels:
     calculators; ``.models[name]`` are the :class:`LoadedModel` objects.
     """
 
-    def __init__(self, directory, models: dict[str, LoadedModel], manifest: dict):
+    def __init__(self, directory, models: dict[str, LoadedModel], manifest: dict, hashes: dict | None = None):
         self.directory = Path(directory)
         self.models = models
         self.manifest = manifest
+        self.hashes = dict(hashes or {})
 
     @classmethod
     def load(cls, directory) -> "TrainedModels":
@@ -261,16 +262,18 @@ class TrainedModels:
         if manifest.get("complete") is not True:
             raise DataError(f"{manifest_path}: training did not finish (complete=false)")
         recorded = manifest.get("model_files", {})
-        models = {}
+        models, hashes = {}, {}
         for name, fname in MODEL_FILES.items():
             if (directory / fname).is_file():
                 models[name] = load_model(directory / fname)
+                now = fingerprint(directory / fname)
                 if name in recorded:  # a bit flipped in the weights still loads: the hash tells
-                    check_same_content(recorded[name], directory / fname, f"the {name} model that {MANIFEST} lists")
+                    check_same_content(recorded[name], now, f"the {name} model that {MANIFEST} lists")
+                hashes[name] = now["sha256"]
         for required in ("fast", "slow"):
             if required not in models:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
-        return cls(directory, models, manifest)
+        return cls(directory, models, manifest, hashes)
 
     def providers(self, atoms, baseline: bool = False, skin_A=None, device="cpu"):
         """(fast, slow) full-speed force providers on `atoms` (see md.torch_forces),
@@ -287,8 +290,9 @@ class TrainedModels:
         return tuple(ModelForces(self.models[name], atoms, skin_A, device) for name in ("fast", "slow"))
 
     def model_hashes(self) -> dict:
-        """{name: SHA-256 of its file}: what a resumed run checks it runs the same models."""
-        return {name: sha256_of(self.directory / MODEL_FILES[name]) for name in self.models}
+        """{name: SHA-256 of its file} (hashed once, when loaded): what a resumed
+        run checks it runs the same models."""
+        return dict(self.hashes)
 
     def calculator(self, name: str, device="cpu"):
         if name == "total":

@@ -43,8 +43,8 @@ def bonded_heavy_atoms(atoms: Atoms) -> dict:
     is_h = atoms.numbers == 1
     keep = is_h[i] & ~is_h[j]
     nearest = {}
-    for h, heavy, dist in sorted(zip(i[keep], j[keep], d[keep]), key=lambda t: -t[2]):
-        nearest[int(h)] = int(heavy)  # the closest heavy atom is written last
+    for k in np.argsort(d[keep], kind="stable"):  # nearest first: the first heavy atom seen per H wins
+        nearest.setdefault(int(i[keep][k]), int(j[keep][k]))
     unbonded = sorted(set(np.flatnonzero(is_h)) - set(nearest))
     if unbonded:
         raise DataError(f"hydrogen mass repartitioning: H atom {unbonded[0]} has no heavy atom within "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import ase.io
@@ -125,7 +125,8 @@ def restore(engine, path) -> None:
 
 def check_restart_matches(engine, meta: dict, arrays: dict, path) -> None:
     now = asdict(engine.settings)
-    had = {**asdict(RunSettings(0.0, 1)), **meta["settings"]}  # a setting added since then has its default
+    defaults = {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING}
+    had = {**defaults, **meta["settings"]}  # a setting added since the restart was written has its default
     if had != now:
         raise DataError(f"{path}: written with settings {meta['settings']}, this run has {asdict(engine.settings)}")
     recorded = meta.get("provenance") or {}

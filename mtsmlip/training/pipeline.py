@@ -72,7 +72,7 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
             raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
                             "resume with the same options or use a new --out")
         if record.is_file():
-            check_same_content(read_json(record, "training data record"), data_fingerprint["file"],
+            check_same_content(read_json(record, "training data record"), data_fingerprint,
                                f"the --data file of the run in {out_dir}")
         else:  # a run from before fingerprints were recorded: record this one from now on
             atomic_write_json(record, data_fingerprint)
