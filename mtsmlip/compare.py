@@ -273,6 +273,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     out = check_output_dir(out)
     models = TrainedModels.load(resolve_model_dir(model_dir))
     structure = read_structure(structure_path)
+    check_periodic(structure, structure_path)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
@@ -286,6 +287,15 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     records = Records(template, cfg, runs, forces)
     write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")
+
+
+def check_periodic(atoms: Atoms, path) -> None:
+    """compare judges RDFs and diffusion, which need a periodic cell: refuse an
+    isolated structure before any MD runs (its own observables are issue #14)."""
+    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-12:
+        raise DataError(f"{path}, field 'pbc': compare needs a structure periodic in all three directions "
+                        f"with a cell (pbc={atoms.pbc.tolist()}, cell volume {abs(atoms.cell.volume):.3g} Å³); "
+                        "isolated molecules are not supported yet: use `mtsmlip md` for them")
 
 
 def run_production(models, start, cfg: CompareSettings, out: Path, progress_bar: bool) -> Production:

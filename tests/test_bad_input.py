@@ -61,6 +61,7 @@ def build_inputs(root: Path) -> dict:
     nan = water.copy()
     nan.positions[2, 1] = np.nan
     ase.io.write(root / "nan.extxyz", nan)
+    ase.io.write(root / "molecule.extxyz", small_water_box(n_side=1, vacuum=True))
 
     frames = labelled_frames(16)
     frames[3].positions[5] = frames[3].positions[4]
@@ -113,8 +114,8 @@ def eval_args(p, model, *extra):
     return ["eval", "--model", str(p["root"] / model), "--data", str(p["root"] / "good.extxyz"), *extra]
 
 
-def compare_args(p, *extra):
-    return ["compare", "--model", str(p["pair"]), "--structure", str(p["root"] / "water.extxyz"),
+def compare_args(p, *extra, structure="water.extxyz"):
+    return ["compare", "--model", str(p["pair"]), "--structure", str(p["root"] / structure),
             "--ps", "0.01", "--out", str(p["root"] / "cmp"), "--no-progress", *extra]
 
 
@@ -163,6 +164,7 @@ CASES = [
     ("`eval --split test` on another file with as many frames", eval_split_on_other_file),
     ("`compare --n-inner 0,2`", lambda p: compare_args(p, "--n-inner", "0,2")),
     ("`compare --ps -1`", lambda p: compare_args(p, "--ps", "-1")),
+    ("`compare` on a molecule without a cell", lambda p: compare_args(p, structure="molecule.extxyz")),
     ("`demo --molecules 0`", lambda p: ["demo", "--molecules", "0", "--out", str(p["root"] / "demo")]),
 ]
 
