@@ -123,6 +123,9 @@ def train(p) -> None:
     p.add_argument("--epochs", type=at_least_one, default=None,
                    help="overrides `epochs` of each stage (config default 10)")
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
+    p.add_argument("--reuse-stages-from", action="append", default=[], metavar="RUN",
+                   help="an earlier run directory (repeatable): a stage it finished with the same models, "
+                        "data, split and settings is copied instead of trained again")
 
 
 def evaluate(p) -> None:

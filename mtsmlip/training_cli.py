@@ -13,7 +13,7 @@ def run(args) -> int:
     cfg = training.resume_config(args.out, args.config, **overrides) if args.resume else None
     if cfg is None:
         cfg = training.load_config(args.config, **overrides)
-    manifest = training.train(args.data, args.out, cfg, resume=args.resume)
+    manifest = training.train(args.data, args.out, cfg, resume=args.resume, reuse_from=args.reuse_stages_from)
     print(json.dumps({"out": str(args.out), "final": manifest["final_losses"],
                       "wall_time_s": manifest["wall_time_s"]}, indent=2))
     return 0

@@ -23,6 +23,7 @@ from tests.training_helpers import (
     data_file,
     labelled_frames,
     trained_dir,
+    workspace,
     write_config,
     write_frames,
 )
@@ -145,6 +146,53 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, capsys):
     for stage, final in reference.manifest["final_losses"].items():
         assert resumed.manifest["final_losses"][stage] == pytest.approx(final, rel=1e-9)
     assert resumed.manifest["split"] == reference.manifest["split"]
+
+
+def test_baseline_is_chosen_apart_from_the_slow_model_and_finished_stages_are_reused(tmp_path, capsys):
+    """A run whose only change is the baseline's architecture copies stage 1 and
+    stage 2 from an earlier run (same identity) and trains just the new baseline."""
+    smaller = {"r_max": 3.0, "num_layers": 1, "num_features": 4, "radial_mlp_width": 8}
+    config = write_config(tmp_path / "cfg.yaml", baseline_model=smaller)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", "--data", str(data_file()), "--config", str(config), "--out", str(out),
+                 "--reuse-stages-from", str(trained_dir())]) == 0
+    captured = capsys.readouterr()
+    assert "[stage1]" not in captured.out and "[stage2]" not in captured.out and "[baseline] epoch 2/2" in captured.out
+    assert "stage1 reused from" in captured.err and "stage2 reused from" in captured.err
+    for stage, name in (("stage1", "fast"), ("stage2", "fast"), ("stage2", "slow")):
+        copied, original = (training.done_dir(d, stage) / f"{name}.pt" for d in (out, trained_dir()))
+        assert copied.read_bytes() == original.read_bytes()
+    manifest = mtsmlip.load(out).manifest
+    assert manifest["architectures"]["baseline"]["num_features"] == 4
+    assert manifest["architectures"]["slow"]["num_features"] == 8
+    assert manifest["parameters"]["baseline"] < manifest["parameters"]["slow"]
+
+
+def test_stage_identity_follows_what_the_stage_depends_on():
+    def identities(**changes):
+        cfg = training.load_config(write_config(workspace() / "identity.yaml", **changes))
+        plan, settings = training.plan_training(data_file(), cfg), training.TrainSettings.from_config(cfg)
+        return {s.name: training.stage_identity(s, plan, settings)
+                for s in (training.stage1(plan, cfg), training.baseline(plan, cfg))}
+
+    reference = identities()
+    assert identities() == reference  # repeatable
+    other_slow = identities(slow_model={**TINY_CONFIG["slow_model"], "num_features": 4})
+    assert other_slow == reference  # neither stage 1 nor the baseline involves the slow model
+    for change in ({"epochs": 3}, {"seed": 1}, {"learning_rate": 0.02}, {"train_frames": 9},
+                   {"fast_model": {**TINY_CONFIG["fast_model"], "r_max": 2.4}}):
+        changed = identities(**change)
+        assert changed["stage1"] != reference["stage1"], change
+    assert identities(baseline_model={**TINY_CONFIG["baseline_model"], "num_layers": 1})["baseline"] != reference["baseline"]
+
+
+def test_reuse_needs_a_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data_file()), "--config", str(config_file()), "--out", str(out),
+                 "--reuse-stages-from", str(tmp_path)]) == 2
+    assert "--reuse-stages-from needs a training run directory" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_frozen_fast_model_is_left_unchanged():

@@ -23,6 +23,7 @@ TINY_CONFIG = {
                    "radial_chemical_embed_dim": 8, "scalar_embed_mlp_hidden_layers_width": 8,
                    "allegro_mlp_hidden_layers_width": 8, "readout_mlp_hidden_layers_width": 8},
     "slow_model": {"r_max": 3.0, "num_layers": 2, "num_features": 8, "radial_mlp_width": 8},
+    "baseline_model": {"r_max": 3.0, "num_layers": 2, "num_features": 8, "radial_mlp_width": 8},
 }
 
 

@@ -65,6 +65,7 @@ from .stages import (
     run_stage,
     stage1,
     stage2,
+    stage_identity,
 )
 from .statistics import (
     SHIFTS_KEY,
@@ -87,6 +88,6 @@ __all__ = [
     "force_rms_eV_per_A", "frames_of", "load_config", "loss_metrics", "maxwell_boltzmann_velocities_A_per_fs",
     "module_kwargs", "package_versions", "param_groups", "per_type_energy_shifts_eV", "per_type_least_squares",
     "plan_training", "read_stage_result", "reference_minus_model", "residual_force_rms_eV_per_A", "resumable_checkpoint",
-    "resume_config", "run_stage", "stage1", "stage2", "stage_result", "sum_of_models", "train", "validation_metrics",
+    "resume_config", "run_stage", "stage1", "stage2", "stage_identity", "stage_result", "sum_of_models", "train", "validation_metrics",
     "written_models",
 ]

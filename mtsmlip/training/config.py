@@ -15,6 +15,7 @@ from ..errors import DataError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_default.yaml"
 CONFIG_FILE = "train_config.yaml"
+ARCHITECTURE_KEYS = ("fast_model", "slow_model", "baseline_model")
 
 # key -> (kind, smallest allowed value, whether the smallest is allowed itself)
 CONFIG_NUMBERS = {
@@ -61,7 +62,7 @@ def _merge(base: dict, update: dict, where: str) -> None:
     for key, value in update.items():
         if key not in base:
             raise DataError(f"{where}: unknown config key '{key}' (known: {sorted(base)})")
-        if isinstance(base[key], dict) and isinstance(value, dict) and key not in ("fast_model", "slow_model"):
+        if isinstance(base[key], dict) and isinstance(value, dict) and key not in ARCHITECTURE_KEYS:
             _merge(base[key], value, f"{where}: {key}")
         else:
             base[key] = copy.deepcopy(value)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,26 +17,29 @@ from .. import data as data_mod
 from ..data import frames_of
 from ..errors import DataError
 from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json
-from ..models import FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from ..models import BASELINE_PRESET, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config
 from .data import check_frames_fit
-from .stages import check_stage_sound, co_training_stages, done_dir, run_stage
+from .stages import check_stage_sound, co_training_stages, done_dir, run_stage, stage_identity
 from .statistics import balance_energy_offsets, fitted_model_config
 
 DATA_RECORD = "train_data.json"
 
 
-def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=()) -> dict:
+def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=(), reuse_from=()) -> dict:
     """Run stage 1, stage 2 and (unless cfg['baseline'] is false) the baseline;
     write DIR/{fast,slow,baseline}.pt and manifest.json (last). With `resume`,
     finished stages are reused and an interrupted stage continues from its last
-    checkpoint. Returns the manifest."""
+    checkpoint. A stage that a run in `reuse_from` (run directories) finished
+    with the same identity (:func:`stage_identity`) is copied, not trained again.
+    Returns the manifest."""
     out_dir = check_output_dir(out_dir)
     check_config(cfg, "training config")
+    reuse_from = [_check_run_dir(d) for d in reuse_from]
     plan = plan_training(data_path, cfg)  # reads and checks everything before anything is written
     cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
     settings = TrainSettings.from_config(cfg)
-    results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks)
+    results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
                for stage in co_training_stages(plan, cfg, out_dir)}
     models = written_models(results)
     moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
@@ -56,9 +61,12 @@ def plan_training(data_path, cfg) -> dict:
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
                             type_names=type_names)
     fast, slow = fit(FAST_PRESET, cfg["fast_model"], seed), fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
-    check_frames_fit(frames, max(fast["r_max"], slow["r_max"]), path)
+    # runs from before `baseline_model` existed trained the slow architecture as their baseline
+    base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
+    check_frames_fit(frames, max(fast["r_max"], slow["r_max"], base["r_max"] if cfg["baseline"] else 0.0), path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
-            "train_frames": train_frames, "fast": fast, "slow": slow, "data_fingerprint": fingerprint(path)}
+            "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
+            "data_fingerprint": fingerprint(path)}
 
 
 def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:
@@ -84,23 +92,51 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
     return cfg
 
 
-def stage_result(stage, plan, settings, out_dir, resume=False, callbacks=()) -> dict:
+def stage_result(stage, plan, settings, out_dir, resume=False, callbacks=(), reuse_from=()) -> dict:
     """What `stage` produced: with `resume`, a finished stage is read back from
-    DIR/checkpoints/<name>/done/; otherwise it is run, checked and saved there.
-    {stage, wall_time_s, history, final, model_names, parameters, models}."""
+    DIR/checkpoints/<name>/done/; a stage finished with the same identity by a
+    run in `reuse_from` is copied there; otherwise it is run, checked and saved
+    there. {stage, identity, wall_time_s, history, final, model_names, parameters, models}."""
     done = done_dir(out_dir, stage.name)
     if resume and (done / "result.json").is_file():
         return read_stage_result(done)
+    identity = stage_identity(stage, plan, settings)
+    for run_dir in reuse_from:
+        if _copy_finished_stage(done_dir(run_dir, stage.name), done, identity):
+            print(f"mtsmlip train: {stage.name} reused from {run_dir} (same identity {identity[:12]})",
+                  file=sys.stderr)
+            return read_stage_result(done)
     t0 = time.time()
     module, history = run_stage(stage, plan, settings, out_dir, resume, callbacks)
     check_stage_sound(stage.name, module, history, stage.models)
-    info = {"stage": stage.name, "wall_time_s": time.time() - t0, "history": history,
+    info = {"stage": stage.name, "identity": identity, "wall_time_s": time.time() - t0, "history": history,
             "final": history[-1] if history else None, "model_names": list(stage.models),
             "parameters": {n: count_parameters(module.model[n]) for n in stage.models}}
     for name, config in stage.models.items():
         save_model(done / f"{name}.pt", module.model[name], config, {"stage": stage.name})
     atomic_write_json(done / "result.json", info)
     return read_stage_result(done)
+
+
+def _check_run_dir(run_dir) -> Path:
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints").is_dir():
+        raise DataError(f"{run_dir}: --reuse-stages-from needs a training run directory (with checkpoints/)")
+    return run_dir
+
+
+def _copy_finished_stage(source: Path, done: Path, identity: str) -> bool:
+    """Copy a finished stage's done/ folder from another run if its recorded
+    identity is `identity` (whole, or not at all: copied beside, then renamed)."""
+    result = source / "result.json"
+    if not result.is_file() or read_json(result, "stage result").get("identity") != identity:
+        return False
+    done.parent.mkdir(parents=True, exist_ok=True)
+    tmp = done.with_name(done.name + ".copying")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    os.replace(tmp, done)
+    return True
 
 
 def read_stage_result(done: Path) -> dict:

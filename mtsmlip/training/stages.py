@@ -12,6 +12,9 @@ A co-training run is :func:`stage1`, :func:`stage2` and :func:`baseline`.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import json
 import math
 import os
 import sys
@@ -22,6 +25,7 @@ import lightning
 import torch
 
 from ..errors import DataError
+from ..files import sha256_of
 from ..models import check_finite_weights, load_model
 from .callbacks import EpochReport, LambdaSchedule
 from .config import TrainSettings
@@ -69,19 +73,36 @@ def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
     fast = load_model(fast_file)
     slow = copy.deepcopy(plan["slow"])
     slow["per_type_energy_shifts"] = dict.fromkeys(plan["type_names"], 0.0)
-    slow["per_type_energy_scales"] = dict.fromkeys(plan["type_names"],
-                                                   residual_force_rms_eV_per_A(fast, plan["train_frames"]))
+    # to 6 significant digits: a float32 evaluation repeats only to rounding, and
+    # the scale is part of the stage's identity (a finished stage is reused by it)
+    scale = float(f"{residual_force_rms_eV_per_A(fast, plan['train_frames']):.6g}")
+    slow["per_type_energy_scales"] = dict.fromkeys(plan["type_names"], scale)
     return Stage("stage2", {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=int(cfg["epochs"]),
                  init_from={"fast": str(fast_file)}, frozen=() if cfg["fast_finetune"] else ("fast",),
                  lr_factors={"fast": float(cfg["fast_lr_factor"])})
 
 
 def baseline(plan: dict, cfg: dict) -> Stage:
-    """The baseline: the slow architecture alone, trained like stage 1 (the
-    conventional model every claim is measured against), for `baseline_epochs`
-    (null: `epochs`)."""
+    """The baseline: the conventional model every claim is measured against
+    (`baseline_model`, chosen apart from the slow model), trained alone like
+    stage 1 for `baseline_epochs` (null: `epochs`)."""
     epochs = int(cfg.get("baseline_epochs") or cfg["epochs"])
-    return Stage("baseline", {"baseline": plan["slow"]}, _conventional_loss(cfg), epochs=epochs)
+    return Stage("baseline", {"baseline": plan["baseline"]}, _conventional_loss(cfg), epochs=epochs)
+
+
+def stage_identity(stage: Stage, plan: dict, settings: TrainSettings) -> str:
+    """SHA-256 of everything that decides what `stage` produces: its models'
+    full configs (with the statistics fitted from the data), loss weights,
+    epochs, the content of the files it starts from, frozen models, learning-rate
+    factors, the shared settings (not the Trainer's devices), the data file's
+    content and the split. Two stages with one identity train the same models,
+    so a finished one can be reused by another run (``--reuse-stages-from``)."""
+    record = {"stage": stage.name, "models": stage.models, "loss": dataclasses.asdict(stage.loss),
+              "epochs": stage.epochs, "init_from": {n: sha256_of(f) for n, f in stage.init_from.items()},
+              "frozen": sorted(stage.frozen), "lr_factors": stage.lr_factors,
+              "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("progress_bar", "trainer")},
+              "data_sha256": plan["data_fingerprint"]["sha256"], "split": plan["split"].as_dict()}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def co_training_stages(plan: dict, cfg: dict, out_dir):
