@@ -1,8 +1,8 @@
 """The numbers, verdicts, plots and report of ``mtsmlip compare``.
 
 compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
-RDF difference, NVE drift, diffusion ± block error, mean temperature and the
-verdict; ``largest_n_within_tolerance``; ``scale_separation`` (power of the slow
+RDF difference, NVE drift, diffusion ± block error, mean temperature (and each
+species' ± block error) and the verdict; ``largest_n_within_tolerance``; ``scale_separation`` (power of the slow
 and fast forces above each outer step's Nyquist frequency); ``tolerance``.
 The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
 a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
@@ -68,6 +68,8 @@ def run_metrics(record, template: Atoms, rdf_r_A: float):
     rdf = an.rdf(frames_of(samples, template, MAX_RDF_FRAMES), rdf_r_A, 120)
     drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
     heavy = heaviest_species(template)
+    temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], template.get_chemical_symbols(),
+                                           template.get_masses(), N_DIFFUSION_BLOCKS)
     numbers = {
         "n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
         "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
@@ -77,8 +79,10 @@ def run_metrics(record, template: Atoms, rdf_r_A: float):
         "diffusion_err_A2_per_ps": d[heavy].stderr_A2_per_ps if d else None,
         "diffusion_species": heavy,
         "diffusion_by_species": {s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()},
+        "temperature_by_species_K": {s: [e.mean_K, e.stderr_K] for s, e in temperatures.items()},
     }
-    return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d)
+    return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d,
+                                  temperature=temperatures)
 
 
 def rdf_noise_floor(baseline, template, rdf_r_A) -> float:
@@ -130,7 +134,9 @@ def analyse(records) -> dict:
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
             "tolerance": {"drift_meV_per_atom_per_ps": tolerance.drift_meV_per_atom_per_ps,
                           "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
-                          "diffusion_sigma": tolerance.diffusion_sigma},
+                          "diffusion_sigma": tolerance.diffusion_sigma,
+                          "temperature_sigma": tolerance.temperature_sigma,
+                          "temperature_fraction": tolerance.temperature_fraction},
             "scale_separation": scale_separation(records.forces, cfg),
             "hmr_amu": cfg.hmr_amu,
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}

@@ -244,9 +244,10 @@ def flat_rdf(offset=0.0):
     return {("H", "O"): (r_A, np.ones_like(r_A) + offset), ("O", "O"): (r_A, np.ones_like(r_A))}
 
 
-def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01):
+def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01, T_H=300.0):
     return an.RunMetrics(drift_meV_per_atom_per_ps=drift, rdf=flat_rdf(rdf_offset),
-                         diffusion={"O": an.DiffusionEstimate(D, err, (D,))})
+                         diffusion={"O": an.DiffusionEstimate(D, err, (D,))},
+                         temperature={"H": an.TemperatureEstimate(T_H, 1.0), "O": an.TemperatureEstimate(300.0, 1.0)})
 
 
 def test_verdict_accepts_a_run_within_all_tolerances():
@@ -258,7 +259,9 @@ def test_verdict_accepts_a_run_within_all_tolerances():
     (metrics(drift=-3.0), "drift"),
     (metrics(rdf_offset=0.2), "H-O"),
     (metrics(D=0.3), "diffusion O"),
-    (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, rdf=flat_rdf(), diffusion=None), "missing"),
+    (metrics(T_H=315.0), "temperature H"),
+    (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, rdf=flat_rdf(), diffusion=None,
+                   temperature=metrics().temperature), "missing"),
 ])
 def test_verdict_rejects_and_names_the_reason(run, word):
     ok, reasons = an.verdict(run, metrics(), an.Tolerance())
@@ -267,10 +270,37 @@ def test_verdict_rejects_and_names_the_reason(run, word):
 
 
 def test_verdict_skips_disabled_checks_and_collects_all_failures():
-    bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0)
-    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 3
-    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None)
+    bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0, T_H=330.0)
+    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 4
+    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None, temperature_sigma=None)
     assert an.verdict(bad, metrics(), off) == (True, [])
+
+
+def test_temperature_check_allows_the_noise_and_one_percent():
+    base = metrics()
+    assert an.verdict(metrics(T_H=302.9), base, an.Tolerance())[0]  # within 1 % of 300 K
+    hot = metrics(T_H=310.0)
+    assert not an.verdict(hot, base, an.Tolerance())[0]  # 10 K > 3·sqrt(1² + 1²) = 4.2 K
+    hot.temperature["H"] = an.TemperatureEstimate(310.0, 4.0)
+    assert an.verdict(hot, base, an.Tolerance())[0]  # 10 K < 3·sqrt(4² + 1²) = 12.4 K: noise
+
+
+def test_species_temperatures_from_maxwell_boltzmann_velocities():
+    from ase import units
+
+    rng = np.random.default_rng(0)
+    masses = np.array([1.008, 1.008, 15.999] * 40)
+    symbols = ["H", "H", "O"] * 40
+    sigma_A_per_fs = np.sqrt(units.kB * 300.0 / masses)[None, :, None] * units.fs
+    v = rng.normal(size=(400, len(masses), 3)) * sigma_A_per_fs
+    t = an.species_temperatures(v, symbols, masses)
+    for symbol in ("H", "O"):
+        assert t[symbol].mean_K == pytest.approx(300.0, abs=4 * t[symbol].stderr_K + 1.0)
+        assert 0 < t[symbol].stderr_K < 3.0
+    v[:, np.array(symbols) == "H"] *= 2.0
+    assert an.species_temperatures(v, symbols, masses)["H"].mean_K == pytest.approx(4 * t["H"].mean_K)
+    with pytest.raises(ValueError, match="at least 4 frames"):
+        an.species_temperatures(v[:2], symbols, masses)
 
 
 def test_largest_n_within_tolerance_stops_at_first_failure():

@@ -51,6 +51,8 @@ def test_json_report_and_plots(finished):
             assert np.isfinite(r[key]), key
         assert r["within_tolerance"] == (not r["reasons"])
         assert r["simulated_ps"] == pytest.approx(0.02)
+        temperatures = r["temperature_by_species_K"]
+        assert set(temperatures) == {"H", "O"} and all(t > 0 and err >= 0 for t, err in temperatures.values())
     assert result["baseline"]["simulated_ps"] == pytest.approx(0.02)
     report = (finished / "report.md").read_text()
     for png in ("rdf.png", "msd_O.png", "vdos.png", "nve_energy.png", "force_spectrum.png"):

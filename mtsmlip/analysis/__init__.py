@@ -5,9 +5,9 @@ force spectrum (scale separation), and a tolerance verdict. See docs/analysis.md
 Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
 """
 
-from .dynamics import (DiffusionEstimate, diffusion_blocks, diffusion_by_species, diffusion_from_msd,
-                       drift_meV_per_atom_per_ps, msd, remove_com_drift, species_diffusion, unwrap_positions,
-                       unwrapped_positions_A)
+from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_blocks, diffusion_by_species,
+                       diffusion_from_msd, drift_meV_per_atom_per_ps, msd, remove_com_drift, species_diffusion,
+                       species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
 from .spectra import (THZ_TO_CM1, autocorrelation, force_autocorrelation, force_spectrum, nyquist_THz,
                       power_above_frequency_fraction, power_spectrum, vacf, vdos)
@@ -21,6 +21,7 @@ __all__ = [
     "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
     "largest_n_within_tolerance", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
     "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",
-    "remove_com_drift", "running_coordination", "species_diffusion", "species_pairs", "unwrap_positions",
+    "remove_com_drift", "running_coordination", "species_diffusion", "species_pairs", "species_temperatures",
+    "TemperatureEstimate", "unwrap_positions",
     "unwrapped_positions_A", "vacf", "vdos", "velocities_A_per_fs", "verdict",
 ]

@@ -6,7 +6,10 @@ A run passes when every check that its :class:`Tolerance` enables holds:
 * structure:  ``rdf_differences(run, baseline)["overall"]`` (the worst pair's
               RMS Δg, see :mod:`.structure`) ≤ rdf_diff;
 * dynamics:   for every species, |D_run − D_base| ≤ diffusion_sigma ·
-              sqrt(σ_run² + σ_base²) with σ the block standard errors.
+              sqrt(σ_run² + σ_base²) with σ the block standard errors;
+* temperature: for every species, |T_run − T_base| ≤ max(temperature_sigma ·
+              sqrt(σ_run² + σ_base²), temperature_fraction · T_base): a species
+              that runs hot (resonance heats the hydrogens first) fails.
 
 Set a tolerance field to None to switch that check off. A metric the check
 needs but that is missing (None) on either side fails the check, by name.
@@ -19,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .dynamics import DiffusionEstimate
+from .dynamics import DiffusionEstimate, TemperatureEstimate
 from .structure import RDF, rdf_differences
 
 
@@ -30,12 +33,17 @@ class Tolerance:
     Defaults are starting values, to calibrate per system: 1 meV/atom/ps is a
     loose NVE bound; 0.05 RMS in g(r) must sit clearly above the sampling-noise
     floor (the difference between two halves of the baseline run); 2 sigma is a
-    ~95 % two-sided band for the diffusion difference.
+    ~95 % two-sided band for the diffusion difference; a species' mean
+    temperature may differ by 3 sigma (block errors) or 1 % of the baseline's,
+    whichever is larger (the 1 % keeps a long run's tiny error bars from failing
+    differences no thermostat would notice).
     """
 
     drift_meV_per_atom_per_ps: float | None = 1.0
     rdf_diff: float | None = 0.05
     diffusion_sigma: float | None = 2.0
+    temperature_sigma: float | None = 3.0
+    temperature_fraction: float = 0.01
 
 
 @dataclass
@@ -49,13 +57,14 @@ class RunMetrics:
     drift_meV_per_atom_per_ps: float | None = None
     rdf: RDF | None = None
     diffusion: Mapping[str, DiffusionEstimate] | None = field(default=None)
+    temperature: Mapping[str, TemperatureEstimate] | None = field(default=None)
 
 
 def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tuple[bool, list[str]]:
     """(ok, reasons): ok is True when all enabled checks pass; reasons names
     each failed check with the numbers (empty when ok)."""
     reasons = _drift_reasons(run, tolerance) + _rdf_reasons(run, baseline, tolerance)
-    reasons += _diffusion_reasons(run, baseline, tolerance)
+    reasons += _diffusion_reasons(run, baseline, tolerance) + _temperature_reasons(run, baseline, tolerance)
     return not reasons, reasons
 
 
@@ -100,6 +109,23 @@ def _diffusion_pair(symbol, d_run, d_base, sigma) -> list[str]:
         return []
     return [f"diffusion {symbol}: D {d_run.D_A2_per_ps:.4g} vs baseline {d_base.D_A2_per_ps:.4g} Å²/ps, "
             f"|difference| {diff:.3g} > {sigma:g} sigma = {allowed:.3g}"]
+
+
+def _temperature_reasons(run, baseline, tol) -> list[str]:
+    if tol.temperature_sigma is None:
+        return []
+    if run.temperature is None or baseline.temperature is None:
+        return ["temperature: missing species temperatures of the run or the baseline"]
+    reasons = [f"temperature {s}: missing in the run" for s in sorted(set(baseline.temperature) - set(run.temperature))]
+    for symbol in sorted(set(baseline.temperature) & set(run.temperature)):
+        t_run, t_base = run.temperature[symbol], baseline.temperature[symbol]
+        diff = abs(t_run.mean_K - t_base.mean_K)
+        allowed = max(tol.temperature_sigma * np.hypot(t_run.stderr_K, t_base.stderr_K),
+                      tol.temperature_fraction * t_base.mean_K)
+        if diff > allowed:
+            reasons.append(f"temperature {symbol}: {t_run.mean_K:.1f} K vs baseline {t_base.mean_K:.1f} K, "
+                           f"|difference| {diff:.1f} > {allowed:.1f} K")
+    return reasons
 
 
 def largest_n_within_tolerance(verdicts: Mapping[int, bool | tuple]) -> int | None:

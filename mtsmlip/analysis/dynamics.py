@@ -126,6 +126,39 @@ def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval
                                 symbols == s) for s in sorted(set(symbols.tolist()))}
 
 
+@dataclass(frozen=True)
+class TemperatureEstimate:
+    """Kinetic temperature of a set of atoms, mean ± standard error over blocks, K."""
+
+    mean_K: float
+    stderr_K: float
+
+
+def species_temperatures(velocities_A_per_fs, symbols, masses_amu, n_blocks=4) -> dict:
+    """{symbol: TemperatureEstimate}: each species' kinetic temperature
+    Σ m v² / (3 N_s k_B) per frame, averaged over the frames, with the standard
+    error of ``n_blocks`` contiguous block means (frames are correlated, so not
+    the frame-to-frame spread). velocities (T, N, 3) Å/fs, masses (N,) amu.
+    Equipartition makes every species' temperature the same in equilibrium; a
+    species that runs hot is the first sign of integrator resonance."""
+    from ase import units
+
+    v = np.asarray(velocities_A_per_fs, float) / units.fs  # ASE velocity units: eV, amu
+    if v.ndim != 3 or len(v) < n_blocks:
+        raise ValueError(f"species_temperatures: need at least {n_blocks} frames of (T, N, 3) velocities, "
+                         f"got shape {v.shape}")
+    symbols, masses = np.asarray(symbols), np.asarray(masses_amu, float)
+    out = {}
+    for symbol in sorted(set(symbols.tolist())):
+        select = symbols == symbol
+        twice_kinetic_eV = np.einsum("tnk,tnk,n->t", v[:, select], v[:, select], masses[select])
+        per_frame_K = twice_kinetic_eV / (3 * select.sum() * units.kB)
+        block_means = [b.mean() for b in np.array_split(per_frame_K, n_blocks)]
+        out[symbol] = TemperatureEstimate(float(per_frame_K.mean()),
+                                          float(np.std(block_means, ddof=1) / np.sqrt(n_blocks)))
+    return out
+
+
 def drift_meV_per_atom_per_ps(time_ps, conserved_eV, n_atoms) -> float:
     """Slope of a least-squares line through the conserved energy, per atom,
     in meV/atom/ps. Shapes: time_ps (T,), conserved_eV (T,)."""
