@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_masses, atomic_numbers
 
 from . import analysis as an
 from .files import atomic_write, atomic_write_json
@@ -68,8 +69,9 @@ def run_metrics(record, template: Atoms, rdf_r_A: float):
     rdf = an.rdf(frames_of(samples, template, MAX_RDF_FRAMES), rdf_r_A, 120)
     drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
     heavy = heaviest_species(template)
-    temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], template.get_chemical_symbols(),
-                                           template.get_masses(), N_DIFFUSION_BLOCKS)
+    symbols, masses = template.get_chemical_symbols(), template.get_masses()
+    temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], symbols, masses, N_DIFFUSION_BLOCKS)
+    vdos = an.species_vdos(samples["velocities_A_per_fs"][1:], run.outer_fs, symbols, masses)
     numbers = {
         "n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
         "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
@@ -82,7 +84,7 @@ def run_metrics(record, template: Atoms, rdf_r_A: float):
         "temperature_by_species_K": {s: [e.mean_K, e.stderr_K] for s, e in temperatures.items()},
     }
     return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d,
-                                  temperature=temperatures)
+                                  temperature=temperatures, vdos=vdos)
 
 
 def rdf_noise_floor(baseline, template, rdf_r_A) -> float:
@@ -94,6 +96,17 @@ def rdf_noise_floor(baseline, template, rdf_r_A) -> float:
         return 0.0
     a, b = an.rdf(frames[:half], rdf_r_A, 120), an.rdf(frames[half:], rdf_r_A, 120)
     return float(an.rdf_differences(a, b)["overall"])
+
+
+def vdos_noise_floor(baseline, template) -> float:
+    """Largest per-species VDOS difference between the two halves of the baseline run."""
+    v = baseline.samples["velocities_A_per_fs"][1:]
+    half = len(v) // 2
+    if half < 4:
+        return 0.0
+    symbols, masses = template.get_chemical_symbols(), template.get_masses()
+    a, b = (an.species_vdos(part, baseline.settings.outer_fs, symbols, masses) for part in (v[:half], v[half:]))
+    return max(an.vdos_difference(a[s], b[s]) for s in a)
 
 
 def scale_separation(forces: dict | None, cfg) -> dict | None:
@@ -119,7 +132,9 @@ def analyse(records) -> dict:
     r_A = rdf_range_A(template)
     metrics = {r.settings.label: run_metrics(r, template, r_A) for r in records.runs}
     noise = rdf_noise_floor(records.runs[0], template, r_A)
-    tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise))
+    vdos_noise = vdos_noise_floor(records.runs[0], template)
+    tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise),
+                             vdos_diff=max(an.Tolerance().vdos_diff, 1.5 * vdos_noise))
     base_numbers, base_metrics = metrics["baseline"]
     runs, verdicts = [], {}
     for record in records.runs[1:]:
@@ -128,6 +143,8 @@ def analyse(records) -> dict:
         verdicts[record.settings.n_inner] = ok
         numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
                        rdf_diff=float(an.rdf_differences(m.rdf, base_metrics.rdf)["overall"]),
+                       vdos_diff_by_species={s: an.vdos_difference(m.vdos[s], base_metrics.vdos[s])
+                                             for s in base_metrics.vdos},
                        within_tolerance=ok, reasons=reasons)
         runs.append(numbers)
     return {"baseline": base_numbers, "runs": runs,
@@ -136,7 +153,8 @@ def analyse(records) -> dict:
                           "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
                           "diffusion_sigma": tolerance.diffusion_sigma,
                           "temperature_sigma": tolerance.temperature_sigma,
-                          "temperature_fraction": tolerance.temperature_fraction},
+                          "temperature_fraction": tolerance.temperature_fraction,
+                          "vdos_diff": tolerance.vdos_diff, "vdos_noise_floor": vdos_noise},
             "scale_separation": scale_separation(records.forces, cfg),
             "hmr_amu": cfg.hmr_amu,
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}
@@ -145,20 +163,25 @@ def analyse(records) -> dict:
 # ---- table, plots, report ---------------------------------------------------
 def format_table(result: dict) -> str:
     """The plain-text table printed by `mtsmlip compare` and `mtsmlip demo`."""
-    head = f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}{'RDF Δ':>8}{'drift':>10}{'D Å²/ps':>16}{'T K':>7}  verdict"
+    light = min(result["baseline"]["temperature_by_species_K"], key=lambda s: atomic_masses[atomic_numbers[s]])
+    head = (f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}{'RDF Δ':>8}{'VDOS Δ':>8}{'drift':>10}"
+            f"{'D Å²/ps':>16}{'T K':>7}{'T_' + light + ' K':>8}  verdict")
     lines = [head, "-" * len(head)]
     rows = [("baseline", result["baseline"], None)] + [(f"n={r['n_inner']}", r, r) for r in result["runs"]]
     for label, r, mts in rows:
         speed = f"{mts['speedup']:.2f}x" if mts else "1.00x"
         rdf = f"{mts['rdf_diff']:.3f}" if mts else "-"
+        vdos = f"{max(mts['vdos_diff_by_species'].values()):.3f}" if mts else "-"
         verdict = ("ok" if mts["within_tolerance"] else "FAIL: " + "; ".join(mts["reasons"])) if mts else "reference"
         d = "too short" if r["diffusion_A2_per_ps"] is None else \
             f"{r['diffusion_A2_per_ps']:.3f}±{r['diffusion_err_A2_per_ps']:.3f}"
-        lines.append(f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}{rdf:>8}"
-                     f"{r['drift_meV_per_atom_per_ps']:>10.3f}{d:>16}{r['mean_temperature_K']:>7.1f}  {verdict}")
+        lines.append(f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}{rdf:>8}{vdos:>8}"
+                     f"{r['drift_meV_per_atom_per_ps']:>10.3f}{d:>16}{r['mean_temperature_K']:>7.1f}"
+                     f"{r['temperature_by_species_K'][light][0]:>8.1f}  {verdict}")
     best = result["largest_n_within_tolerance"]
     lines.append(f"largest n within tolerance: {best if best is not None else 'none'}"
-                 "   (drift in meV/atom/ps; RDF Δ = worst-pair RMS g(r) difference to the baseline)")
+                 "   (drift in meV/atom/ps; RDF Δ = worst-pair RMS g(r) difference to the baseline;"
+                 " VDOS Δ = worst species' ½∫|Δg(ν)|dν)")
     return "\n".join(lines)
 
 

@@ -247,7 +247,13 @@ def flat_rdf(offset=0.0):
 def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01, T_H=300.0):
     return an.RunMetrics(drift_meV_per_atom_per_ps=drift, rdf=flat_rdf(rdf_offset),
                          diffusion={"O": an.DiffusionEstimate(D, err, (D,))},
-                         temperature={"H": an.TemperatureEstimate(T_H, 1.0), "O": an.TemperatureEstimate(300.0, 1.0)})
+                         temperature={"H": an.TemperatureEstimate(T_H, 1.0), "O": an.TemperatureEstimate(300.0, 1.0)},
+                         vdos={"H": peak(100.0), "O": peak(20.0)})
+
+
+def peak(f_THz, width_THz=5.0):
+    f = np.linspace(0.0, 500.0, 1001)
+    return f, np.exp(-0.5 * ((f - f_THz) / width_THz) ** 2)
 
 
 def test_verdict_accepts_a_run_within_all_tolerances():
@@ -261,7 +267,7 @@ def test_verdict_accepts_a_run_within_all_tolerances():
     (metrics(D=0.3), "diffusion O"),
     (metrics(T_H=315.0), "temperature H"),
     (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, rdf=flat_rdf(), diffusion=None,
-                   temperature=metrics().temperature), "missing"),
+                   temperature=metrics().temperature, vdos=metrics().vdos), "missing"),
 ])
 def test_verdict_rejects_and_names_the_reason(run, word):
     ok, reasons = an.verdict(run, metrics(), an.Tolerance())
@@ -271,8 +277,10 @@ def test_verdict_rejects_and_names_the_reason(run, word):
 
 def test_verdict_skips_disabled_checks_and_collects_all_failures():
     bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0, T_H=330.0)
-    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 4
-    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None, temperature_sigma=None)
+    bad.vdos["H"] = peak(110.0)
+    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 5
+    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None, temperature_sigma=None,
+                       vdos_diff=None)
     assert an.verdict(bad, metrics(), off) == (True, [])
 
 
@@ -283,6 +291,29 @@ def test_temperature_check_allows_the_noise_and_one_percent():
     assert not an.verdict(hot, base, an.Tolerance())[0]  # 10 K > 3·sqrt(1² + 1²) = 4.2 K
     hot.temperature["H"] = an.TemperatureEstimate(310.0, 4.0)
     assert an.verdict(hot, base, an.Tolerance())[0]  # 10 K < 3·sqrt(4² + 1²) = 12.4 K: noise
+
+
+def test_vdos_difference_is_zero_for_the_same_spectrum_and_one_for_disjoint_ones():
+    assert an.vdos_difference(peak(100.0), peak(100.0)) == pytest.approx(0.0, abs=1e-12)
+    assert an.vdos_difference(peak(100.0), peak(300.0)) == pytest.approx(1.0, abs=1e-6)
+    shifted = an.vdos_difference(peak(100.0), peak(103.0))
+    assert 0.1 < shifted < an.vdos_difference(peak(100.0), peak(110.0)) < 1.0
+    # a run sampled more coarsely: compared up to its Nyquist frequency, on the baseline's grid
+    f = np.linspace(0.0, 125.0, 126)
+    coarse = (f, np.exp(-0.5 * ((f - 100.0) / 5.0) ** 2))
+    assert an.vdos_difference(coarse, peak(100.0)) == pytest.approx(0.0, abs=5e-3)  # interpolation only
+
+
+def test_species_vdos_finds_each_species_frequency():
+    t_fs = np.arange(2000) * 0.5
+    rng = np.random.default_rng(1)
+    phases = rng.uniform(0, 2 * np.pi, size=(1, 6, 3))
+    freqs_THz = np.array([100.0, 100.0, 20.0, 100.0, 100.0, 20.0])[None, :, None]
+    v = np.sin(2 * np.pi * freqs_THz * t_fs[:, None, None] / 1000.0 + phases)
+    spectra = an.species_vdos(v, 0.5, ["H", "H", "O", "H", "H", "O"], np.array([1.0, 1.0, 16.0] * 2))
+    for symbol, expected in (("H", 100.0), ("O", 20.0)):
+        f, g = spectra[symbol]
+        assert f[np.argmax(g)] == pytest.approx(expected, abs=2.5)  # 0.4 ps segments: 2.5 THz resolution
 
 
 def test_species_temperatures_from_maxwell_boltzmann_velocities():

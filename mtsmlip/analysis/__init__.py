@@ -9,8 +9,9 @@ from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_blocks,
                        diffusion_from_msd, drift_meV_per_atom_per_ps, msd, remove_com_drift, species_diffusion,
                        species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
-from .spectra import (THZ_TO_CM1, autocorrelation, force_autocorrelation, force_spectrum, nyquist_THz,
-                      power_above_frequency_fraction, power_spectrum, vacf, vdos)
+from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autocorrelation, force_spectrum,
+                      nyquist_THz, power_above_frequency_fraction, power_spectrum, species_vdos, vacf, vdos,
+                      vdos_difference)
 from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differences, running_coordination,
                         species_pairs)
 from .acceptance import RunMetrics, Tolerance, largest_n_within_tolerance, verdict
@@ -22,6 +23,6 @@ __all__ = [
     "largest_n_within_tolerance", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
     "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",
     "remove_com_drift", "running_coordination", "species_diffusion", "species_pairs", "species_temperatures",
-    "TemperatureEstimate", "unwrap_positions",
+    "TemperatureEstimate", "VDOS_SEGMENT_FS", "species_vdos", "vdos_difference", "unwrap_positions",
     "unwrapped_positions_A", "vacf", "vdos", "velocities_A_per_fs", "verdict",
 ]

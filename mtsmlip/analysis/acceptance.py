@@ -9,7 +9,9 @@ A run passes when every check that its :class:`Tolerance` enables holds:
               sqrt(σ_run² + σ_base²) with σ the block standard errors;
 * temperature: for every species, |T_run − T_base| ≤ max(temperature_sigma ·
               sqrt(σ_run² + σ_base²), temperature_fraction · T_base): a species
-              that runs hot (resonance heats the hydrogens first) fails.
+              that runs hot (resonance heats the hydrogens first) fails;
+* vibrations: for every species, ``vdos_difference(run, baseline)`` (half the
+              L1 distance of the normalised VDOS) ≤ vdos_diff.
 
 Set a tolerance field to None to switch that check off. A metric the check
 needs but that is missing (None) on either side fails the check, by name.
@@ -23,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from .dynamics import DiffusionEstimate, TemperatureEstimate
+from .spectra import vdos_difference
 from .structure import RDF, rdf_differences
 
 
@@ -36,7 +39,8 @@ class Tolerance:
     ~95 % two-sided band for the diffusion difference; a species' mean
     temperature may differ by 3 sigma (block errors) or 1 % of the baseline's,
     whichever is larger (the 1 % keeps a long run's tiny error bars from failing
-    differences no thermostat would notice).
+    differences no thermostat would notice); 0.1 of a species' VDOS may move
+    (like rdf_diff, set it above the noise floor of the baseline's two halves).
     """
 
     drift_meV_per_atom_per_ps: float | None = 1.0
@@ -44,6 +48,7 @@ class Tolerance:
     diffusion_sigma: float | None = 2.0
     temperature_sigma: float | None = 3.0
     temperature_fraction: float = 0.01
+    vdos_diff: float | None = 0.1
 
 
 @dataclass
@@ -58,6 +63,7 @@ class RunMetrics:
     rdf: RDF | None = None
     diffusion: Mapping[str, DiffusionEstimate] | None = field(default=None)
     temperature: Mapping[str, TemperatureEstimate] | None = field(default=None)
+    vdos: Mapping[str, tuple] | None = field(default=None)
 
 
 def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tuple[bool, list[str]]:
@@ -65,6 +71,7 @@ def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tupl
     each failed check with the numbers (empty when ok)."""
     reasons = _drift_reasons(run, tolerance) + _rdf_reasons(run, baseline, tolerance)
     reasons += _diffusion_reasons(run, baseline, tolerance) + _temperature_reasons(run, baseline, tolerance)
+    reasons += _vdos_reasons(run, baseline, tolerance)
     return not reasons, reasons
 
 
@@ -125,6 +132,19 @@ def _temperature_reasons(run, baseline, tol) -> list[str]:
         if diff > allowed:
             reasons.append(f"temperature {symbol}: {t_run.mean_K:.1f} K vs baseline {t_base.mean_K:.1f} K, "
                            f"|difference| {diff:.1f} > {allowed:.1f} K")
+    return reasons
+
+
+def _vdos_reasons(run, baseline, tol) -> list[str]:
+    if tol.vdos_diff is None:
+        return []
+    if run.vdos is None or baseline.vdos is None:
+        return ["vdos: missing VDOS of the run or the baseline"]
+    reasons = [f"vdos {s}: missing in the run" for s in sorted(set(baseline.vdos) - set(run.vdos))]
+    for symbol in sorted(set(baseline.vdos) & set(run.vdos)):
+        diff = vdos_difference(run.vdos[symbol], baseline.vdos[symbol])
+        if diff > tol.vdos_diff:
+            reasons.append(f"vdos {symbol}: difference {diff:.3g} > {tol.vdos_diff:.3g}")
     return reasons
 
 
