@@ -97,55 +97,55 @@ def _rdf_reasons(run, baseline, tol) -> list[str]:
     return [f"rdf: difference {diffs['overall']:.4g} > {tol.rdf_diff:.4g} (worst pair {'-'.join(worst)})"]
 
 
-def _diffusion_reasons(run, baseline, tol) -> list[str]:
-    if tol.diffusion_sigma is None:
-        return []
-    if run.diffusion is None or baseline.diffusion is None:
-        return ["diffusion: missing D of the run or the baseline"]
-    missing = sorted(set(baseline.diffusion) - set(run.diffusion))
-    reasons = [f"diffusion {s}: missing in the run" for s in missing]
-    for symbol in sorted(set(baseline.diffusion) & set(run.diffusion)):
-        reasons += _diffusion_pair(symbol, run.diffusion[symbol], baseline.diffusion[symbol], tol.diffusion_sigma)
+def _per_species(name: str, what: str, run_values, base_values, pair_reasons) -> list[str]:
+    """Every species of the baseline checked by ``pair_reasons(symbol, run, base)``;
+    a side without values, or a species missing in the run, fails by name."""
+    if run_values is None or base_values is None:
+        return [f"{name}: missing {what} of the run or the baseline"]
+    reasons = [f"{name} {s}: missing in the run" for s in sorted(set(base_values) - set(run_values))]
+    for symbol in sorted(set(base_values) & set(run_values)):
+        reasons += pair_reasons(symbol, run_values[symbol], base_values[symbol])
     return reasons
 
 
-def _diffusion_pair(symbol, d_run, d_base, sigma) -> list[str]:
-    diff = abs(d_run.D_A2_per_ps - d_base.D_A2_per_ps)
-    allowed = sigma * np.hypot(d_run.stderr_A2_per_ps, d_base.stderr_A2_per_ps)
-    if diff <= allowed:
+def _diffusion_reasons(run, baseline, tol) -> list[str]:
+    if tol.diffusion_sigma is None:
         return []
-    return [f"diffusion {symbol}: D {d_run.D_A2_per_ps:.4g} vs baseline {d_base.D_A2_per_ps:.4g} Å²/ps, "
-            f"|difference| {diff:.3g} > {sigma:g} sigma = {allowed:.3g}"]
+
+    def pair(symbol, d_run, d_base):
+        diff = abs(d_run.D_A2_per_ps - d_base.D_A2_per_ps)
+        allowed = tol.diffusion_sigma * np.hypot(d_run.stderr_A2_per_ps, d_base.stderr_A2_per_ps)
+        return [] if diff <= allowed else [
+            f"diffusion {symbol}: D {d_run.D_A2_per_ps:.4g} vs baseline {d_base.D_A2_per_ps:.4g} Å²/ps, "
+            f"|difference| {diff:.3g} > {tol.diffusion_sigma:g} sigma = {allowed:.3g}"]
+
+    return _per_species("diffusion", "D", run.diffusion, baseline.diffusion, pair)
 
 
 def _temperature_reasons(run, baseline, tol) -> list[str]:
     if tol.temperature_sigma is None:
         return []
-    if run.temperature is None or baseline.temperature is None:
-        return ["temperature: missing species temperatures of the run or the baseline"]
-    reasons = [f"temperature {s}: missing in the run" for s in sorted(set(baseline.temperature) - set(run.temperature))]
-    for symbol in sorted(set(baseline.temperature) & set(run.temperature)):
-        t_run, t_base = run.temperature[symbol], baseline.temperature[symbol]
+
+    def pair(symbol, t_run, t_base):
         diff = abs(t_run.mean_K - t_base.mean_K)
         allowed = max(tol.temperature_sigma * np.hypot(t_run.stderr_K, t_base.stderr_K),
                       tol.temperature_fraction * t_base.mean_K)
-        if diff > allowed:
-            reasons.append(f"temperature {symbol}: {t_run.mean_K:.1f} K vs baseline {t_base.mean_K:.1f} K, "
-                           f"|difference| {diff:.1f} > {allowed:.1f} K")
-    return reasons
+        return [] if diff <= allowed else [
+            f"temperature {symbol}: {t_run.mean_K:.1f} K vs baseline {t_base.mean_K:.1f} K, "
+            f"|difference| {diff:.1f} > {allowed:.1f} K"]
+
+    return _per_species("temperature", "species temperatures", run.temperature, baseline.temperature, pair)
 
 
 def _vdos_reasons(run, baseline, tol) -> list[str]:
     if tol.vdos_diff is None:
         return []
-    if run.vdos is None or baseline.vdos is None:
-        return ["vdos: missing VDOS of the run or the baseline"]
-    reasons = [f"vdos {s}: missing in the run" for s in sorted(set(baseline.vdos) - set(run.vdos))]
-    for symbol in sorted(set(baseline.vdos) & set(run.vdos)):
-        diff = vdos_difference(run.vdos[symbol], baseline.vdos[symbol])
-        if diff > tol.vdos_diff:
-            reasons.append(f"vdos {symbol}: difference {diff:.3g} > {tol.vdos_diff:.3g}")
-    return reasons
+
+    def pair(symbol, g_run, g_base):
+        diff = vdos_difference(g_run, g_base)
+        return [] if diff <= tol.vdos_diff else [f"vdos {symbol}: difference {diff:.3g} > {tol.vdos_diff:.3g}"]
+
+    return _per_species("vdos", "VDOS", run.vdos, baseline.vdos, pair)
 
 
 def largest_n_within_tolerance(verdicts: Mapping[int, bool | tuple]) -> int | None:
