@@ -130,12 +130,23 @@ def errors(prediction, frames) -> dict:
     return dict(zip(ERROR_KEYS, (e_mae, e_rmse, f_mae, f_rmse)))
 
 
+def force_mae_by_species_meV_per_A(pred_forces, frames) -> dict:
+    """{symbol: force MAE over that species' atoms' components}, meV/Å: where a
+    model's error sits (e.g. on the hydrogens)."""
+    symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
+    per_atom = 1000.0 * np.concatenate([np.abs(f - a.arrays["forces"]) for f, a in zip(pred_forces, frames)])
+    return {s: float(per_atom[symbols == s].mean()) for s in sorted(set(symbols.tolist()))}
+
+
 def error_report(frames, predictions) -> dict:
     """The `mtsmlip eval --json` document (baseline is null without a baseline)."""
+    names = [n for n in ("fast", "total", "baseline") if n in predictions]
     return {
         "fast": errors(predictions["fast"], frames),
         "total": errors(predictions["total"], frames),
         "baseline": errors(predictions["baseline"], frames) if "baseline" in predictions else None,
+        "force_mae_by_species_meV_per_A": {n: force_mae_by_species_meV_per_A(predictions[n][1], frames)
+                                            for n in names},
         "fast_force_rms_meV_per_A": rms_meV_per_A(predictions["fast"][1]),
         "slow_force_rms_meV_per_A": rms_meV_per_A(predictions["slow"][1]),
         "n_frames": len(frames),
@@ -158,6 +169,8 @@ def format_report(report, plot_path) -> str:
         if r is not None:
             lines.append(f"  {name:<9} {r['energy_mae_meV_per_atom']:9.2f} {r['energy_rmse_meV_per_atom']:8.2f}"
                          f"              {r['force_mae_meV_per_A']:8.1f} {r['force_rmse_meV_per_A']:8.1f}")
+    for name, by_species in report["force_mae_by_species_meV_per_A"].items():
+        lines.append(f"  F MAE by species, {name}: " + ", ".join(f"{s} {v:.1f}" for s, v in by_species.items()))
     lines.append(f"  force RMS: fast {report['fast_force_rms_meV_per_A']:.1f} meV/Å, "
                  f"slow {report['slow_force_rms_meV_per_A']:.1f} meV/Å")
     lines.append(f"  parity plot: {plot_path}")

@@ -36,6 +36,14 @@ def test_force_errors_and_rms_in_meV_per_A():
     assert evaluate.rms_meV_per_A([np.array([[3.0, 0.0, 4.0]]) / 1000]) == pytest.approx(np.sqrt(25 / 3))
 
 
+def test_force_mae_by_species_puts_each_error_on_its_atoms():
+    frame = _frame(3, 0.0, np.zeros((3, 3)))
+    frame.set_chemical_symbols(["O", "H", "H"])
+    predicted = np.array([[0.003, 0.0, 0.0], [0.0, 0.006, 0.0], [0.0, 0.0, -0.012]])
+    by_species = evaluate.force_mae_by_species_meV_per_A([predicted], [frame])
+    assert by_species == pytest.approx({"H": (6.0 + 12.0) / 6, "O": 3.0 / 3})
+
+
 @pytest.mark.parametrize("text, expected", [("-3:", slice(-3, None)), ("0:10:2", slice(0, 10, 2)),
                                             ("4", slice(4, 5)), ("-1", slice(-1, None))])
 def test_parse_slice(text, expected):
@@ -56,7 +64,9 @@ def _eval_json(capsys, *extra):
 
 def test_eval_json_document_on_the_test_split(capsys, tmp_path):
     report = _eval_json(capsys, "--split", "test", "--out", str(tmp_path))
-    assert set(report) == {"fast", "total", "baseline", "fast_force_rms_meV_per_A", "slow_force_rms_meV_per_A", "n_frames"}
+    assert set(report) == {"fast", "total", "baseline", "fast_force_rms_meV_per_A", "slow_force_rms_meV_per_A",
+                           "force_mae_by_species_meV_per_A", "n_frames"}
+    assert set(report["force_mae_by_species_meV_per_A"]) == {"fast", "total", "baseline"}
     for name in ("fast", "total", "baseline"):
         assert set(report[name]) == set(evaluate.ERROR_KEYS)
         assert report[name]["force_rmse_meV_per_A"] >= report[name]["force_mae_meV_per_A"] > 0
