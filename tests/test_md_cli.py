@@ -99,7 +99,11 @@ def test_without_model_the_shipped_water_models_run(tmp_path):
     assert main(argv) == 0
     columns, rows = read_log(tmp_path / "run")
     assert rows.shape[0] == 3 and np.isfinite(rows).all()
-    assert rows[-1, columns.index("conserved_eV")] == pytest.approx(rows[0, columns.index("conserved_eV")], abs=0.05)
+    # the freshly built box is far from equilibrium: ~1.3 eV flows from kinetic to potential energy in
+    # these 2 fs; the integrator must keep the conserved energy to a small fraction of that exchange
+    conserved, kinetic = (rows[:, columns.index(c)] for c in ("conserved_eV", "kinetic_eV"))
+    assert abs(kinetic[-1] - kinetic[0]) > 0.5
+    assert abs(conserved[-1] - conserved[0]) < 0.1 * abs(kinetic[-1] - kinetic[0])
 
 
 def test_resume_after_a_stop_between_outputs_and_restart_repeats_no_rows(setup, tmp_path):
