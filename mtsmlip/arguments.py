@@ -70,6 +70,17 @@ def add_model(p) -> None:
                         f"({DEFAULT_MODEL!r}: the shipped water models)")
 
 
+def add_model_and_teacher(p) -> None:
+    add_model(p)
+    add_teacher(p)
+
+
+def add_teacher(p) -> None:
+    p.add_argument("--teacher", default=None, metavar="SPEC",
+                   help="for a pair distilled from an external teacher (nequip model file or module:factory): "
+                        "that teacher's spec again; mtsmlip never builds it from what a file says")
+
+
 def add_seed(p, what: str) -> None:
     p.add_argument("--seed", type=seed_value, default=0, help=f"seed (integer >= 0) for {what}")
 
@@ -128,8 +139,33 @@ def train(p) -> None:
                         "data, split and settings is copied instead of trained again")
 
 
+def distill(p) -> None:
+    p.add_argument("--teacher", required=True, metavar="SPEC",
+                   help="the potential to make faster: a model directory from `mtsmlip train` (its baseline) or "
+                        "a shipped name, a nequip model (.nequip.zip, .ckpt), or an ASE calculator as "
+                        "module:factory[:kwargs-json], e.g. ase.calculators.emt:EMT")
+    p.add_argument("--data", default=None, help="frames to relabel with the teacher (any ase.io format); "
+                   "the config's split picks the train/validation frames and holds out the test frames")
+    p.add_argument("--structure", default=None,
+                   help="starting structure for teacher MD (Langevin at --temperature-K and 1.5 times it)")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--config", default=None,
+                   help="training YAML merged into the defaults (its fast_model, epochs, split, ...)")
+    p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature of the teacher MD (K)")
+    p.add_argument("--frames", type=at_least_one, default=200, help="teacher-MD frames to generate in all")
+    p.add_argument("--md-timestep-fs", type=positive, default=0.5, help="time step of the teacher MD (fs)")
+    p.add_argument("--md-interval", type=at_least_one, default=10, help="teacher-MD steps between frames")
+    p.add_argument("--train-frames", type=at_least_one, default=None,
+                   help="overrides `train_frames` (frames of --data to train on)")
+    p.add_argument("--epochs", type=at_least_one, default=None, help="overrides `epochs`")
+    p.add_argument("--seed", type=seed_value, default=None, help="overrides `seed` (split, initialisation, MD)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_device(p)
+    add_no_progress(p)
+
+
 def evaluate(p) -> None:
-    add_model(p)
+    add_model_and_teacher(p)
     p.add_argument("--data", required=True, help="frames with reference energies and forces")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--frames", default=None,
@@ -142,7 +178,7 @@ def evaluate(p) -> None:
 
 
 def md(p) -> None:
-    add_model(p)
+    add_model_and_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
     p.add_argument("--n-inner", type=at_least_one, default=4, help="inner steps per outer step (Δt = n·δt)")
@@ -170,7 +206,7 @@ def md(p) -> None:
 
 
 def compare(p) -> None:
-    add_model(p)
+    add_model_and_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     p.add_argument("--ps", type=positive, required=True, help="simulated ps per run (NVT production)")
     p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner and baseline time step δt (fs)")

@@ -15,6 +15,8 @@ from .errors import DataError
 SUBCOMMANDS = {
     "train": ("co-train a fast and a slow potential (and the conventional baseline)",
               arguments.train, "mtsmlip.training_cli:run"),
+    "distill": ("make an existing potential faster: train only a fast model on its labels (teacher − fast "
+                "is the slow force)", arguments.distill, "mtsmlip.distill:run"),
     "eval": ("errors of fast, fast + slow and baseline on reference frames (+ parity plot)",
              arguments.evaluate, "mtsmlip.evaluate:run"),
     "md": ("multiple-time-step MD with a trained pair (or velocity Verlet with the baseline)",

@@ -264,14 +264,14 @@ def _say(message: str) -> None:
     print(f"mtsmlip compare: {message}", file=sys.stderr, flush=True)
 
 
-def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True) -> dict:
+def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True, teacher=None) -> dict:
     """Run the whole comparison; returns exactly what it wrote to OUT/compare.json."""
     from .models import TrainedModels
     from .compare_report import analyse, write_report
 
     cfg.check()
     out = check_output_dir(out)
-    models = TrainedModels.load(resolve_model_dir(model_dir))
+    models = TrainedModels.load(resolve_model_dir(model_dir), teacher=teacher)
     structure = read_structure(structure_path)
     check_periodic(structure, structure_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +357,7 @@ def run(args) -> int:
 
     try:
         result = compare(args.model, args.structure, settings_from_args(args), args.out,
-                         progress_bar=not args.no_progress)
+                         progress_bar=not args.no_progress, teacher=args.teacher)
     except MDInstability as exc:
         print(f"mtsmlip compare: unstable: {exc}", file=sys.stderr)
         return 3

@@ -24,7 +24,7 @@ def run(args) -> int:
 
     if args.out is not None:
         check_output_dir(args.out)
-    models = TrainedModels.load(args.model)
+    models = TrainedModels.load(args.model, teacher=args.teacher)
     frames = select_frames(args.data, models.manifest, args.frames, args.split)
     predictions = predict(models, frames, args.data)
     report = error_report(frames, predictions)
@@ -81,10 +81,19 @@ def select_frames(data_path, manifest, frames_slice=None, split=None) -> list:
 # ------------------------------------------------------------ predictions
 def predict(models, frames, data_path) -> dict:
     """{name: (energies_eV (n,), [forces_eV_per_A (N_i, 3)])} for fast, slow,
-    total (= fast + slow) and, if trained, baseline."""
-    out = {name: _predict_one(models.models[name].calculator(), frames, data_path) for name in models.models}
-    out["total"] = (out["fast"][0] + out["slow"][0], [a + b for a, b in zip(out["fast"][1], out["slow"][1])])
+    total (= fast + slow) and, if trained, baseline. For a distilled pair the
+    baseline is the teacher and slow is teacher − fast (each model called once)."""
+    names = ("fast", "baseline") if models.teacher is not None else tuple(models.models)
+    out = {name: _predict_one(models.calculator(name), frames, data_path) for name in names}
+    if models.teacher is not None:
+        out["slow"] = _combine(out["baseline"], out["fast"], -1.0)
+    out["total"] = _combine(out["fast"], out["slow"], 1.0)
     return out
+
+
+def _combine(a, b, weight_b: float):
+    """a + weight_b·b for (energies, [forces]) predictions."""
+    return a[0] + weight_b * b[0], [fa + weight_b * fb for fa, fb in zip(a[1], b[1])]
 
 
 def _predict_one(calc, frames, data_path):

@@ -16,7 +16,7 @@ from .md.settings import RunSettings
 def build_engine(args) -> Engine:
     from .models import TrainedModels
 
-    models = TrainedModels.load(args.model)
+    models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
     settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline else args.n_inner,
                            thermostat=args.thermostat, temperature_K=args.temperature_K,

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ase.calculators.mixing import SumCalculator
+from ase.calculators.mixing import MixedCalculator, SumCalculator
 
 from .data import check_cell_fits_cutoff, check_species_known
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_same_content, fingerprint, read_json
 from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
+from .teacher import check_confirmed, external_calculator
 
 MODEL_FILES = {"fast": "fast.pt", "slow": "slow.pt", "baseline": "baseline.pt"}
 MANIFEST = "manifest.json"
@@ -257,7 +258,10 @@ class TrainedModels:
         self.hashes = dict(hashes or {})
 
     @classmethod
-    def load(cls, directory) -> "TrainedModels":
+    def load(cls, directory, teacher: str | None = None) -> "TrainedModels":
+        """Load a model directory. A pair distilled from an external teacher
+        (``mtsmlip distill``) needs that teacher's spec again as `teacher`
+        (building it runs code, which mtsmlip never does from a file's say-so)."""
         directory = resolve_model_dir(directory)
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
@@ -277,24 +281,50 @@ class TrainedModels:
                 if name in recorded:  # a bit flipped in the weights still loads: the hash tells
                     check_same_content(recorded[name], now, f"the {name} model that {MANIFEST} lists")
                 hashes[name] = now["sha256"]
-        for required in ("fast", "slow"):
+        distilled = manifest.get("teacher")
+        for required in ("fast",) if distilled else ("fast", "slow"):
             if required not in models:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
+        if distilled and distilled["kind"] != "mtsmlip-model":
+            check_confirmed(distilled, teacher, str(directory))
+            hashes["teacher"] = distilled.get("sha256") or distilled["spec"]
+        elif teacher is not None:
+            raise DataError(f"{directory}: --teacher is only for pairs distilled from an external teacher; "
+                            "this directory holds its own models")
         return cls(directory, models, manifest, hashes)
+
+    @property
+    def teacher(self) -> dict | None:
+        """The teacher record of a distilled pair (kind, spec, hash), else None."""
+        return self.manifest.get("teacher")
 
     def providers(self, atoms, baseline: bool = False, skin_A=None, device="cpu"):
         """(fast, slow) full-speed force providers on `atoms` (see md.torch_forces),
-        or the baseline model with a zero slow force. Bad species or cells raise
-        DataError here."""
+        or the baseline model with a zero slow force. For a distilled pair the
+        slow force is the correction teacher − fast and the baseline is the
+        teacher. Bad species or cells raise DataError here."""
         from .md.respa import zero_forces
-        from .md.torch_forces import DEFAULT_SKIN_A, ModelForces
+        from .md.teacher_forces import CorrectionForces, RememberLast
+        from .md.torch_forces import DEFAULT_SKIN_A
 
         skin_A = DEFAULT_SKIN_A if skin_A is None else skin_A
         if baseline:
-            if "baseline" not in self.models:
-                raise DataError(f"{self.directory}: no baseline.pt to run --baseline with")
-            return ModelForces(self.models["baseline"], atoms, skin_A, device), zero_forces
-        return tuple(ModelForces(self.models[name], atoms, skin_A, device) for name in ("fast", "slow"))
+            return self._provider("baseline", atoms, skin_A, device), zero_forces
+        fast = self._provider("fast", atoms, skin_A, device)
+        if self.teacher is None:
+            return fast, self._provider("slow", atoms, skin_A, device)
+        fast = RememberLast(fast)
+        return fast, CorrectionForces(self._provider("baseline", atoms, skin_A, device), fast)
+
+    def _provider(self, name, atoms, skin_A, device):
+        from .md.teacher_forces import CalculatorTensorForces
+        from .md.torch_forces import ModelForces
+
+        if name in self.models:
+            return ModelForces(self.models[name], atoms, skin_A, device)
+        if name == "baseline" and self.teacher is not None:
+            return CalculatorTensorForces(atoms, self.calculator("baseline", device))
+        raise DataError(f"{self.directory}: no {MODEL_FILES[name]} to run the {name} model with")
 
     def model_hashes(self) -> dict:
         """{name: SHA-256 of its file} (hashed once, when loaded): what a resumed
@@ -302,8 +332,15 @@ class TrainedModels:
         return dict(self.hashes)
 
     def calculator(self, name: str, device="cpu"):
+        """ASE calculator of "fast", "slow", "total" (fast + slow) or "baseline".
+        For a distilled pair, "baseline" is the teacher and "slow" is teacher − fast
+        (ASE's MixedCalculator)."""
         if name == "total":
             return SumCalculator([self.calculator("fast", device), self.calculator("slow", device)])
+        if self.teacher is not None and name == "slow":
+            return MixedCalculator(self.calculator("baseline", device), self.calculator("fast", device), 1.0, -1.0)
+        if self.teacher is not None and name == "baseline" and "baseline" not in self.models:
+            return external_calculator(self.teacher["spec"], device)
         if name not in self.models:
             raise DataError(f"{self.directory}: no '{name}' model (have {sorted(self.models)})")
         return self.models[name].calculator(device)

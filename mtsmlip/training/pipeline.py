@@ -48,14 +48,16 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=(), reu
     return manifest
 
 
-def plan_training(data_path, cfg) -> dict:
-    """Read and check the data, fix the split, compute statistics, and build the
-    model configs of all stages (everything decided before any training)."""
+def plan_training(data_path, cfg, split=None) -> dict:
+    """Read and check the data, fix the split (unless a `split` is given: a
+    :class:`mtsmlip.data.Split`), compute statistics, and build the model configs
+    of all stages (everything decided before any training)."""
     path = os.path.abspath(os.fspath(data_path))
     frames = frames_of(path)
     seed = int(cfg["seed"])
-    split = data_mod.make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), seed,
-                                cfg["test_frames"], cfg.get("test_split", "random"))
+    if split is None:
+        split = data_mod.make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), seed,
+                                    cfg["test_frames"], cfg.get("test_split", "random"))
     train_frames = [frames[i] for i in split.train]
     type_names = data_mod.species_of(frames)
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,

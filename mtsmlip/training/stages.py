@@ -63,6 +63,12 @@ def stage1(plan: dict, cfg: dict) -> Stage:
     return Stage("stage1", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=int(cfg["epochs"]))
 
 
+def distill_stage(plan: dict, cfg: dict) -> Stage:
+    """`mtsmlip distill`: the fast model alone on a teacher's energies and forces
+    (the stage-1 recipe, its own checkpoint folder)."""
+    return Stage("distill", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=int(cfg["epochs"]))
+
+
 def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
     """Stage 2, co-training: the fast model from stage 1 (fine-tuned at
     ``learning_rate·fast_lr_factor``, or frozen) and the slow model, so that
