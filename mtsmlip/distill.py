@@ -34,7 +34,7 @@ from .data import Split, frames_of, make_split, read_structure
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
 from .models import count_parameters, load_model, resolve_model_dir, write_model_dir
-from .teacher import external_calculator, label_frames, teacher_kind, teacher_md_frames, teacher_record
+from .teacher import external_calculator, first_of_each_species, label_frames, teacher_kind, teacher_md_frames, teacher_record
 from .training import TrainSettings, check_config, plan_training, stage_result
 from .training.pipeline import package_versions
 from .training.stages import distill_stage
@@ -91,6 +91,7 @@ def distill(teacher_spec: str, out_dir, cfg: dict, data_path=None, md: TeacherMD
     if data_path is None and md is None:
         raise DataError("distill needs configurations: --data FILE (relabelled) and/or --structure FILE (teacher MD)")
     teacher = resolve_teacher(teacher_spec, device)
+    check_teacher_covers(teacher, data_path, md, cfg)  # before anything is written
     request = {"teacher": teacher.record, "config": cfg, "data": None if data_path is None else fingerprint(data_path),
                "teacher_md": None if md is None else {**dataclasses.asdict(md), "structure": fingerprint(md.structure)}}
     _prepare_out_dir(out_dir, request, resume)
@@ -104,6 +105,21 @@ def distill(teacher_spec: str, out_dir, cfg: dict, data_path=None, md: TeacherMD
     manifest = build_manifest(plan, cfg, teacher, labels, result, models)
     write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
     return manifest
+
+
+def check_teacher_covers(teacher: Teacher, data_path, md, cfg) -> None:
+    """The teacher evaluates the first frame holding each species of --data and
+    the --structure (a species it lacks, or NaN, is a named error), and the
+    --data split fits, all before anything is written."""
+    if data_path is not None:
+        frames = frames_of(data_path)
+        firsts = first_of_each_species(frames)
+        label_frames(teacher.calculator, [frames[i] for i in firsts], f"{data_path}", progress=False,
+                     names=[f"frame {i}" for i in firsts])
+        data_split(frames, cfg)
+    if md is not None:
+        label_frames(teacher.calculator, [read_structure(md.structure)], md.structure, progress=False,
+                     names=["the starting structure"])
 
 
 def _prepare_out_dir(out_dir: Path, request: dict, resume: bool) -> None:
@@ -138,11 +154,10 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
     t0, parts, source_split = time.time(), {"train": [], "val": [], "test": []}, None
     if data_path is not None:
         frames = frames_of(data_path)
-        source_split = make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), int(cfg["seed"]),
-                                  cfg["test_frames"], cfg.get("test_split", "random"))
+        source_split = data_split(frames, cfg)
         chosen = source_split.train + source_split.val
-        labelled = label_frames(teacher.calculator, [frames[i] for i in chosen], f"{data_path} (train + val frames)",
-                                progress)
+        labelled = label_frames(teacher.calculator, [frames[i] for i in chosen], str(data_path), progress,
+                                names=[f"frame {i}" for i in chosen])
         parts["train"] += labelled[:len(source_split.train)]
         parts["val"] += labelled[len(source_split.train):]
     n_md = 0
@@ -160,6 +175,12 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
               "source_split": None if source_split is None else source_split.as_dict()}
     atomic_write_json(record_path, record)
     return record
+
+
+def data_split(frames, cfg) -> Split:
+    """The --data frames' split, as `mtsmlip train` makes it from the same config."""
+    return make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), int(cfg["seed"]),
+                      cfg["test_frames"], cfg.get("test_split", "random"))
 
 
 def generate_md_frames(teacher: Teacher, md: TeacherMD, seed: int, progress: bool) -> list:

@@ -152,21 +152,21 @@ def labelled_by(calc, atoms: Atoms, where: str) -> Atoms:
     return out
 
 
-def label_frames(calc, frames, where: str, progress: bool = True) -> list[Atoms]:
-    """Every frame relabelled by the teacher (`where`: the source, for errors).
-    The first frame holding each species goes first, so a species the teacher
-    lacks is named before the long work starts."""
-    order = _first_of_each_species(frames) + list(range(len(frames)))
-    labelled, bar = {}, progress_bar(len(frames), "frame", enabled=progress, desc="teacher labels")
-    for i in order:
-        if i not in labelled:
-            labelled[i] = labelled_by(calc, frames[i], f"{where}, frame {i}")
-            bar.update(1)
+def label_frames(calc, frames, where: str, progress: bool = True, names=None) -> list[Atoms]:
+    """Every frame relabelled by the teacher (`where`: the source, `names`: how
+    each frame is named in errors, default "frame i")."""
+    names = names or [f"frame {i}" for i in range(len(frames))]
+    bar = progress_bar(len(frames), "frame", enabled=progress, desc="teacher labels")
+    labelled = []
+    for atoms, name in zip(frames, names):
+        labelled.append(labelled_by(calc, atoms, f"{where}, {name}"))
+        bar.update(1)
     bar.close()
-    return [labelled[i] for i in range(len(frames))]
+    return labelled
 
 
-def _first_of_each_species(frames) -> list[int]:
+def first_of_each_species(frames) -> list[int]:
+    """Index of the first frame that holds each species (in order of appearance)."""
     seen, first = set(), []
     for i, atoms in enumerate(frames):
         new = set(atoms.get_chemical_symbols()) - seen
@@ -179,14 +179,14 @@ def _first_of_each_species(frames) -> list[int]:
 def teacher_md_frames(calc, structure: Atoms, temperatures_K, frames_per_temperature: int, timestep_fs: float,
                       interval: int, seed: int, where: str, progress: bool = True) -> list[Atoms]:
     """Configurations MTS will visit: Langevin MD with the teacher (ASE's
-    integrator, friction 0.01/fs) from `structure` at each temperature, one frame
+    integrator, friction 0.01/fs, centre of mass fixed) from `structure` at each temperature, one frame
     every `interval` steps after `interval`·5 steps of settling; each frame
     carries the teacher's energy and forces."""
     from ase import units
+    from ase.constraints import FixCom
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    labelled_by(calc, structure, f"{where} (the starting structure)")  # named errors before any MD
     out, rng = [], np.random.default_rng(seed)
     bar = progress_bar(len(temperatures_K) * frames_per_temperature, "frame", enabled=progress, desc="teacher MD")
     for temperature in temperatures_K:
@@ -195,8 +195,9 @@ def teacher_md_frames(calc, structure: Atoms, temperatures_K, frames_per_tempera
         atoms.calc = calc
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
         Stationary(atoms)
+        atoms.set_constraint(FixCom())
         md = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=0.01 / units.fs,
-                      rng=rng, fixcm=True)
+                      rng=rng, fixcm=False)
         md.run(5 * interval)
         for k in range(frames_per_temperature):
             md.run(interval)

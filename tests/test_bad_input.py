@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 
 import ase.io
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
 import numpy as np
 import pytest
 import torch
@@ -69,6 +71,10 @@ def build_inputs(root: Path) -> dict:
     write_frames(root / "good.extxyz", labelled_frames(16))
     (root / "epochs0.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 0}))
     (root / "a_file").write_text("not a directory\n")
+    silicon = bulk("Si", "diamond", 5.43, cubic=True)
+    silicon.calc = SinglePointCalculator(silicon, energy=0.0, forces=np.zeros((len(silicon), 3)))
+    write_frames(root / "silicon.extxyz", [silicon] * 4)
+    (root / "junk.nequip.zip").write_bytes(b"not a zip archive")
 
     for name, damage in (("malicious", None), ("truncated", "truncate"), ("flipped", "flip"),
                          ("foreign_builder", "builder")):
@@ -119,6 +125,11 @@ def compare_args(p, *extra, structure="water.extxyz"):
             "--ps", "0.01", "--out", str(p["root"] / "cmp"), "--no-progress", *extra]
 
 
+def distill_args(p, teacher, data="good.extxyz"):
+    return ["distill", "--teacher", teacher, "--data", str(p["root"] / data), "--out", str(p["root"] / "d"),
+            "--no-progress"]
+
+
 def eval_split_on_other_file(p):
     other = p["root"] / "other_same_count.extxyz"
     write_frames(other, labelled_frames(16, seed0=100))
@@ -165,6 +176,13 @@ CASES = [
     ("`compare --n-inner 0,2`", lambda p: compare_args(p, "--n-inner", "0,2")),
     ("`compare --ps -1`", lambda p: compare_args(p, "--ps", "-1")),
     ("`compare` on a molecule without a cell", lambda p: compare_args(p, structure="molecule.extxyz")),
+    ("`distill` with a teacher whose package is not installed",
+     lambda p: distill_args(p, "no_such_package:Calculator")),
+    ("`distill` with a teacher file that is not a nequip model",
+     lambda p: distill_args(p, str(p["root"] / "junk.nequip.zip"))),
+    ("`distill` with a teacher lacking a species of the data (EMT has no Si)",
+     lambda p: distill_args(p, "ase.calculators.emt:EMT", "silicon.extxyz")),
+    ("`--teacher` for a pair that holds its own models", lambda p: eval_args(p, "pair", "--teacher", "x:Y")),
     ("`demo --molecules 0`", lambda p: ["demo", "--molecules", "0", "--out", str(p["root"] / "demo")]),
 ]
 
@@ -257,6 +275,10 @@ def test_messages_name_what_is_wrong(outcomes):
         "`eval --frames 1:5:0`": ["--frames", "step"],
         "`eval --split test` on another file with as many frames": ["other_same_count.extxyz", "not the data file the model was trained on"],
         "`--out` cannot be written": ["/proc/mtsmlip-out", "cannot be written"],
+        "`distill` with a teacher whose package is not installed": ["--teacher", "cannot import no_such_package"],
+        "`distill` with a teacher file that is not a nequip model": ["junk.nequip.zip", "nequip could not load"],
+        "`distill` with a teacher lacking a species of the data (EMT has no Si)":
+            ["silicon.extxyz", "frame 0", "['Si']", "No EMT-potential for Si"],
     }
     for name, parts in expected.items():
         for part in parts:
