@@ -6,3 +6,6 @@ data="${MTSMLIP_DATA:-$here/../../../../shared/data}/water-cheng2019/water_1593.
 resume=()
 [ -e "$here/run/distill.json" ] && resume=(--resume)
 mtsmlip distill --teacher water --data "$data" --config "$here/config.yaml" --out "$here/run" "${resume[@]}" --no-progress
+# accuracy on the 200 held-out frames against the DFT labels: fast alone, fast + correction (= the teacher)
+mtsmlip eval --model "$here/run" --data "$data" --split test --json --out "$here" > "$here/test_eval.json"
+cat "$here/test_eval.json"
