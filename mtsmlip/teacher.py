@@ -20,6 +20,7 @@ and ``md``/``compare``/``eval`` ask for it again (``--teacher``) and check it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from .errors import DataError
@@ -92,6 +94,41 @@ def external_calculator(spec: str, device: str = "cpu"):
     return _calculator_from_factory(spec)
 
 
+@contextlib.contextmanager
+def torch_standard_dtype():
+    """torch's standard default dtype (float32) inside: nequip sets float64
+    process-wide once an mtsmlip model is built, and a foreign torch calculator
+    (SevenNet) then meets float64 tensors it never expected."""
+    import torch
+
+    was = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(was)
+
+
+class ForeignCalculator(Calculator):
+    """A calculator from a module:factory spec, built and called with torch's
+    standard default dtype; energy and forces only."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, factory, kwargs: dict):
+        super().__init__()
+        with torch_standard_dtype():
+            self.inner = factory(**kwargs)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        copy = self.atoms.copy()
+        copy.calc = self.inner
+        with torch_standard_dtype():
+            self.results = {"energy": float(copy.get_potential_energy()),
+                            "forces": np.array(copy.get_forces(), dtype=float)}
+
+
 def _calculator_from_factory(spec: str):
     found = CALCULATOR_SPEC.match(spec)
     kwargs = {}
@@ -110,11 +147,12 @@ def _calculator_from_factory(spec: str):
     if not callable(factory):
         raise DataError(f"--teacher {spec}: {found['module']} has no callable {found['factory']!r}")
     try:
-        calc = factory(**kwargs)
+        calc = ForeignCalculator(factory, kwargs)
     except Exception as exc:
         raise DataError(f"--teacher {spec}: building the calculator failed ({type(exc).__name__}: {exc})") from None
-    if not (hasattr(calc, "get_potential_energy") and hasattr(calc, "get_forces")):
-        raise DataError(f"--teacher {spec}: {found['factory']} returned {type(calc).__name__}, not an ASE calculator")
+    if not (hasattr(calc.inner, "get_potential_energy") and hasattr(calc.inner, "get_forces")):
+        raise DataError(f"--teacher {spec}: {found['factory']} returned {type(calc.inner).__name__}, "
+                        "not an ASE calculator")
     return calc
 
 
