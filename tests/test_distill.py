@@ -251,3 +251,37 @@ def test_a_teacher_file_that_is_not_a_model_is_named(tmp_path, capsys):
 def test_distill_needs_configurations(tmp_path, capsys):
     assert main(["distill", "--teacher", EMT_SPEC, "--out", str(tmp_path / "o")]) == 2
     assert "--data FILE" in capsys.readouterr().err
+
+
+class Float32Only(Calculator):
+    """Like SevenNet: fails when torch's default dtype is not float32."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self):
+        super().__init__()
+        self._check()
+
+    def _check(self):
+        if torch.get_default_dtype() != torch.float32:
+            raise RuntimeError("Float did not match Double")
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self._check()
+        self.results = {"energy": 0.0, "forces": np.zeros((len(atoms), 3))}
+
+
+def test_a_foreign_calculator_runs_with_torchs_standard_dtype_after_nequip_set_float64(monkeypatch):
+    from mtsmlip.models import ensure_global_state
+    from mtsmlip.teacher import external_calculator
+
+    module = types.ModuleType("float32_teacher")
+    module.Float32Only = Float32Only
+    monkeypatch.setitem(sys.modules, "float32_teacher", module)
+    ensure_global_state()  # what loading any mtsmlip model does first
+    before = torch.get_default_dtype()
+    atoms = small_water_box(seed=2)
+    atoms.calc = external_calculator("float32_teacher:Float32Only")
+    assert atoms.get_potential_energy() == 0.0
+    assert torch.get_default_dtype() == before  # nequip's setting is restored for our models
