@@ -6,6 +6,9 @@ species' ± block error) and the verdict; ``largest_n_within_tolerance``; ``scal
 and fast forces above each outer step's Nyquist frequency); ``tolerance``.
 The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
 a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
+Diffusion is judged only for the species that diffuse in the baseline run
+(``diffusion_judged_species``: mean squared displacement over the run above
+1 Å²); in a crystal none does, and its MSD slope is vibration, not diffusion.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
 from . import analysis as an
+from .analysis.dynamics import MOBILE_MSD_A2
 from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
@@ -60,6 +64,22 @@ def diffusion(samples: dict, template: Atoms, interval_ps: float) -> dict | None
 
 def heaviest_species(template: Atoms) -> str:
     return template.get_chemical_symbols()[int(np.argmax(template.get_masses()))]
+
+
+def diffusing_species(baseline, template: Atoms) -> list[str]:
+    """Species that diffuse in the baseline run (:func:`mtsmlip.analysis.mobile_species`):
+    the only ones whose diffusion the verdict judges."""
+    positions = an.unwrap_positions(baseline.samples["positions_A"].astype(float), template.cell.array)
+    return an.mobile_species(positions, template.get_chemical_symbols(), template.get_masses())
+
+
+def judged_only(metrics, species) -> "an.RunMetrics":
+    """The baseline's metrics with diffusion kept for `species` only (the verdict
+    judges each species of the baseline)."""
+    import dataclasses
+
+    kept = None if metrics.diffusion is None else {s: d for s, d in metrics.diffusion.items() if s in species}
+    return dataclasses.replace(metrics, diffusion=kept)
 
 
 def run_metrics(record, template: Atoms, rdf_r_A: float):
@@ -136,10 +156,12 @@ def analyse(records) -> dict:
     tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise),
                              vdos_diff=max(an.Tolerance().vdos_diff, 1.5 * vdos_noise))
     base_numbers, base_metrics = metrics["baseline"]
+    diffusing = diffusing_species(records.runs[0], template)
+    judged = judged_only(base_metrics, diffusing)
     runs, verdicts = [], {}
     for record in records.runs[1:]:
         numbers, m = metrics[record.settings.label]
-        ok, reasons = an.verdict(m, base_metrics, tolerance)
+        ok, reasons = an.verdict(m, judged, tolerance)
         verdicts[record.settings.n_inner] = ok
         numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
                        rdf_diff=float(an.rdf_differences(m.rdf, base_metrics.rdf)["overall"]),
@@ -149,6 +171,7 @@ def analyse(records) -> dict:
         runs.append(numbers)
     return {"baseline": base_numbers, "runs": runs,
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
+            "diffusion_judged_species": diffusing,
             "tolerance": {"drift_meV_per_atom_per_ps": tolerance.drift_meV_per_atom_per_ps,
                           "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
                           "diffusion_sigma": tolerance.diffusion_sigma,
@@ -179,6 +202,12 @@ def format_table(result: dict) -> str:
                      f"{r['drift_meV_per_atom_per_ps']:>10.3f}{d:>16}{r['mean_temperature_K']:>7.1f}"
                      f"{r['temperature_by_species_K'][light][0]:>8.1f}  {verdict}")
     best = result["largest_n_within_tolerance"]
+    judged = result.get("diffusion_judged_species")
+    species = sorted(result["baseline"]["temperature_by_species_K"])
+    if judged is not None and set(judged) != set(species):
+        lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
+                     f"they do not diffuse (mean squared displacement over the baseline run < "
+                     f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
     lines.append(f"largest n within tolerance: {best if best is not None else 'none'}"
                  "   (drift in meV/atom/ps; RDF Δ = worst-pair RMS g(r) difference to the baseline;"
                  " VDOS Δ = worst species' ½∫|Δg(ν)|dν)")

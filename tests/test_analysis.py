@@ -357,3 +357,35 @@ def test_plot_helpers_write_png_files(tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+
+
+def test_only_atoms_that_diffuse_count_as_mobile():
+    """A crystal's atoms vibrate in place (well under 1 Å² of mean squared
+    displacement); random walkers with D = 0.5 Å²/ps over 2 ps move ~6 Å²."""
+    from mtsmlip.analysis import mobile_species
+
+    rng = np.random.default_rng(0)
+    n_frames, dt_ps = 400, 0.005
+    lattice = rng.uniform(0, 10, (32, 3))
+    vibrating = lattice + rng.normal(0, 0.1, (n_frames, 32, 3))  # <u²> = 0.03 Å²
+    steps = rng.normal(0, np.sqrt(2 * 0.5 * dt_ps), (n_frames, 32, 3))
+    walking = rng.uniform(0, 10, (32, 3)) + np.cumsum(steps, axis=0)
+    positions = np.concatenate([vibrating, walking], axis=1)
+    symbols = ["Si"] * 32 + ["Li"] * 32
+    assert mobile_species(positions, symbols) == ["Li"]
+    assert mobile_species(vibrating, ["Si"] * 32) == []
+
+
+def test_the_verdict_ignores_the_diffusion_of_species_that_do_not_diffuse():
+    from mtsmlip.analysis import DiffusionEstimate, RunMetrics, Tolerance, verdict
+    from mtsmlip.compare_report import judged_only
+
+    tolerance = Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, temperature_sigma=None, vdos_diff=None)
+    base = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.027, 0.001, ()), "Li": DiffusionEstimate(0.5, 0.01, ())})
+    run = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.030, 0.001, ()), "Li": DiffusionEstimate(0.5, 0.01, ())})
+    ok, reasons = verdict(run, base, tolerance)
+    assert not ok and "diffusion Si" in reasons[0]  # judged, the plateau's slope "fails"
+    assert verdict(run, judged_only(base, ["Li"]), tolerance) == (True, [])
+    faster = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.030, 0.001, ()), "Li": DiffusionEstimate(0.7, 0.01, ())})
+    ok, reasons = verdict(faster, judged_only(base, ["Li"]), tolerance)
+    assert not ok and reasons[0].startswith("diffusion Li")  # a diffusing species is still judged

@@ -6,7 +6,7 @@ Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
 """
 
 from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_blocks, diffusion_by_species,
-                       diffusion_from_msd, drift_meV_per_atom_per_ps, msd, remove_com_drift, species_diffusion,
+                       diffusion_from_msd, drift_meV_per_atom_per_ps, mobile_species, msd, remove_com_drift, species_diffusion,
                        species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
 from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autocorrelation, force_spectrum,
@@ -20,7 +20,7 @@ __all__ = [
     "DiffusionEstimate", "RunMetrics", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
     "chemical_symbols", "diffusion_blocks", "diffusion_by_species", "diffusion_from_msd",
     "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
-    "largest_n_within_tolerance", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
+    "largest_n_within_tolerance", "mobile_species", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
     "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",
     "remove_com_drift", "running_coordination", "species_diffusion", "species_pairs", "species_temperatures",
     "TemperatureEstimate", "VDOS_SEGMENT_FS", "species_vdos", "vdos_difference", "unwrap_positions",

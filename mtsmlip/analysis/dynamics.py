@@ -126,6 +126,21 @@ def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval
                                 symbols == s) for s in sorted(set(symbols.tolist()))}
 
 
+MOBILE_MSD_A2 = 1.0
+
+
+def mobile_species(positions_unwrapped_A, symbols, masses_amu=None, min_msd_A2: float = MOBILE_MSD_A2) -> list[str]:
+    """Species whose atoms moved, on average, farther than sqrt(min_msd_A2) from
+    where they started (mean |x(end) − x(0)|² over the species, centre-of-mass
+    drift removed): those that diffuse. Atoms vibrating in a crystal (or a
+    molecule's atoms in place) stay far below 1 Å², so their "diffusion" (the
+    slope of a plateaued MSD) is not a diffusion and is not judged."""
+    x = remove_com_drift(np.asarray(positions_unwrapped_A, dtype=float), masses_amu)
+    squared = ((x[-1] - x[0]) ** 2).sum(-1)
+    symbols = np.asarray(symbols)
+    return [s for s in sorted(set(symbols.tolist())) if float(squared[symbols == s].mean()) > min_msd_A2]
+
+
 @dataclass(frozen=True)
 class TemperatureEstimate:
     """Kinetic temperature of a set of atoms, mean ± standard error over blocks, K."""
