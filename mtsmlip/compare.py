@@ -249,6 +249,27 @@ def nve_trace(models, engine, cfg: CompareSettings) -> tuple[np.ndarray, np.ndar
     return run.simulated_ps(1) * samples.arrays()["step"], samples.arrays()["conserved_eV"]
 
 
+def saved_arrays(path: Path, compute, what: str) -> dict:
+    """The arrays in `path` if an earlier run of this comparison saved them, else
+    ``compute()`` (said as `what`), saved atomically: everything after the MD is
+    then a pure re-analysis of what was saved."""
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    _say(what)
+    arrays = compute()
+    atomic_write(path, lambda tmp: _savez(tmp, arrays))
+    return arrays
+
+
+def saved_nve_trace(models, engine, cfg: CompareSettings, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nve_trace`, saved in the run's folder (nve.npz) and reused."""
+    arrays = saved_arrays(run_dir / "nve.npz", lambda: dict(zip(("time_ps", "conserved_eV"),
+                                                                 nve_trace(models, engine, cfg))),
+                          f"NVE segment of {run_dir.name} for the energy drift")
+    return arrays["time_ps"], arrays["conserved_eV"]
+
+
 def force_series(models, start: Atoms, cfg: CompareSettings) -> dict:
     """Fast and slow forces every δt along an n = 1 run of the pair (velocity
     Verlet on fast + slow), so spectra reach far above any outer Nyquist frequency."""
@@ -278,10 +299,10 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
     production = run_production(models, start, cfg, out, progress_bar)
-    _say("NVE segments for the energy drift")
-    runs = [production.record(r, nve_trace(models, production.engines[r.label], cfg)) for r in cfg.runs]
-    _say("force spectra (n = 1 segment of the pair)")
-    forces = force_series(models, start, cfg) if cfg.spectrum_ps > 0 else None
+    runs = [production.record(r, saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
+            for r in cfg.runs]
+    forces = saved_arrays(out / "force_series.npz", lambda: force_series(models, start, cfg),
+                          "force spectra (n = 1 segment of the pair)") if cfg.spectrum_ps > 0 else None
     template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
     template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
     records = Records(template, cfg, runs, forces)

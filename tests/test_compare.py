@@ -109,7 +109,14 @@ def test_bad_settings_are_refused(setup, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-def test_json_on_stdout_is_exactly_compare_json_and_exits_0(setup, finished, capsys):
+def test_json_on_stdout_is_exactly_compare_json_and_exits_0(setup, finished, capsys, monkeypatch):
+    import mtsmlip.compare as compare_mod
+
+    def must_not_run(*args):
+        raise AssertionError("a finished comparison ran MD again")
+
+    monkeypatch.setattr(compare_mod, "nve_trace", must_not_run)
+    monkeypatch.setattr(compare_mod, "force_series", must_not_run)
     capsys.readouterr()
     assert compare(setup, finished, "--json") == 0  # everything is done: analysis and report only
     printed = json.loads(capsys.readouterr().out)
