@@ -15,12 +15,9 @@ is passed to every directory distilled from an external teacher.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import torch
 
-from model_cost import water_box_192
+from model_cost import median_ms, water_box_192
 
 
 def pair_calls(model_dir, atoms, teacher=None) -> dict:
@@ -51,18 +48,6 @@ def _needs_teacher(model_dir) -> bool:
     return bool(teacher) and teacher["kind"] != "mtsmlip-model"
 
 
-def medians_ms(calls: dict, repeats: int, warmup: int = 3) -> dict:
-    """Round-robin medians (ms); "slow" is called right after its "fast"."""
-    times = {key: [] for key in calls}
-    for i in range(warmup + repeats):
-        for key, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            if i >= warmup:
-                times[key].append(1000 * (time.perf_counter() - t0))
-    return {key: statistics.median(t) for key, t in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", required=True, help="comma-separated model directories (or shipped names)")
@@ -79,7 +64,7 @@ def main() -> None:
     atoms = read_structure(args.structure) if args.structure else water_box_192()
     dirs = args.models.split(",")
     calls = {(d, part): call for d in dirs for part, call in pair_calls(d, atoms, args.teacher).items()}
-    ms = medians_ms(calls, args.repeats)
+    ms = median_ms(calls, args.repeats)  # round-robin: each "slow" right after its "fast"
     ns = [int(n) for n in args.n_inner.split(",")]
     print(f"{len(atoms)} atoms, {torch.get_num_threads()} threads, median of {args.repeats} round-robin calls")
     print(f"{'model directory':<34}{'fast ms':>9}{'slow ms':>9}{'base ms':>9}  bound " + " / ".join(f"n={n}" for n in ns))

@@ -30,13 +30,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import Split, frames_of, make_split, read_structure
+from .data import Split, frames_of, read_structure
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
 from .models import count_parameters, load_model, resolve_model_dir, write_model_dir
 from .teacher import external_calculator, first_of_each_species, label_frames, teacher_kind, teacher_md_frames, teacher_record
 from .training import TrainSettings, check_config, plan_training, stage_result
-from .training.pipeline import package_versions
+from .training.pipeline import config_split, package_versions
 from .training.stages import distill_stage
 
 REQUEST = "distill.json"
@@ -116,7 +116,7 @@ def check_teacher_covers(teacher: Teacher, data_path, md, cfg) -> None:
         firsts = first_of_each_species(frames)
         label_frames(teacher.calculator, [frames[i] for i in firsts], f"{data_path}", progress=False,
                      names=[f"frame {i}" for i in firsts])
-        data_split(frames, cfg)
+        config_split(len(frames), cfg)
     if md is not None:
         label_frames(teacher.calculator, [read_structure(md.structure)], md.structure, progress=False,
                      names=["the starting structure"])
@@ -154,7 +154,7 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
     t0, parts, source_split = time.time(), {"train": [], "val": [], "test": []}, None
     if data_path is not None:
         frames = frames_of(data_path)
-        source_split = data_split(frames, cfg)
+        source_split = config_split(len(frames), cfg)
         chosen = source_split.train + source_split.val
         labelled = label_frames(teacher.calculator, [frames[i] for i in chosen], str(data_path), progress,
                                 names=[f"frame {i}" for i in chosen])
@@ -175,12 +175,6 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
               "source_split": None if source_split is None else source_split.as_dict()}
     atomic_write_json(record_path, record)
     return record
-
-
-def data_split(frames, cfg) -> Split:
-    """The --data frames' split, as `mtsmlip train` makes it from the same config."""
-    return make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), int(cfg["seed"]),
-                      cfg["test_frames"], cfg.get("test_split", "random"))
 
 
 def generate_md_frames(teacher: Teacher, md: TeacherMD, seed: int, progress: bool) -> list:

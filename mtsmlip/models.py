@@ -256,6 +256,7 @@ class TrainedModels:
         self.models = models
         self.manifest = manifest
         self.hashes = dict(hashes or {})
+        self._teacher_calculators = {}  # device -> the external teacher, built once
 
     @classmethod
     def load(cls, directory, teacher: str | None = None) -> "TrainedModels":
@@ -340,7 +341,11 @@ class TrainedModels:
         if self.teacher is not None and name == "slow":
             return MixedCalculator(self.calculator("baseline", device), self.calculator("fast", device), 1.0, -1.0)
         if self.teacher is not None and name == "baseline" and "baseline" not in self.models:
-            return external_calculator(self.teacher["spec"], device)
+            # built once per device (SevenNet-0 takes seconds to load) and shared: an ASE
+            # calculator recomputes whenever it is asked about other atoms
+            if device not in self._teacher_calculators:
+                self._teacher_calculators[device] = external_calculator(self.teacher["spec"], device)
+            return self._teacher_calculators[device]
         if name not in self.models:
             raise DataError(f"{self.directory}: no '{name}' model (have {sorted(self.models)})")
         return self.models[name].calculator(device)

@@ -56,8 +56,7 @@ def plan_training(data_path, cfg, split=None) -> dict:
     frames = frames_of(path)
     seed = int(cfg["seed"])
     if split is None:
-        split = data_mod.make_split(len(frames), int(cfg["train_frames"]), int(cfg["val_frames"]), seed,
-                                    cfg["test_frames"], cfg.get("test_split", "random"))
+        split = config_split(len(frames), cfg)
     train_frames = [frames[i] for i in split.train]
     type_names = data_mod.species_of(frames)
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
@@ -69,6 +68,13 @@ def plan_training(data_path, cfg, split=None) -> dict:
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
             "data_fingerprint": fingerprint(path)}
+
+
+def config_split(n_frames: int, cfg: dict):
+    """The train/validation/test split of `n_frames` frames that `cfg` asks for
+    (train_frames, val_frames, test_frames, test_split, seed)."""
+    return data_mod.make_split(n_frames, int(cfg["train_frames"]), int(cfg["val_frames"]), int(cfg["seed"]),
+                               cfg["test_frames"], cfg.get("test_split", "random"))
 
 
 def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:

@@ -66,7 +66,7 @@ def stage1(plan: dict, cfg: dict) -> Stage:
 def distill_stage(plan: dict, cfg: dict) -> Stage:
     """`mtsmlip distill`: the fast model alone on a teacher's energies and forces
     (the stage-1 recipe, its own checkpoint folder)."""
-    return Stage("distill", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=int(cfg["epochs"]))
+    return dataclasses.replace(stage1(plan, cfg), name="distill")
 
 
 def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
