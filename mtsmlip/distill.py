@@ -98,7 +98,7 @@ def distill(teacher_spec: str, out_dir, cfg: dict, data_path=None, md: TeacherMD
     labels = labelled_frames(out_dir, teacher, request, data_path, md, cfg, progress)
     split = Split(**{part: labels["split"][part] for part in ("train", "val", "test")}, seed=int(cfg["seed"]))
     plan = plan_training(out_dir / LABELS, cfg, split)
-    result = stage_result(distill_stage(plan, cfg), plan, TrainSettings.from_config(cfg), out_dir, resume, callbacks)
+    result = stage_result(distill_stage(plan, cfg), plan, TrainSettings.from_config(cfg, plan), out_dir, resume, callbacks)
     models = {"fast": result["models"]["fast"]}
     if teacher.loaded is not None:
         models["baseline"] = teacher.loaded
@@ -206,6 +206,7 @@ def build_manifest(plan, cfg, teacher, labels, result, models) -> dict:
         "format": "mtsmlip-model-dir-1", "kind": "distilled", "teacher": teacher.record,
         "versions": package_versions(), "data": data, "split": split, "teacher_labels": LABELS,
         "n_teacher_md_frames": labels["n_md_frames"], "teacher_md": request["teacher_md"], "config": cfg,
+        "system": plan["system"], "batch_size": plan["batch_size"],
         "architectures": {n: m.config for n, m in models.items()}, "cutoffs_A": {n: m.r_max for n, m in models.items()},
         "parameters": {n: count_parameters(m.module) for n, m in models.items()},
         "stages": {"distill": stage}, "final_losses": {"distill": result["final"]},

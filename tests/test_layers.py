@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mtsmlip"
 LAYERS = [
     {"errors", "_version", "progress"},
     {"files", "shipped"},
-    {"data", "arguments"},
+    {"data", "arguments", "system"},
     {"analysis", "md"},
     {"teacher"},
     {"models"},

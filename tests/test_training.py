@@ -172,7 +172,8 @@ def test_baseline_is_chosen_apart_from_the_slow_model_and_finished_stages_are_re
 def test_stage_identity_follows_what_the_stage_depends_on():
     def identities(**changes):
         cfg = training.load_config(write_config(workspace() / "identity.yaml", **changes))
-        plan, settings = training.plan_training(data_file(), cfg), training.TrainSettings.from_config(cfg)
+        plan = training.plan_training(data_file(), cfg)
+        settings = training.TrainSettings.from_config(cfg, plan)
         return {s.name: training.stage_identity(s, plan, settings)
                 for s in (training.stage1(plan, cfg), training.baseline(plan, cfg))}
 
@@ -361,7 +362,8 @@ def test_a_new_stage_is_just_a_stage_value(tmp_path):
     """The runner fits any Stage: here the fast model alone, from stage 1's
     weights, at half the learning rate, for one epoch."""
     cfg = training.load_config(config_file())
-    plan, settings = training.plan_training(data_file(), cfg), training.TrainSettings.from_config(cfg)
+    plan = training.plan_training(data_file(), cfg)
+    settings = training.TrainSettings.from_config(cfg, plan)
     start = trained_dir() / "checkpoints" / "stage1" / "done" / "fast.pt"
     stage = training.Stage("fast_alone", {"fast": load_model(start).config}, training.LossWeights(1.0, 1.0),
                            epochs=1, init_from={"fast": str(start)}, lr_factors={"fast": 0.5})

@@ -17,6 +17,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_def
 CONFIG_FILE = "train_config.yaml"
 ARCHITECTURE_KEYS = ("fast_model", "slow_model", "baseline_model")
 
+AUTO_KEYS = ("batch_size",)  # may be "auto": fitted to the system (mtsmlip.system)
+
 # key -> (kind, smallest allowed value, whether the smallest is allowed itself)
 CONFIG_NUMBERS = {
     "seed": (int, 0, True), "train_frames": (int, 1, True), "val_frames": (int, 1, True),
@@ -72,6 +74,8 @@ def check_config(cfg: dict, where: str) -> None:
     """DataError naming the key of any number out of range (negative epochs would
     train forever, zero epochs would write untrained models marked complete)."""
     for key, (kind, minimum, inclusive) in CONFIG_NUMBERS.items():
+        if key in AUTO_KEYS and cfg.get(key) == "auto":
+            continue
         value = functools.reduce(lambda d, k: d[k], key.split("."), cfg)
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = number and (kind is float or value == int(value)) and (value >= minimum if inclusive else value > minimum)
@@ -103,8 +107,12 @@ class TrainSettings:
     trainer: dict = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: dict) -> TrainSettings:
-        return cls(seed=int(cfg["seed"]), batch_size=int(cfg["batch_size"]),
+    def from_config(cls, cfg: dict, plan: dict | None = None) -> TrainSettings:
+        """The settings of `cfg`, with a batch size of 'auto' as the training
+        `plan` (:func:`mtsmlip.training.plan_training`) fitted it to the data."""
+        if plan is None and cfg["batch_size"] == "auto":
+            raise ValueError("batch_size 'auto' is fitted to the data: pass the training plan")
+        return cls(seed=int(cfg["seed"]), batch_size=int(plan["batch_size"] if plan else cfg["batch_size"]),
                    learning_rate=float(cfg["learning_rate"]), lr_min_factor=float(cfg["lr_min_factor"]),
                    ema_decay=float(cfg["ema_decay"]), progress_bar=bool(cfg["progress_bar"]),
                    trainer=dict(cfg["trainer"]))

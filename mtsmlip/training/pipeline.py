@@ -17,6 +17,7 @@ from .. import data as data_mod
 from ..data import frames_of
 from ..errors import DataError
 from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json
+from ..system import fitted_defaults, profile
 from ..models import BASELINE_PRESET, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config
 from .data import check_frames_fit
@@ -38,7 +39,7 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=(), reu
     reuse_from = [_check_run_dir(d) for d in reuse_from]
     plan = plan_training(data_path, cfg)  # reads and checks everything before anything is written
     cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
-    settings = TrainSettings.from_config(cfg)
+    settings = TrainSettings.from_config(cfg, plan)
     results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
                for stage in co_training_stages(plan, cfg, out_dir)}
     models = written_models(results)
@@ -59,15 +60,19 @@ def plan_training(data_path, cfg, split=None) -> dict:
         split = config_split(len(frames), cfg)
     train_frames = [frames[i] for i in split.train]
     type_names = data_mod.species_of(frames)
+    system = profile(train_frames)
+    defaults = fitted_defaults(system)
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
                             type_names=type_names)
-    fast, slow = fit(FAST_PRESET, cfg["fast_model"], seed), fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
+    fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **cfg["fast_model"]}, seed)
+    slow = fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
     # runs from before `baseline_model` existed trained the slow architecture as their baseline
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
     check_frames_fit(frames, max(fast["r_max"], slow["r_max"], base["r_max"] if cfg["baseline"] else 0.0), path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
-            "data_fingerprint": fingerprint(path)}
+            "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
+            "batch_size": defaults["batch_size"] if cfg["batch_size"] == "auto" else int(cfg["batch_size"])}
 
 
 def config_split(n_frames: int, cfg: dict):
@@ -169,6 +174,7 @@ def build_manifest(plan, cfg, results) -> dict:
         "format": "mtsmlip-model-dir-1",
         "versions": package_versions(),
         "data": {**plan["data_fingerprint"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
+        "system": plan["system"], "batch_size": plan["batch_size"],
         "split": plan["split"].as_dict(),
         "config": cfg,
         "architectures": {n: m.config for n, m in models.items()},
