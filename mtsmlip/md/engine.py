@@ -26,9 +26,28 @@ from .settings import RunSettings
 from .thermostats import make_thermostat
 
 
+def degrees_of_freedom(atoms: Atoms, thermostat) -> int:
+    """Degrees of freedom the kinetic energy is shared by: 3N less what the
+    dynamics conserves. Langevin's random kicks thermalise all 3N; velocity
+    Verlet, RESPA and Bussi's global rescaling conserve the total momentum
+    (zero from :func:`initialise_momenta`: 3N − 3) and, for an isolated
+    structure, also the angular momentum (zeroed too: 3N − 6; 3N − 5 for a
+    linear molecule is not told apart). For a 9-atom molecule counting 3N
+    would run its vibrations 29 % hot under Bussi and report them 22 % cool."""
+    from ..system import is_periodic
+
+    n = 3 * len(atoms)
+    if thermostat == "langevin" or len(atoms) < 2:
+        return n
+    return max(1, n - (3 if is_periodic(atoms) else 6))
+
+
 def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
-    """Maxwell–Boltzmann momenta (zero total momentum) if the structure has none."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    """Maxwell–Boltzmann momenta if the structure has none, with zero total
+    momentum and, for an isolated structure, zero angular momentum."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+
+    from ..system import is_periodic
 
     if atoms.has("momenta") and np.any(atoms.get_momenta()):
         return
@@ -39,6 +58,8 @@ def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
         return
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
+    if not is_periodic(atoms) and len(atoms) > 2:
+        ZeroRotation(atoms)  # each zeroed momentum takes its ½kT with it: T stays right on 3N − 6
 
 
 class Engine:
@@ -52,8 +73,9 @@ class Engine:
         self.template = Atoms(numbers=atoms.numbers, cell=atoms.cell, pbc=atoms.pbc)
         self.fast, self.slow, self.settings = fast, slow, settings
         self.inner_dt = settings.timestep_fs * units.fs
+        self.n_dof = degrees_of_freedom(atoms, settings.thermostat)
         self.thermostat = make_thermostat(settings.thermostat, settings.temperature_K, settings.friction_per_fs,
-                                          settings.tau_fs, np.random.default_rng(seed))
+                                          settings.tau_fs, np.random.default_rng(seed), self.n_dof)
         self.tensor = dict(dtype=torch.float64, device=device)
         self.provenance = dict(provenance or {})
         self.observers, self.step, self.observed_step = [], 0, None
@@ -122,7 +144,7 @@ class Engine:
         return kinetic_energy_eV(s.momenta, s.masses)
 
     def temperature_K(self, s: MDState) -> float:
-        return 2 * self.kinetic_eV(s) / (3 * len(self.template) * units.kB)
+        return 2 * self.kinetic_eV(s) / (self.n_dof * units.kB)
 
     def time_ps(self) -> float:
         return self.settings.simulated_ps(self.step)

@@ -105,9 +105,13 @@ class Langevin(_Stochastic):
 class Bussi(_Stochastic):
     kind = "bussi"
 
-    def __init__(self, temperature_K: float, tau_fs: float = DEFAULT_TAU_FS, rng=None):
+    def __init__(self, temperature_K: float, tau_fs: float = DEFAULT_TAU_FS, rng=None, n_dof: int | None = None):
+        """`n_dof`: the degrees of freedom the kinetic energy is spread over
+        (default 3N; :func:`mtsmlip.md.engine.degrees_of_freedom` for the
+        momenta the dynamics conserves)."""
         super().__init__(temperature_K, rng)
         self.rate = 1.0 / (_positive("tau_fs", tau_fs) * units.fs)
+        self.n_dof = n_dof
 
     def inner(self, p, masses, dt):
         return p, 0.0
@@ -117,7 +121,8 @@ class Bussi(_Stochastic):
         kinetic = kinetic_energy_eV(p, masses)
         if kinetic == 0.0:
             return p, 0.0
-        alpha = self.scale_factor(kinetic, p.numel() if hasattr(p, "numel") else p.size, dt)
+        n_dof = self.n_dof or (p.numel() if hasattr(p, "numel") else p.size)
+        alpha = self.scale_factor(kinetic, n_dof, dt)
         return alpha * p, kinetic * (alpha * alpha - 1.0)
 
     def scale_factor(self, kinetic_eV: float, n_dof: int, dt) -> float:
@@ -132,7 +137,7 @@ class Bussi(_Stochastic):
         return -alpha if r1 + math.sqrt(c / ((1 - c) * ratio)) < 0 else alpha
 
 
-def make_thermostat(kind, temperature_K=None, friction_per_fs=None, tau_fs=None, rng=None):
+def make_thermostat(kind, temperature_K=None, friction_per_fs=None, tau_fs=None, rng=None, n_dof=None):
     """NVE / Langevin / Bussi from the names the command line uses; clear errors
     for bad ones, and for a parameter that belongs to the other thermostat."""
     if kind not in THERMOSTATS:
@@ -145,4 +150,4 @@ def make_thermostat(kind, temperature_K=None, friction_per_fs=None, tau_fs=None,
         return NVE()
     if kind == "langevin":
         return Langevin(temperature_K, DEFAULT_FRICTION_PER_FS if friction_per_fs is None else friction_per_fs, rng)
-    return Bussi(temperature_K, DEFAULT_TAU_FS if tau_fs is None else tau_fs, rng)
+    return Bussi(temperature_K, DEFAULT_TAU_FS if tau_fs is None else tau_fs, rng, n_dof)
