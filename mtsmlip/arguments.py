@@ -216,6 +216,9 @@ def compare(p) -> None:
     p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
     p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
                    help="thermostat of every production run (bussi disturbs dynamics least)")
+    p.add_argument("--system", choices=["auto", "liquid", "crystal", "molecule"], default="auto",
+                   help="kind of system, which decides the checks (auto: molecule without a periodic cell; "
+                        "else liquid if some species diffuses in the baseline run, crystal if none does)")
     add_thermostat_rates(p)
     add_hmr(p)
     p.add_argument("--equilibrate-ps", type=non_negative, default=0.2,

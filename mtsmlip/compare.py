@@ -32,8 +32,10 @@ from .md.settings import RunSettings
 from .progress import progress_bar
 from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
 from .shipped import resolve_model_dir
+from .system import check_kind
 
 STATE_FILE = "progress.json"
+SYSTEM_KINDS = ("auto", "liquid", "crystal", "molecule")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class CompareSettings:
     tau_fs: float | None = None
     device: str = "cpu"
     hmr_amu: float = 0.0
+    system: str = "auto"
 
     def check(self) -> None:
         if self.ps <= 0 or self.timestep_fs <= 0:
@@ -66,6 +69,8 @@ class CompareSettings:
             raise DataError(f"--n-inner needs integers >= 1 (got {list(self.n_inner)})")
         if min(self.equilibrate_ps, self.nve_ps, self.spectrum_ps) < 0:
             raise DataError("--equilibrate-ps, --nve-ps and --spectrum-ps must be >= 0")
+        if self.system not in SYSTEM_KINDS:
+            raise DataError(f"--system must be one of {SYSTEM_KINDS} (got {self.system!r})")
         if not self.equilibrate_friction_per_fs > 0:
             raise DataError(f"--equilibrate-friction-per-fs must be positive (got {self.equilibrate_friction_per_fs})")
 
@@ -99,6 +104,7 @@ class Samples:
     forces_slow: list = field(default_factory=list)
     conserved_eV: list = field(default_factory=list)
     temperature_K: list = field(default_factory=list)
+    potential_eV: list = field(default_factory=list)
 
     def __call__(self, engine) -> None:
         s = engine.state
@@ -110,10 +116,13 @@ class Samples:
         self.forces_slow.append(np.asarray(_numpy(s.forces_slow), dtype=np.float32))
         self.conserved_eV.append(engine.conserved_eV(s))
         self.temperature_K.append(engine.temperature_K(s))
+        self.potential_eV.append(engine.potential_eV(s))
 
     def arrays(self) -> dict:
-        """{field: array}: the plain record the report reads."""
-        return {name: np.asarray(getattr(self, name)) for name in self.__dataclass_fields__}
+        """{field: array}: the plain record the report reads (a field that
+        samples saved by an older version lack is left out)."""
+        return {name: np.asarray(getattr(self, name)) for name in self.__dataclass_fields__
+                if len(getattr(self, name)) == len(self.step)}
 
     def save(self, path) -> None:
         arrays = self.arrays()
@@ -127,7 +136,8 @@ class Samples:
         with np.load(path, allow_pickle=False) as z:
             keep = z["step"] <= up_to_step
             for name in cls.__dataclass_fields__:
-                setattr(out, name, list(z[name][keep]))
+                if name in z.files:
+                    setattr(out, name, list(z[name][keep]))
         return out
 
 
@@ -294,7 +304,8 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     out = check_output_dir(out)
     models = TrainedModels.load(resolve_model_dir(model_dir), teacher=teacher)
     structure = read_structure(structure_path)
-    check_periodic(structure, structure_path)
+    check_kind(structure, structure_path)
+    check_system_option(structure, cfg.system, structure_path)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
@@ -310,13 +321,15 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     return read_json(out / "compare.json", "comparison result")
 
 
-def check_periodic(atoms: Atoms, path) -> None:
-    """compare judges RDFs and diffusion, which need a periodic cell: refuse an
-    isolated structure before any MD runs (its own observables are issue #14)."""
-    if not atoms.pbc.all() or abs(atoms.cell.volume) < 1e-12:
-        raise DataError(f"{path}, field 'pbc': compare needs a structure periodic in all three directions "
-                        f"with a cell (pbc={atoms.pbc.tolist()}, cell volume {abs(atoms.cell.volume):.3g} Å³); "
-                        "isolated molecules are not supported yet: use `mtsmlip md` for them")
+def check_system_option(atoms: Atoms, system: str, path) -> None:
+    """--system molecule needs an isolated structure; liquid and crystal a periodic one."""
+    from .system import is_periodic
+
+    periodic = is_periodic(atoms)
+    if (system == "molecule" and periodic) or (system in ("liquid", "crystal") and not periodic):
+        raise DataError(f"{path}, field 'pbc': --system {system} needs "
+                        f"{'an isolated structure (pbc all False)' if system == 'molecule' else 'a periodic cell'}, "
+                        f"but pbc={atoms.pbc.tolist()}")
 
 
 def run_production(models, start, cfg: CompareSettings, out: Path, progress_bar: bool) -> Production:
@@ -350,6 +363,10 @@ def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path
     path = out / "settings.json"
     if path.is_file():
         had = read_json(path, "comparison settings")
+        defaults = asdict(CompareSettings(ps=cfg.ps))
+        for key in set(wanted["settings"]) - set(had.get("settings", {})):  # added since that run
+            if wanted["settings"][key] == defaults[key]:
+                del wanted["settings"][key]
         changed = sorted(k for k in wanted if k != "model" and had.get(k) != wanted[k])
         if changed:
             raise DataError(f"{path}: OUT holds a comparison with other {', '.join(changed)}; "
@@ -369,7 +386,7 @@ def settings_from_args(args) -> CompareSettings:
                            equilibrate_ps=args.equilibrate_ps,
                            equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,
                            spectrum_ps=args.spectrum_ps, block_fs=args.block_fs, seed=args.seed, device=args.device,
-                           hmr_amu=args.hmr_amu)
+                           hmr_amu=args.hmr_amu, system=args.system)
 
 
 def run(args) -> int:

@@ -1,5 +1,13 @@
 """The numbers, verdicts, plots and report of ``mtsmlip compare``.
 
+The checks follow the kind of system (``system_kind`` in compare.json, with
+``checks_applied``): an isolated molecule is judged by its distance, bond-angle
+and dihedral distributions and mean potential energy (no g(r): it has no cell;
+no diffusion); a periodic system whose atoms diffuse in the baseline run is a
+liquid (g(r), diffusion); one whose atoms do not is a crystal (g(r), the
+vibration amplitude about the sites and the Lindemann ratio instead of
+diffusion). Drift, species temperatures and VDOS are judged for all.
+
 compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
 RDF difference, NVE drift, diffusion ± block error, mean temperature (and each
 species' ± block error) and the verdict; ``largest_n_within_tolerance``; ``scale_separation`` (power of the slow
@@ -13,6 +21,7 @@ Diffusion is judged only for the species that diffuse in the baseline run
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +53,25 @@ def frames_of(samples: dict, template: Atoms, max_frames=None) -> list[Atoms]:
     return frames
 
 
+def system_kind(records) -> str:
+    """'molecule' (isolated), 'liquid' (periodic, some species diffuse in the
+    baseline run) or 'crystal' (periodic, none does)."""
+    from .system import is_periodic
+
+    if records.settings.system != "auto":
+        return records.settings.system
+    if not is_periodic(records.template):
+        return "molecule"
+    return "liquid" if diffusing_species(records.runs[0], records.template) else "crystal"
+
+
+def distance_range_A(template: Atoms, first_positions) -> float:
+    """Range of a molecule's distance distributions: its largest distance in the
+    first sampled frame, plus 2 Å (room for the run to stretch)."""
+    x = np.asarray(first_positions, float)
+    return float(np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)).max()) + 2.0
+
+
 def rdf_range_A(template: Atoms) -> float:
     """Up to half the narrowest cell width (at most 6 Å)."""
     from .data import perpendicular_widths_A
@@ -66,11 +94,19 @@ def heaviest_species(template: Atoms) -> str:
     return template.get_chemical_symbols()[int(np.argmax(template.get_masses()))]
 
 
+def positions_unwrapped(samples: dict, template: Atoms) -> np.ndarray:
+    """The sampled positions as continuous paths (a molecule's need no unwrapping)."""
+    from .system import is_periodic
+
+    x = samples["positions_A"].astype(float)
+    return an.unwrap_positions(x, template.cell.array) if is_periodic(template) else x
+
+
 def diffusing_species(baseline, template: Atoms) -> list[str]:
     """Species that diffuse in the baseline run (:func:`mtsmlip.analysis.mobile_species`):
     the only ones whose diffusion the verdict judges."""
-    positions = an.unwrap_positions(baseline.samples["positions_A"].astype(float), template.cell.array)
-    return an.mobile_species(positions, template.get_chemical_symbols(), template.get_masses())
+    return an.mobile_species(positions_unwrapped(baseline.samples, template), template.get_chemical_symbols(),
+                             template.get_masses())
 
 
 def judged_only(metrics, species) -> "an.RunMetrics":
@@ -82,40 +118,111 @@ def judged_only(metrics, species) -> "an.RunMetrics":
     return dataclasses.replace(metrics, diffusion=kept)
 
 
-def run_metrics(record, template: Atoms, rdf_r_A: float):
-    """Every number of one run (a compare.RunRecord), plus what the verdict needs."""
-    samples, run = record.samples, record.settings
-    d = diffusion(samples, template, run.simulated_ps(1))
-    rdf = an.rdf(frames_of(samples, template, MAX_RDF_FRAMES), rdf_r_A, 120)
-    drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
-    heavy = heaviest_species(template)
+@dataclass(frozen=True)
+class Context:
+    """What every run's metrics share: the structure, its kind, the ranges of
+    its distributions and, for molecules, the bonded topology of the start."""
+
+    template: Atoms
+    kind: str
+    rdf_r_A: float | None = None
+    distance_r_A: float | None = None
+    triples: np.ndarray | None = None
+    quads: np.ndarray | None = None
+    nearest_neighbour_A: float | None = None
+
+    @classmethod
+    def of(cls, records) -> "Context":
+        template, kind = records.template, system_kind(records)
+        if kind == "molecule":
+            first = template.copy()
+            first.positions = records.runs[0].samples["positions_A"][0]
+            pairs = an.bonded_pairs(first)
+            return cls(template, kind, distance_r_A=distance_range_A(template, first.positions),
+                       triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)))
+        nearest = None
+        if kind == "crystal":
+            from .system import profile
+
+            first = template.copy()
+            first.positions = records.runs[0].samples["positions_A"][0]
+            nearest = profile([first]).bond_length_A
+        return cls(template, kind, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest)
+
+
+def structure_metrics(positions_A, context: Context) -> dict:
+    """The RunMetrics fields that describe structure for this kind of system,
+    from positions (T, N, 3): g(r) (periodic) or the distributions (molecule)."""
+    template, symbols = context.template, context.template.get_chemical_symbols()
+    if context.kind == "molecule":
+        x = np.asarray(positions_A, float)
+        return {"distances": an.distance_distributions(x, symbols, context.distance_r_A),
+                "angles": an.angle_distributions(x, context.triples, symbols) if len(context.triples) else {},
+                "dihedrals": an.dihedral_distributions(x, context.quads, symbols) if len(context.quads) else {}}
+    frames = frames_of({"positions_A": positions_A}, template, MAX_RDF_FRAMES)
+    return {"rdf": an.rdf(frames, context.rdf_r_A, 120)}
+
+
+def run_metrics(record, context: Context):
+    """Every number of one run (a compare.RunRecord) for this kind of system,
+    plus what the verdict needs; nothing that does not apply is computed."""
+    samples, run, template = record.samples, record.settings, context.template
     symbols, masses = template.get_chemical_symbols(), template.get_masses()
+    drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
     temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], symbols, masses, N_DIFFUSION_BLOCKS)
     vdos = an.species_vdos(samples["velocities_A_per_fs"][1:], run.outer_fs, symbols, masses)
+    metrics = an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, temperature=temperatures, vdos=vdos,
+                            **structure_metrics(samples["positions_A"], context))
     numbers = {
         "n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
         "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
         "mean_temperature_K": float(np.mean(samples["temperature_K"][1:])),
         "drift_meV_per_atom_per_ps": drift_value,
-        "diffusion_A2_per_ps": d[heavy].D_A2_per_ps if d else None,
-        "diffusion_err_A2_per_ps": d[heavy].stderr_A2_per_ps if d else None,
-        "diffusion_species": heavy,
-        "diffusion_by_species": {s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()},
         "temperature_by_species_K": {s: [e.mean_K, e.stderr_K] for s, e in temperatures.items()},
+        "diffusion_A2_per_ps": None, "diffusion_err_A2_per_ps": None,
     }
-    return numbers, an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, rdf=rdf, diffusion=d,
-                                  temperature=temperatures, vdos=vdos)
+    if context.kind == "liquid":
+        d = diffusion(samples, template, run.simulated_ps(1))
+        heavy = heaviest_species(template)
+        metrics.diffusion = d
+        numbers.update(diffusion_A2_per_ps=d[heavy].D_A2_per_ps if d else None,
+                       diffusion_err_A2_per_ps=d[heavy].stderr_A2_per_ps if d else None, diffusion_species=heavy,
+                       diffusion_by_species={s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()})
+    elif context.kind == "crystal":
+        x = positions_unwrapped(samples, template)
+        metrics.vibration = an.vibration_amplitudes(x, symbols, masses, N_DIFFUSION_BLOCKS)
+        metrics.lindemann = an.lindemann_ratio(x, context.nearest_neighbour_A, masses)
+        numbers.update(vibration_A2_by_species={s: [e.mean, e.stderr] for s, e in metrics.vibration.items()},
+                       lindemann_ratio=metrics.lindemann)
+    else:
+        energy = potential_energy(samples, len(template))
+        metrics.potential_energy_meV_per_atom = energy
+        numbers["potential_energy_meV_per_atom"] = None if energy is None else [energy.mean, energy.stderr]
+    return numbers, metrics
 
 
-def rdf_noise_floor(baseline, template, rdf_r_A) -> float:
-    """RDF difference between the two halves of the baseline run: what sampling
-    noise alone gives, so the tolerance can sit above it."""
-    frames = frames_of(baseline.samples, template, 2 * MAX_RDF_FRAMES)
-    half = len(frames) // 2
+def potential_energy(samples: dict, n_atoms: int):
+    """Mean potential energy per atom (meV) ± block error; None for samples
+    saved before compare recorded it (the energy check then fails by name)."""
+    energy = samples.get("potential_eV")
+    if energy is None or len(energy) < N_DIFFUSION_BLOCKS + 1:
+        return None
+    return an.block_mean(np.asarray(energy[1:], float) * 1000.0 / n_atoms, N_DIFFUSION_BLOCKS, "potential energy")
+
+
+def structure_noise_floor(baseline, context: Context) -> dict:
+    """{check: difference between the two halves of the baseline run}: what
+    sampling noise alone gives, so each structure tolerance can sit above it."""
+    x = baseline.samples["positions_A"]
+    if context.kind != "molecule":
+        x = x[:: max(1, len(x) // (2 * MAX_RDF_FRAMES))]
+    half = len(x) // 2
     if half < 2:
-        return 0.0
-    a, b = an.rdf(frames[:half], rdf_r_A, 120), an.rdf(frames[half:], rdf_r_A, 120)
-    return float(an.rdf_differences(a, b)["overall"])
+        return {}
+    a, b = structure_metrics(x[:half], context), structure_metrics(x[half:], context)
+    if context.kind != "molecule":
+        return {"rdf": float(an.rdf_differences(a["rdf"], b["rdf"])["overall"])}
+    return {k: float(an.distributions_difference(a[k], b[k], k)["overall"]) for k in a if b[k]}
 
 
 def vdos_noise_floor(baseline, template) -> float:
@@ -146,93 +253,167 @@ def scale_separation(forces: dict | None, cfg) -> dict | None:
             "per_n": per_n, "_spectra": spectra}
 
 
+NOISE_FACTOR = 1.5  # each structure / VDOS tolerance sits at least this far above its noise floor
+NOISE_FIELDS = {"rdf": "rdf_diff", "distances": "distance_diff", "angles": "angle_diff", "dihedrals": "dihedral_diff"}
+
+
+def tolerance_for(kind: str, noise: dict, vdos_noise: float) -> "an.Tolerance":
+    """The default tolerance of this kind of system, each structure and VDOS
+    bound raised to NOISE_FACTOR × its noise floor where that is higher."""
+    import dataclasses
+
+    tolerance = an.Tolerance().for_kind(kind)
+    raised = {field: max(getattr(tolerance, field), NOISE_FACTOR * noise[check])
+              for check, field in NOISE_FIELDS.items() if check in noise and getattr(tolerance, field) is not None}
+    return dataclasses.replace(tolerance, vdos_diff=max(tolerance.vdos_diff, NOISE_FACTOR * vdos_noise), **raised)
+
+
+def structure_differences(m, base) -> dict:
+    """The run's structure differences to the baseline, by check."""
+    out = {}
+    if m.rdf is not None:
+        out["rdf"] = float(an.rdf_differences(m.rdf, base.rdf)["overall"])
+    for check in ("distances", "angles", "dihedrals"):
+        if getattr(base, check):
+            out[check] = float(an.distributions_difference(getattr(m, check), getattr(base, check), check)["overall"])
+    return out
+
+
 def analyse(records) -> dict:
     """compare.json's content (see module doc) from a compare.Records."""
     template, cfg = records.template, records.settings
-    r_A = rdf_range_A(template)
-    metrics = {r.settings.label: run_metrics(r, template, r_A) for r in records.runs}
-    noise = rdf_noise_floor(records.runs[0], template, r_A)
+    context = Context.of(records)
+    metrics = {r.settings.label: run_metrics(r, context) for r in records.runs}
+    noise = structure_noise_floor(records.runs[0], context)
     vdos_noise = vdos_noise_floor(records.runs[0], template)
-    tolerance = an.Tolerance(rdf_diff=max(an.Tolerance().rdf_diff, 1.5 * noise),
-                             vdos_diff=max(an.Tolerance().vdos_diff, 1.5 * vdos_noise))
+    tolerance = tolerance_for(context.kind, noise, vdos_noise)
     base_numbers, base_metrics = metrics["baseline"]
-    diffusing = diffusing_species(records.runs[0], template)
+    diffusing = diffusing_species(records.runs[0], template) if context.kind == "liquid" else []
     judged = judged_only(base_metrics, diffusing)
     runs, verdicts = [], {}
     for record in records.runs[1:]:
         numbers, m = metrics[record.settings.label]
         ok, reasons = an.verdict(m, judged, tolerance)
         verdicts[record.settings.n_inner] = ok
+        differences = structure_differences(m, base_metrics)
         numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
-                       rdf_diff=float(an.rdf_differences(m.rdf, base_metrics.rdf)["overall"]),
+                       rdf_diff=differences.get("rdf"), structure_diff=differences,
                        vdos_diff_by_species={s: an.vdos_difference(m.vdos[s], base_metrics.vdos[s])
                                              for s in base_metrics.vdos},
                        within_tolerance=ok, reasons=reasons)
         runs.append(numbers)
-    return {"baseline": base_numbers, "runs": runs,
+    return {"system_kind": context.kind, "checks_applied": tolerance.checks,
+            "baseline": base_numbers, "runs": runs,
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
             "diffusion_judged_species": diffusing,
-            "tolerance": {"drift_meV_per_atom_per_ps": tolerance.drift_meV_per_atom_per_ps,
-                          "rdf_diff": tolerance.rdf_diff, "rdf_noise_floor": noise,
-                          "diffusion_sigma": tolerance.diffusion_sigma,
-                          "temperature_sigma": tolerance.temperature_sigma,
-                          "temperature_fraction": tolerance.temperature_fraction,
-                          "vdos_diff": tolerance.vdos_diff, "vdos_noise_floor": vdos_noise},
+            "tolerance": {**{f: getattr(tolerance, f) for f in an.Tolerance.__dataclass_fields__},
+                          "rdf_noise_floor": noise.get("rdf"), "structure_noise_floor": noise,
+                          "vdos_noise_floor": vdos_noise},
             "scale_separation": scale_separation(records.forces, cfg),
             "hmr_amu": cfg.hmr_amu,
-            "_rdf": {label: m.rdf for label, (_, m) in metrics.items()}}
+            "_rdf": {label: m.rdf for label, (_, m) in metrics.items() if m.rdf is not None},
+            "_distances": {label: m.distances for label, (_, m) in metrics.items() if m.distances is not None},
+            "_angles": {label: m.angles for label, (_, m) in metrics.items() if m.angles},
+            "_energies": {r.settings.label: r.samples.get("potential_eV") for r in records.runs}}
 
 
 # ---- table, plots, report ---------------------------------------------------
+def _kind_columns(kind: str) -> list[tuple]:
+    """(header, width, value(row, mts)) of the columns that differ by kind of
+    system: the structure difference and the kind's own dynamics number."""
+    def structure(check):
+        return lambda r, mts: "-" if not mts or mts["structure_diff"].get(check) is None \
+            else f"{mts['structure_diff'][check]:.3f}"
+
+    if kind == "molecule":
+        def energy(r, mts):
+            e = r.get("potential_energy_meV_per_atom")
+            return "-" if e is None else f"{e[0]:.2f}±{e[1]:.2f}"
+        return [("dist Δ", 8, structure("distances")), ("angle Δ", 8, structure("angles")),
+                ("E_pot meV/at", 16, energy)]
+    if kind == "crystal":
+        def vibration(r, mts):
+            u = r["vibration_A2_by_species"]
+            return " ".join(f"{s}:{v[0]:.4f}" for s, v in sorted(u.items()))
+        return [("RDF Δ", 8, structure("rdf")), ("<u²> Å²", 18, vibration),
+                ("Lind.", 7, lambda r, mts: f"{r['lindemann_ratio']:.3f}")]
+
+    def diffusion(r, mts):
+        return "too short" if r["diffusion_A2_per_ps"] is None else \
+            f"{r['diffusion_A2_per_ps']:.3f}±{r['diffusion_err_A2_per_ps']:.3f}"
+    return [("RDF Δ", 8, structure("rdf")), ("D Å²/ps", 16, diffusion)]
+
+
 def format_table(result: dict) -> str:
     """The plain-text table printed by `mtsmlip compare` and `mtsmlip demo`."""
+    kind = result.get("system_kind", "liquid")
     light = min(result["baseline"]["temperature_by_species_K"], key=lambda s: atomic_masses[atomic_numbers[s]])
-    head = (f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}{'RDF Δ':>8}{'VDOS Δ':>8}{'drift':>10}"
-            f"{'D Å²/ps':>16}{'T K':>7}{'T_' + light + ' K':>8}  verdict")
-    lines = [head, "-" * len(head)]
+    columns = _kind_columns(kind)
+    head = f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}"
+    head += "".join(f"{h:>{w}}" for h, w, _ in columns)
+    head += f"{'VDOS Δ':>8}{'drift':>10}{'T K':>7}{'T_' + light + ' K':>8}  verdict"
+    lines = [f"{kind}: checks {', '.join(result.get('checks_applied', []))}", head, "-" * len(head)]
     rows = [("baseline", result["baseline"], None)] + [(f"n={r['n_inner']}", r, r) for r in result["runs"]]
     for label, r, mts in rows:
         speed = f"{mts['speedup']:.2f}x" if mts else "1.00x"
-        rdf = f"{mts['rdf_diff']:.3f}" if mts else "-"
         vdos = f"{max(mts['vdos_diff_by_species'].values()):.3f}" if mts else "-"
         verdict = ("ok" if mts["within_tolerance"] else "FAIL: " + "; ".join(mts["reasons"])) if mts else "reference"
-        d = "too short" if r["diffusion_A2_per_ps"] is None else \
-            f"{r['diffusion_A2_per_ps']:.3f}±{r['diffusion_err_A2_per_ps']:.3f}"
-        lines.append(f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}{rdf:>8}{vdos:>8}"
-                     f"{r['drift_meV_per_atom_per_ps']:>10.3f}{d:>16}{r['mean_temperature_K']:>7.1f}"
-                     f"{r['temperature_by_species_K'][light][0]:>8.1f}  {verdict}")
+        line = f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}"
+        line += "".join(f"{value(r, mts):>{w}}" for _, w, value in columns)
+        line += (f"{vdos:>8}{r['drift_meV_per_atom_per_ps']:>10.3f}{r['mean_temperature_K']:>7.1f}"
+                 f"{r['temperature_by_species_K'][light][0]:>8.1f}  {verdict}")
+        lines.append(line)
     best = result["largest_n_within_tolerance"]
     judged = result.get("diffusion_judged_species")
     species = sorted(result["baseline"]["temperature_by_species_K"])
-    if judged is not None and set(judged) != set(species):
+    if kind == "liquid" and judged is not None and set(judged) != set(species):
         lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
     lines.append(f"largest n within tolerance: {best if best is not None else 'none'}"
-                 "   (drift in meV/atom/ps; RDF Δ = worst-pair RMS g(r) difference to the baseline;"
-                 " VDOS Δ = worst species' ½∫|Δg(ν)|dν)")
+                 "   (drift in meV/atom/ps; structure Δ = worst pair's RMS g(r) difference (RDF) or half L1 "
+                 "distance of the distributions; VDOS Δ = worst species' ½∫|Δg(ν)|dν)")
     return "\n".join(lines)
 
 
 def write_plots(result, records, out: Path) -> list[str]:
     from .analysis import plots
 
-    template, cfg = records.template, records.settings
+    template, cfg, kind = records.template, records.settings, result["system_kind"]
+    names, vdos, drift, msd = [], {}, {}, {}
     heavy = heaviest_species(template)
     select = np.array(template.get_chemical_symbols()) == heavy
-    msd, vdos, drift = {}, {}, {}
     for record in records.runs:
         label, s, dt_fs = record.settings.label, record.samples, record.settings.outer_fs
-        x = an.unwrap_positions(s["positions_A"].astype(float), template.cell.array)
-        msd[label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
         _, cm1, dos = an.vdos(s["velocities_A_per_fs"].astype(float), dt_fs, template.get_masses())
         vdos[label] = (cm1, dos)
         drift[label] = (record.nve_time_ps, record.nve_conserved_eV)
-    plots.plot_rdf(result["_rdf"], out / "rdf.png")
-    plots.plot_msd(msd, out / f"msd_{heavy}.png")
+        if kind != "molecule":
+            x = positions_unwrapped(s, template)
+            msd[label] = an.msd(x, dt_fs / 1000.0, template.get_masses(), select, max_lag=len(x) // 2)
+    if result["_rdf"]:
+        plots.plot_rdf(result["_rdf"], out / "rdf.png")
+        names.append("rdf.png")
+    if msd:
+        plots.plot_msd(msd, out / f"msd_{heavy}.png")
+        names.append(f"msd_{heavy}.png")
+    if result["_distances"]:
+        plots.plot_panels(result["_distances"], out / "distances.png", "r (Å)", "p(r) (1/Å)")
+        names.append("distances.png")
+    if result["_angles"]:
+        plots.plot_panels(result["_angles"], out / "angles.png", "bond angle (°)", "p (1/°)")
+        names.append("angles.png")
+    energies = {k: v for k, v in result["_energies"].items() if v is not None and kind == "molecule"}
+    if energies:
+        edges = np.histogram_bin_edges(np.concatenate(list(energies.values())), bins=40)
+        hist = {k: (0.5 * (edges[1:] + edges[:-1]), np.histogram(v, bins=edges, density=True)[0])
+                for k, v in energies.items()}
+        plots.plot_panels({k: {"potential energy": h} for k, h in hist.items()}, out / "energy.png",
+                          "E_pot (eV)", "p (1/eV)")
+        names.append("energy.png")
     plots.plot_vdos(_trim_to_weight(vdos), out / "vdos.png")
     plots.plot_energy(drift, out / "nve_energy.png", per_atom_n=len(template))
-    names = ["rdf.png", f"msd_{heavy}.png", "vdos.png", "nve_energy.png"]
+    names += ["vdos.png", "nve_energy.png"]
     sep = result["scale_separation"]
     if sep:
         spectra = {"fast force": sep["_spectra"]["forces_fast"], "slow force": sep["_spectra"]["forces_slow"]}

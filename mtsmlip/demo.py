@@ -60,7 +60,7 @@ def run(args) -> int:
         box = water_box(args.molecules, 1.0, args.seed)
         atomic_write(structure, lambda tmp: ase.io.write(tmp, box, format="extxyz"))
     cfg = CompareSettings(ps=args.ps, n_inner=tuple(args.n_inner), temperature_K=args.temperature_K,
-                          equilibrate_ps=args.equilibrate_ps, seed=args.seed)
+                          equilibrate_ps=args.equilibrate_ps, seed=args.seed, system="liquid")
     print(f"mtsmlip demo: {args.molecules} water molecules at 1 g/cm³, models from {model_dir}")
     result = compare(model_dir, structure, cfg, out, progress_bar=not args.no_progress)
     print(format_table(result))

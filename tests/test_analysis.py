@@ -2,6 +2,8 @@
 and random-walk MSD, harmonic VDOS, linear drift, two-sine force spectrum, and
 the tolerance verdict."""
 
+import dataclasses
+
 import ase.units
 import numpy as np
 import pytest
@@ -389,3 +391,130 @@ def test_the_verdict_ignores_the_diffusion_of_species_that_do_not_diffuse():
     faster = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.030, 0.001, ()), "Li": DiffusionEstimate(0.7, 0.01, ())})
     ok, reasons = verdict(faster, judged_only(base, ["Li"]), tolerance)
     assert not ok and reasons[0].startswith("diffusion Li")  # a diffusing species is still judged
+
+
+# ---------------------------------------------------------------- molecules and crystals
+
+
+def test_distance_and_angle_distributions_of_a_rigid_molecule_peak_at_its_geometry():
+    from ase.build import molecule
+
+    water = molecule("H2O")
+    x = np.repeat(water.positions[None], 5, axis=0)
+    symbols = water.get_chemical_symbols()
+    dist = an.distance_distributions(x, symbols, r_max_A=3.0)
+    r_oh = water.get_distance(0, 1)
+    r, p = dist[("H", "O")]
+    assert abs(r[np.argmax(p)] - r_oh) < 3.0 / 150 and np.trapezoid(p, r) == pytest.approx(1.0, rel=0.02)
+    assert set(dist) == {("H", "H"), ("H", "O")}  # no O-O pair in one molecule
+    pairs = an.bonded_pairs(water)
+    triples = an.angle_triples(pairs, len(water))
+    assert sorted(map(tuple, pairs)) == [(0, 1), (0, 2)] and triples.tolist() == [[1, 0, 2]]
+    theta, p = an.angle_distributions(x, triples, symbols)["O"]
+    assert abs(theta[np.argmax(p)] - water.get_angle(1, 0, 2)) <= 1.0
+    assert len(an.dihedral_quads(pairs, len(water))) == 0  # three atoms: no dihedral
+
+
+def test_dihedrals_agree_with_ase():
+    from ase.build import molecule
+
+    peroxide = molecule("H2O2")
+    pairs = an.bonded_pairs(peroxide)
+    quads = an.dihedral_quads(pairs, len(peroxide))
+    assert len(quads) == 1  # H-O-O-H, counted once
+    a, b, c, d = quads[0]
+    phi, p = an.dihedral_distributions(peroxide.positions[None], quads, peroxide.get_chemical_symbols(), 360)[("O", "O")]
+    expected = (peroxide.get_dihedral(a, b, c, d) + 180.0) % 360.0 - 180.0
+    assert abs(phi[np.argmax(p)] - expected) <= 1.0
+
+
+def test_distribution_difference_is_zero_for_the_same_and_one_for_disjoint():
+    x = np.linspace(0.05, 9.95, 100)
+    one, other = (x, np.where(np.abs(x - 2) < 0.5, 1.0, 0.0)), (x, np.where(np.abs(x - 6) < 0.5, 1.0, 0.0))
+    assert an.distribution_difference(one, one) == 0.0
+    assert an.distribution_difference(one, other) == pytest.approx(1.0)
+    with pytest.raises(DataError, match="different bins"):
+        an.distribution_difference(one, (x + 0.1, one[1]))
+
+
+def test_vibration_amplitude_and_lindemann_ratio_of_harmonic_motion():
+    rng = np.random.default_rng(0)
+    sites = np.array(list(np.ndindex(3, 3, 3)), float) * 2.5
+    sigma_A = 0.1
+    x = sites + rng.normal(0, sigma_A, (4000, 27, 3))
+    symbols = ["Si"] * 27
+    u2 = an.vibration_amplitudes(x, symbols, np.ones(27))["Si"]
+    expected_A2 = 3 * sigma_A**2 * (1 - 1 / 27)  # removing the centre-of-mass motion takes 3 of 81 components
+    assert u2.mean == pytest.approx(expected_A2, rel=0.01) and u2.stderr < 0.01 * u2.mean
+    assert an.lindemann_ratio(x, 2.5) == pytest.approx(np.sqrt(expected_A2) / 2.5, rel=0.01)
+
+
+def molecule_metrics(shift_A=0.0, energy=-100.0):
+    r = np.linspace(0.01, 5.99, 300)
+    return an.RunMetrics(drift_meV_per_atom_per_ps=0.1, temperature=metrics().temperature, vdos=metrics().vdos,
+                         distances={("H", "O"): (r, np.exp(-0.5 * ((r - 1.0 - shift_A) / 0.03) ** 2) / 0.0752)},
+                         angles={"O": (np.linspace(1, 179, 90), np.full(90, 1 / 180.0))}, dihedrals={},
+                         potential_energy_meV_per_atom=an.BlockMean(energy, 0.05))
+
+
+@pytest.mark.parametrize("run, word", [(molecule_metrics(shift_A=0.1), "distances"),
+                                       (molecule_metrics(energy=-99.0), "energy")])
+def test_a_molecule_is_judged_by_its_distributions_and_energy(run, word):
+    tolerance = an.Tolerance().for_kind("molecule")
+    assert an.verdict(molecule_metrics(shift_A=0.001), molecule_metrics(), tolerance) == (True, [])
+    ok, reasons = an.verdict(run, molecule_metrics(), tolerance)
+    assert not ok and len(reasons) == 1 and reasons[0].startswith(word)
+    assert "rdf" not in tolerance.checks and "diffusion" not in tolerance.checks
+
+
+def test_a_crystal_is_judged_by_its_vibration_and_lattice_not_diffusion():
+    tolerance = an.Tolerance().for_kind("crystal")
+    assert tolerance.checks == ["drift", "temperature", "vdos", "rdf", "vibration", "lattice"]
+    base = dataclasses.replace(metrics(), diffusion=None, vibration={"O": an.BlockMean(0.02, 0.0005)}, lindemann=0.05)
+    assert an.verdict(dataclasses.replace(base, diffusion={"O": an.DiffusionEstimate(9.0, 0.1, (9.0,))}),
+                      base, tolerance) == (True, [])  # a crystal's "diffusion" is not judged
+    hot = dataclasses.replace(base, vibration={"O": an.BlockMean(0.03, 0.0005)})
+    melted = dataclasses.replace(base, lindemann=0.3)
+    assert an.verdict(hot, base, tolerance)[1][0].startswith("vibration O")
+    assert an.verdict(melted, base, tolerance)[1][0].startswith("lattice")
+
+
+def _positions(frames=10, atoms=4):
+    return np.random.default_rng(0).normal(size=(frames, atoms, 3))
+
+
+@pytest.mark.parametrize("call, where, field", [
+    (lambda: an.msd(np.zeros((5, 3)), 0.01), "msd", "positions_unwrapped_A"),
+    (lambda: an.msd(_positions(), 0.0), "msd", "frame_interval_ps"),
+    (lambda: an.unwrap_positions(_positions(), np.zeros((3, 3))), "unwrap_positions", "cells_A"),
+    (lambda: an.remove_com_drift(_positions(), np.ones(3)), "remove_com_drift", "masses_amu"),
+    (lambda: an.diffusion_blocks(_positions(frames=6), 0.01), "diffusion_blocks", "positions_unwrapped_A"),
+    (lambda: an.species_diffusion(_positions(frames=40), ["H"] * 3, None, 0.01), "species_diffusion", "symbols"),
+    (lambda: an.mobile_species(_positions(frames=1), ["H"] * 4), "mobile_species", "positions_unwrapped_A"),
+    (lambda: an.species_temperatures(_positions(frames=2), ["H"] * 4, np.ones(4)), "species_temperatures",
+     "velocities_A_per_fs"),
+    (lambda: an.drift_meV_per_atom_per_ps([0.0], [1.0], 3), "drift_meV_per_atom_per_ps", "time_ps"),
+    (lambda: an.drift_meV_per_atom_per_ps([0.0, 1.0], [1.0, np.nan], 3), "drift_meV_per_atom_per_ps",
+     "conserved_eV"),
+    (lambda: an.vacf(_positions() * np.nan, 1.0), "vacf", "velocities_A_per_fs"),
+    (lambda: an.vdos(_positions(), -1.0), "power_spectrum", "timestep_fs"),
+    (lambda: an.species_vdos(_positions(), 1.0, ["H"] * 4, np.ones(5)), "species_vdos", "masses_amu"),
+    (lambda: an.force_spectrum(_positions(frames=1), 1.0), "power_spectrum", "signal"),
+    (lambda: an.power_above_frequency_fraction([1.0, 2.0], [0.0, 0.0], 1.5), "power_above_frequency_fraction",
+     "power"),
+    (lambda: an.rdf([Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]])], 3.0, 10), "frame 0", "cell"),
+    (lambda: an.rdf([Atoms("H2", cell=np.eye(3) * 5, pbc=True)], 0.0, 10), "rdf", "r_max_A"),
+    (lambda: an.rdf_differences(flat_rdf(), {("C", "C"): flat_rdf()[("O", "O")]}), "rdf_differences", "pairs"),
+    (lambda: an.distance_distributions(_positions(atoms=1), ["H"], 3.0), "distance_distributions", "positions_A"),
+    (lambda: an.distance_distributions(_positions(), ["H"] * 3, 3.0), "distance_distributions", "symbols"),
+    (lambda: an.angle_distributions(_positions(), [[0, 1, 7]], ["H"] * 4), "angle_distributions", "triples"),
+    (lambda: an.bonded_pairs(Atoms("H")), "bonded_pairs", "atoms"),
+    (lambda: an.vibration_amplitudes(_positions(frames=2), ["H"] * 4, None), "vibration_amplitudes",
+     "positions_unwrapped_A"),
+    (lambda: an.lindemann_ratio(_positions(), 0.0), "lindemann_ratio", "nearest_neighbour_A"),
+    (lambda: an.distributions_difference({}, {"O": (np.ones(2), np.ones(2))}), "distributions_difference", "keys"),
+])
+def test_each_analysis_refuses_unusable_input_by_name(call, where, field):
+    with pytest.raises(DataError) as error:
+        call()
+    assert where in str(error.value) and f"'{field}'" in str(error.value), str(error.value)

@@ -64,6 +64,9 @@ def build_inputs(root: Path) -> dict:
     nan.positions[2, 1] = np.nan
     ase.io.write(root / "nan.extxyz", nan)
     ase.io.write(root / "molecule.extxyz", small_water_box(n_side=1, vacuum=True))
+    slab = small_water_box(n_side=2)
+    slab.pbc = [True, True, False]
+    ase.io.write(root / "slab.extxyz", slab)
 
     frames = labelled_frames(16)
     frames[3].positions[5] = frames[3].positions[4]
@@ -175,7 +178,7 @@ CASES = [
     ("`eval --split test` on another file with as many frames", eval_split_on_other_file),
     ("`compare --n-inner 0,2`", lambda p: compare_args(p, "--n-inner", "0,2")),
     ("`compare --ps -1`", lambda p: compare_args(p, "--ps", "-1")),
-    ("`compare` on a molecule without a cell", lambda p: compare_args(p, structure="molecule.extxyz")),
+    ("`compare` on a slab (periodic in 2 directions)", lambda p: compare_args(p, structure="slab.extxyz")),
     ("`distill` with a teacher whose package is not installed",
      lambda p: distill_args(p, "no_such_package:Calculator")),
     ("`distill` with a teacher file that is not a nequip model",

@@ -23,11 +23,12 @@ def setup(tmp_path_factory):
     return root / "pair", root / "gas.extxyz"
 
 
-def compare(setup, out, *extra):
+def compare(setup, out, *extra, system="liquid"):
     model, structure = setup
     argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.02",
             "--timestep-fs", "0.25", "--n-inner", "2,4", "--temperature-K", "50", "--equilibrate-ps", "0.002",
-            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out)]
+            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out),
+            "--system", system]  # liquid: 0.02 ps is too short to see the gas diffuse
     return main(argv + list(extra))
 
 
@@ -140,3 +141,47 @@ def test_hydrogen_mass_repartitioning_applies_to_every_run(setup, tmp_path, caps
 def test_resuming_with_other_settings_is_refused(setup, finished, capsys):
     assert compare(setup, finished, "--temperature-K", "60") == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_an_isolated_molecule_gets_its_own_checks_and_a_report(setup, tmp_path):
+    """No cell: compare judges distance, angle and energy distributions (and
+    drift, temperature, VDOS), computes no g(r) and no diffusion, and says so."""
+    cluster = small_water_box(n_side=2, spacing_A=3.0, vacuum=True)
+    ase.io.write(tmp_path / "cluster.extxyz", cluster)
+    assert compare((setup[0], tmp_path / "cluster.extxyz"), tmp_path / "out", system="auto") == 0
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["system_kind"] == "molecule"
+    assert result["checks_applied"] == ["drift", "temperature", "vdos", "distances", "angles", "dihedrals", "energy"]
+    for r in result["runs"]:
+        assert r["rdf_diff"] is None and r["diffusion_A2_per_ps"] is None
+        assert set(r["structure_diff"]) == {"distances", "angles"}  # water molecules have no dihedral
+        assert all(0.0 <= v <= 1.0 for v in r["structure_diff"].values())
+        assert np.isfinite(r["potential_energy_meV_per_atom"]).all()
+        assert not any(reason.startswith(("rdf", "diffusion")) for reason in r["reasons"])
+    for png in ("distances.png", "angles.png", "energy.png", "vdos.png"):
+        assert (tmp_path / "out" / png).is_file(), png
+    assert not (tmp_path / "out" / "rdf.png").exists()
+    assert "molecule: checks drift" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_periodic_system_whose_atoms_stay_put_is_judged_as_a_crystal(setup, tmp_path):
+    """Periodic, and no species moves 1 Å in the baseline run: vibration about
+    the sites and the Lindemann ratio are judged, diffusion is not computed."""
+    assert compare(setup, tmp_path / "out", system="auto") == 0
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["system_kind"] == "crystal" and result["diffusion_judged_species"] == []
+    assert "vibration" in result["checks_applied"] and "diffusion" not in result["checks_applied"]
+    for r in result["runs"] + [result["baseline"]]:
+        assert r["diffusion_A2_per_ps"] is None and 0 < r["lindemann_ratio"] < 0.15
+        assert set(r["vibration_A2_by_species"]) == {"H", "O"}
+    assert all(np.isfinite(r["rdf_diff"]) for r in result["runs"])
+
+
+def test_compare_refuses_a_slab_and_a_kind_that_does_not_fit(setup, tmp_path, capsys):
+    slab = small_water_box(n_side=2)
+    slab.pbc = [True, True, False]
+    ase.io.write(tmp_path / "slab.extxyz", slab)
+    assert compare((setup[0], tmp_path / "slab.extxyz"), tmp_path / "a", system="auto") == 2
+    assert "periodic in 2 of 3 directions" in capsys.readouterr().err
+    assert compare(setup, tmp_path / "b", system="molecule") == 2
+    assert "--system molecule needs an isolated structure" in capsys.readouterr().err

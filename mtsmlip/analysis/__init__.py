@@ -1,5 +1,6 @@
 """Observables from an MD trajectory, to judge whether multiple-time-step MD
-reproduces conventional MD: g(r), MSD/diffusion, VACF/VDOS, energy drift, the
+reproduces conventional MD: g(r), MSD/diffusion, VACF/VDOS, a molecule's distance/angle/dihedral
+distributions, a crystal's vibration about its sites, energy drift, the
 force spectrum (scale separation), and a tolerance verdict. See docs/analysis.md.
 
 Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
@@ -14,9 +15,15 @@ from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autoco
                       vdos_difference)
 from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differences, running_coordination,
                         species_pairs)
+from .geometry import (LINDEMANN_MELTED, BlockMean, angle_distributions, angle_triples, block_mean, bonded_pairs,
+                       dihedral_distributions, dihedral_quads, distance_distributions, distribution_difference,
+                       distributions_difference, lindemann_ratio, vibration_amplitudes)
 from .acceptance import RunMetrics, Tolerance, largest_n_within_tolerance, verdict
 
 __all__ = [
+    "BlockMean", "LINDEMANN_MELTED", "angle_distributions", "angle_triples", "block_mean", "bonded_pairs",
+    "dihedral_distributions", "dihedral_quads", "distance_distributions", "distribution_difference",
+    "distributions_difference", "lindemann_ratio", "vibration_amplitudes",
     "DiffusionEstimate", "RunMetrics", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
     "chemical_symbols", "diffusion_blocks", "diffusion_by_species", "diffusion_from_msd",
     "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",

@@ -11,7 +11,22 @@ A run passes when every check that its :class:`Tolerance` enables holds:
               sqrt(σ_run² + σ_base²), temperature_fraction · T_base): a species
               that runs hot (resonance heats the hydrogens first) fails;
 * vibrations: for every species, ``vdos_difference(run, baseline)`` (half the
-              L1 distance of the normalised VDOS) ≤ vdos_diff.
+              L1 distance of the normalised VDOS) ≤ vdos_diff;
+* distances, angles, dihedrals (molecules): the worst species pair's (centre
+              species', central bond's) half-L1 distance between the
+              distributions (:mod:`.geometry`) ≤ distance_diff, angle_diff,
+              dihedral_diff;
+* energy (molecules): |⟨E_pot⟩_run − ⟨E_pot⟩_base| per atom ≤ max(energy_sigma
+              · sqrt(σ_run² + σ_base²), energy_floor_meV_per_atom);
+* vibration (crystals): for every species, the mean squared displacement about
+              the sites ⟨u²⟩ differs by ≤ max(vibration_sigma · sqrt(σ_run² +
+              σ_base²), vibration_fraction · ⟨u²⟩_base);
+* lattice (crystals): the run's Lindemann ratio ≤ lindemann_max (not melted).
+
+Which checks apply depends on the kind of system (:data:`CHECKS`,
+:meth:`Tolerance.for_kind`): g(r) and diffusion for liquids, distributions and
+the energy for isolated molecules, g(r), vibration and lattice for crystals;
+drift, temperature and VDOS for all.
 
 Set a tolerance field to None to switch that check off. A metric the check
 needs but that is missing (None) on either side fails the check, by name.
@@ -25,6 +40,7 @@ from typing import Mapping
 import numpy as np
 
 from .dynamics import DiffusionEstimate, TemperatureEstimate
+from .geometry import LINDEMANN_MELTED, BlockMean, distributions_difference
 from .spectra import vdos_difference
 from .structure import RDF, rdf_differences
 
@@ -43,12 +59,51 @@ class Tolerance:
     (like rdf_diff, set it above the noise floor of the baseline's two halves).
     """
 
-    drift_meV_per_atom_per_ps: float | None = 1.0
+    drift_meV_per_atom_per_ps: float | None = 1.0  # the defaults are a liquid's checks: see for_kind
     rdf_diff: float | None = 0.05
     diffusion_sigma: float | None = 2.0
     temperature_sigma: float | None = 3.0
     temperature_fraction: float = 0.01
     vdos_diff: float | None = 0.1
+    distance_diff: float | None = None
+    angle_diff: float | None = None
+    dihedral_diff: float | None = None
+    energy_sigma: float | None = None
+    energy_floor_meV_per_atom: float = 0.2
+    vibration_sigma: float | None = None
+    vibration_fraction: float = 0.05
+    lindemann_max: float | None = None
+
+    def for_kind(self, kind: str) -> "Tolerance":
+        """This tolerance with exactly the checks of `kind` (:data:`CHECKS`) on:
+        the others off, and those it switches on at their :data:`KIND_DEFAULTS`
+        unless this tolerance already sets them."""
+        import dataclasses
+
+        if kind not in CHECKS:
+            raise ValueError(f"kind of system must be one of {sorted(CHECKS)} (got {kind!r})")
+        fields = {}
+        for check, name in CHECK_FIELDS.items():
+            on = check in CHECKS[kind]
+            fields[name] = (getattr(self, name) if getattr(self, name) is not None else KIND_DEFAULTS[name]) if on else None
+        return dataclasses.replace(self, **fields)
+
+    @property
+    def checks(self) -> list[str]:
+        """The names of the checks this tolerance applies."""
+        return [c for c, f in CHECK_FIELDS.items() if getattr(self, f) is not None]
+
+
+CHECK_FIELDS = {"drift": "drift_meV_per_atom_per_ps", "temperature": "temperature_sigma", "vdos": "vdos_diff",
+                "rdf": "rdf_diff", "diffusion": "diffusion_sigma", "distances": "distance_diff",
+                "angles": "angle_diff", "dihedrals": "dihedral_diff", "energy": "energy_sigma",
+                "vibration": "vibration_sigma", "lattice": "lindemann_max"}
+KIND_DEFAULTS = {"drift_meV_per_atom_per_ps": 1.0, "temperature_sigma": 3.0, "vdos_diff": 0.1, "rdf_diff": 0.05,
+                 "diffusion_sigma": 2.0, "distance_diff": 0.05, "angle_diff": 0.05, "dihedral_diff": 0.1,
+                 "energy_sigma": 3.0, "vibration_sigma": 3.0, "lindemann_max": LINDEMANN_MELTED}
+CHECKS = {"liquid": ("drift", "temperature", "vdos", "rdf", "diffusion"),
+          "crystal": ("drift", "temperature", "vdos", "rdf", "vibration", "lattice"),
+          "molecule": ("drift", "temperature", "vdos", "distances", "angles", "dihedrals", "energy")}
 
 
 @dataclass
@@ -64,6 +119,12 @@ class RunMetrics:
     diffusion: Mapping[str, DiffusionEstimate] | None = field(default=None)
     temperature: Mapping[str, TemperatureEstimate] | None = field(default=None)
     vdos: Mapping[str, tuple] | None = field(default=None)
+    distances: Mapping | None = field(default=None)
+    angles: Mapping | None = field(default=None)
+    dihedrals: Mapping | None = field(default=None)
+    potential_energy_meV_per_atom: BlockMean | None = None
+    vibration: Mapping[str, BlockMean] | None = field(default=None)
+    lindemann: float | None = None
 
 
 def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tuple[bool, list[str]]:
@@ -72,6 +133,12 @@ def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tupl
     reasons = _drift_reasons(run, tolerance) + _rdf_reasons(run, baseline, tolerance)
     reasons += _diffusion_reasons(run, baseline, tolerance) + _temperature_reasons(run, baseline, tolerance)
     reasons += _vdos_reasons(run, baseline, tolerance)
+    for name, what, bound in (("distances", "distance distributions", tolerance.distance_diff),
+                              ("angles", "bond-angle distributions", tolerance.angle_diff),
+                              ("dihedrals", "dihedral distributions", tolerance.dihedral_diff)):
+        reasons += _distribution_reasons(name, what, getattr(run, name), getattr(baseline, name), bound)
+    reasons += _energy_reasons(run, baseline, tolerance) + _vibration_reasons(run, baseline, tolerance)
+    reasons += _lattice_reasons(run, tolerance)
     return not reasons, reasons
 
 
@@ -146,6 +213,52 @@ def _vdos_reasons(run, baseline, tol) -> list[str]:
         return [] if diff <= tol.vdos_diff else [f"vdos {symbol}: difference {diff:.3g} > {tol.vdos_diff:.3g}"]
 
     return _per_species("vdos", "VDOS", run.vdos, baseline.vdos, pair)
+
+
+def _distribution_reasons(name, what, run, base, bound) -> list[str]:
+    if bound is None:
+        return []
+    if run is None or base is None:
+        return [f"{name}: missing {what} of the run or the baseline"]
+    if not base:  # e.g. no dihedral in a three-atom molecule: nothing to compare
+        return []
+    diffs = distributions_difference(run, base, name)
+    worst = max((k for k in diffs if k != "overall"), key=diffs.get)
+    label = "-".join(worst) if isinstance(worst, tuple) else str(worst)
+    return [] if diffs["overall"] <= bound else [f"{name}: difference {diffs['overall']:.3g} > {bound:.3g} (worst {label})"]
+
+
+def _energy_reasons(run, baseline, tol) -> list[str]:
+    if tol.energy_sigma is None:
+        return []
+    e_run, e_base = run.potential_energy_meV_per_atom, baseline.potential_energy_meV_per_atom
+    if e_run is None or e_base is None:
+        return ["energy: missing potential energy of the run or the baseline"]
+    diff = abs(e_run.mean - e_base.mean)
+    allowed = max(tol.energy_sigma * np.hypot(e_run.stderr, e_base.stderr), tol.energy_floor_meV_per_atom)
+    return [] if diff <= allowed else [f"energy: mean potential energy differs by {diff:.3g} > {allowed:.3g} meV/atom"]
+
+
+def _vibration_reasons(run, baseline, tol) -> list[str]:
+    if tol.vibration_sigma is None:
+        return []
+
+    def pair(symbol, u_run, u_base):
+        diff = abs(u_run.mean - u_base.mean)
+        allowed = max(tol.vibration_sigma * np.hypot(u_run.stderr, u_base.stderr), tol.vibration_fraction * u_base.mean)
+        return [] if diff <= allowed else [
+            f"vibration {symbol}: <u²> {u_run.mean:.4g} vs baseline {u_base.mean:.4g} Å², |difference| {diff:.3g} > {allowed:.3g}"]
+
+    return _per_species("vibration", "vibration amplitudes", run.vibration, baseline.vibration, pair)
+
+
+def _lattice_reasons(run, tol) -> list[str]:
+    if tol.lindemann_max is None:
+        return []
+    if run.lindemann is None:
+        return ["lattice: missing Lindemann ratio of the run"]
+    return [] if run.lindemann <= tol.lindemann_max else [
+        f"lattice: Lindemann ratio {run.lindemann:.3g} > {tol.lindemann_max:.3g} (the crystal melted)"]
 
 
 def largest_n_within_tolerance(verdicts: Mapping[int, bool | tuple]) -> int | None:

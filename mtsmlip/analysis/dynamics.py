@@ -12,7 +12,9 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from ..errors import DataError
 from . import frames as _frames
+from .frames import check_per_atom, check_positive, check_trajectory
 from .spectra import autocorrelation
 
 
@@ -23,6 +25,11 @@ def unwrap_positions(positions_wrapped_A: np.ndarray, cells_A: np.ndarray) -> np
     coordinates, so triclinic cells are fine. Assumes no atom moves more than
     half a box length between consecutive frames.
     """
+    positions_wrapped_A = check_trajectory(positions_wrapped_A, "unwrap_positions", "positions_wrapped_A")
+    cells_A = np.asarray(cells_A, float)
+    if cells_A.shape not in ((3, 3), (len(positions_wrapped_A), 3, 3)) or abs(np.linalg.det(cells_A)).min() < 1e-12:
+        raise DataError(f"unwrap_positions, field 'cells_A': need a (3, 3) or (T, 3, 3) cell of non-zero volume "
+                        f"(got shape {cells_A.shape}); an isolated molecule has no cell: its positions need no unwrapping")
     cells_A = np.broadcast_to(cells_A, (len(positions_wrapped_A), 3, 3))
     frac = np.einsum("tni,tij->tnj", positions_wrapped_A, np.linalg.inv(cells_A))
     step = np.diff(frac, axis=0)
@@ -38,6 +45,9 @@ def unwrapped_positions_A(frames: Sequence[Atoms]) -> np.ndarray:
 
 def remove_com_drift(positions_A: np.ndarray, masses_amu=None) -> np.ndarray:
     """Subtract each frame's centre-of-mass displacement from frame 0: (T, N, 3)."""
+    positions_A = check_trajectory(positions_A, "remove_com_drift", "positions_A")
+    if masses_amu is not None:
+        check_per_atom(masses_amu, positions_A.shape[1], "remove_com_drift", "masses_amu")
     weights = np.ones(positions_A.shape[1]) if masses_amu is None else np.asarray(masses_amu, float)
     com_A = np.einsum("tni,n->ti", positions_A, weights / weights.sum())
     return positions_A - (com_A - com_A[0])[:, None, :]
@@ -53,7 +63,10 @@ def msd(positions_unwrapped_A, frame_interval_ps, masses_amu=None, select=None,
     Returns lag_time_ps (L,), msd_A2 (L,), L = max_lag + 1 (default T // 2 + 1).
     Uses the FFT algorithm, O(T log T): MSD(m) = S1(m) − 2 S2(m).
     """
-    x = np.asarray(positions_unwrapped_A, dtype=float)
+    x = check_trajectory(positions_unwrapped_A, "msd", "positions_unwrapped_A", min_frames=2)
+    check_positive(frame_interval_ps, "msd", "frame_interval_ps")
+    if max_lag is not None and not 0 <= int(max_lag) < len(x):
+        raise DataError(f"msd, field 'max_lag': must be in [0, {len(x) - 1}] for {len(x)} frames (got {max_lag})")
     if remove_com:
         x = remove_com_drift(x, masses_amu)
     if select is not None:
@@ -89,7 +102,8 @@ def diffusion_from_msd(lag_time_ps, msd_A2, fit_start_ps, fit_end_ps, n_dims=3) 
     for lag times in [fit_start_ps, fit_end_ps]. Shapes: (L,), (L,). Å²/ps."""
     window = (lag_time_ps >= fit_start_ps) & (lag_time_ps <= fit_end_ps)
     if window.sum() < 2:
-        raise ValueError(f"fit window [{fit_start_ps}, {fit_end_ps}] ps holds fewer than 2 MSD points")
+        raise DataError(f"diffusion_from_msd, field 'fit window': [{fit_start_ps}, {fit_end_ps}] ps holds fewer "
+                        "than 2 MSD points (a run too short for a diffusion coefficient)")
     slope, _ = np.polyfit(lag_time_ps[window], msd_A2[window], 1)
     return float(slope / (2 * n_dims))
 
@@ -100,7 +114,10 @@ def diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks=5, fit_f
     contiguous blocks, compute each block's MSD (COM drift removed) and fit it
     over lag times ``fit_fraction`` × block duration (default 10–50 %: past the
     ballistic start, before the noisy long lags). Returns mean ± std/√n_blocks."""
-    blocks = np.array_split(np.asarray(positions_unwrapped_A, float), n_blocks)
+    x = check_trajectory(positions_unwrapped_A, "diffusion_blocks", "positions_unwrapped_A", min_frames=3 * n_blocks)
+    if n_blocks < 2:
+        raise DataError(f"diffusion_blocks, field 'n_blocks': need at least 2 blocks for an error bar (got {n_blocks})")
+    blocks = np.array_split(x, n_blocks)
     per_block = [_block_D(b, frame_interval_ps, fit_fraction, masses_amu, select) for b in blocks]
     return DiffusionEstimate(float(np.mean(per_block)),
                              float(np.std(per_block, ddof=1) / np.sqrt(n_blocks)), tuple(per_block))
@@ -121,7 +138,8 @@ def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_blocks=5,
 def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_blocks=5,
                       fit_fraction=(0.1, 0.5)) -> dict:
     """{symbol: DiffusionEstimate} from unwrapped positions (T, N, 3) Å; symbols (N,)."""
-    symbols = np.asarray(symbols)
+    x = check_trajectory(positions_unwrapped_A, "species_diffusion", "positions_unwrapped_A")
+    symbols = check_per_atom(symbols, x.shape[1], "species_diffusion", "symbols")
     return {s: diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks, fit_fraction, masses_amu,
                                 symbols == s) for s in sorted(set(symbols.tolist()))}
 
@@ -135,7 +153,9 @@ def mobile_species(positions_unwrapped_A, symbols, masses_amu=None, min_msd_A2: 
     drift removed): those that diffuse. Atoms vibrating in a crystal (or a
     molecule's atoms in place) stay far below 1 Å², so their "diffusion" (the
     slope of a plateaued MSD) is not a diffusion and is not judged."""
-    x = remove_com_drift(np.asarray(positions_unwrapped_A, dtype=float), masses_amu)
+    x = check_trajectory(positions_unwrapped_A, "mobile_species", "positions_unwrapped_A", min_frames=2)
+    check_per_atom(symbols, x.shape[1], "mobile_species", "symbols")
+    x = remove_com_drift(x, masses_amu)
     squared = ((x[-1] - x[0]) ** 2).sum(-1)
     symbols = np.asarray(symbols)
     return [s for s in sorted(set(symbols.tolist())) if float(squared[symbols == s].mean()) > min_msd_A2]
@@ -158,11 +178,10 @@ def species_temperatures(velocities_A_per_fs, symbols, masses_amu, n_blocks=4) -
     species that runs hot is the first sign of integrator resonance."""
     from ase import units
 
-    v = np.asarray(velocities_A_per_fs, float) / units.fs  # ASE velocity units: eV, amu
-    if v.ndim != 3 or len(v) < n_blocks:
-        raise ValueError(f"species_temperatures: need at least {n_blocks} frames of (T, N, 3) velocities, "
-                         f"got shape {v.shape}")
-    symbols, masses = np.asarray(symbols), np.asarray(masses_amu, float)
+    v = check_trajectory(velocities_A_per_fs, "species_temperatures", "velocities_A_per_fs",
+                         min_frames=n_blocks) / units.fs  # ASE velocity units: eV, amu
+    symbols = check_per_atom(symbols, v.shape[1], "species_temperatures", "symbols")
+    masses = check_per_atom(masses_amu, v.shape[1], "species_temperatures", "masses_amu").astype(float)
     out = {}
     for symbol in sorted(set(symbols.tolist())):
         select = symbols == symbol
@@ -177,5 +196,12 @@ def species_temperatures(velocities_A_per_fs, symbols, masses_amu, n_blocks=4) -
 def drift_meV_per_atom_per_ps(time_ps, conserved_eV, n_atoms) -> float:
     """Slope of a least-squares line through the conserved energy, per atom,
     in meV/atom/ps. Shapes: time_ps (T,), conserved_eV (T,)."""
-    slope_eV_per_ps, _ = np.polyfit(np.asarray(time_ps, float), np.asarray(conserved_eV, float), 1)
+    t, e = np.asarray(time_ps, float), np.asarray(conserved_eV, float)
+    if t.ndim != 1 or t.shape != e.shape or len(t) < 2 or np.ptp(t) <= 0:
+        raise DataError(f"drift_meV_per_atom_per_ps, field 'time_ps': need at least 2 times spanning a non-zero "
+                        f"interval, one energy each (got shapes {t.shape}, {e.shape})")
+    if not np.all(np.isfinite(e)):
+        raise DataError("drift_meV_per_atom_per_ps, field 'conserved_eV': holds NaN or infinite values")
+    check_positive(n_atoms, "drift_meV_per_atom_per_ps", "n_atoms")
+    slope_eV_per_ps, _ = np.polyfit(t, e, 1)
     return float(slope_eV_per_ps * 1000.0 / n_atoms)

@@ -67,3 +67,40 @@ def chemical_symbols(frames: Sequence[Atoms]) -> np.ndarray:
     """Chemical symbols of frame 0, shape (N,)."""
     check_same_atoms(frames)
     return np.array(frames[0].get_chemical_symbols())
+
+
+def check_trajectory(array, where: str, field: str, min_frames: int = 1, min_atoms: int = 1) -> np.ndarray:
+    """`array` as a float (T, N, 3) array of finite numbers with T ≥ min_frames
+    and N ≥ min_atoms, or a DataError naming the function (`where`) and the
+    argument (`field`): every analysis refuses what it cannot use by name."""
+    try:
+        x = np.asarray(array, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}, field '{field}': not an array of numbers ({exc})") from None
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise DataError(f"{where}, field '{field}': need shape (T frames, N atoms, 3), got {x.shape}")
+    if len(x) < min_frames or x.shape[1] < min_atoms:
+        raise DataError(f"{where}, field '{field}': need at least {min_frames} frames of at least {min_atoms} atoms, "
+                        f"got {x.shape[0]} frames of {x.shape[1]}")
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}, field '{field}': holds NaN or infinite values (frame {np.argwhere(~np.isfinite(x))[0][0]})")
+    return x
+
+
+def check_positive(value, where: str, field: str) -> float:
+    """`value` as a finite float > 0, or a DataError naming function and argument."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (np.isfinite(number) and number > 0):
+        raise DataError(f"{where}, field '{field}': must be a positive number (got {value!r})")
+    return number
+
+
+def check_per_atom(values, n_atoms: int, where: str, field: str) -> np.ndarray:
+    """`values` (symbols or masses) with one entry per atom, or a DataError."""
+    values = np.asarray(values)
+    if values.shape != (n_atoms,):
+        raise DataError(f"{where}, field '{field}': need one value per atom ({n_atoms}), got shape {values.shape}")
+    return values

@@ -36,14 +36,23 @@ def _overlay(curves: Mapping[str, tuple], xlabel, ylabel, title, logy=False):
 
 def plot_rdf(rdfs: Mapping[str, RDF], path) -> None:
     """One panel per species pair, one line per run. rdfs: {label: rdf(...) result}."""
-    pairs = sorted({pair for r in rdfs.values() for pair in r})
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.5), squeeze=False, layout="constrained")
-    for ax, pair in zip(axes[0], pairs):
-        for label, curves in rdfs.items():
-            if pair in curves:
-                ax.plot(*curves[pair], label=label, lw=1.2)
-        ax.set(xlabel="r (Å)", ylabel="g(r)", title="-".join(pair))
-        ax.axhline(1.0, color="grey", lw=0.5)
+    plot_panels(rdfs, path, "r (Å)", "g(r)", reference_y=1.0)
+
+
+def plot_panels(distributions: Mapping[str, Mapping], path, xlabel: str, ylabel: str, reference_y=None) -> None:
+    """One panel per key (a species pair, a centre species), one line per run.
+    distributions: {label: {key: (x, y)}}, as from rdf or distance_distributions."""
+    keys = sorted({k for d in distributions.values() for k in d}, key=str)
+    if not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False, layout="constrained")
+    for ax, key in zip(axes[0], keys):
+        for label, curves in distributions.items():
+            if key in curves:
+                ax.plot(*curves[key], label=label, lw=1.2)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title="-".join(key) if isinstance(key, tuple) else str(key))
+        if reference_y is not None:
+            ax.axhline(reference_y, color="grey", lw=0.5)
     axes[0][0].legend(fontsize="small")
     _save(fig, path)
 

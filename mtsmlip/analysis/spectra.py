@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
+from ..errors import DataError
+from .frames import check_per_atom, check_positive, check_trajectory
+
 THZ_TO_CM1 = 1e12 / 2.99792458e10  # 1 THz in cm^-1 (ν / c)
 PER_FS_TO_THZ = 1000.0
 
@@ -37,7 +40,13 @@ def _atom_average(per_atom: np.ndarray, weights) -> np.ndarray:
     return np.einsum("lni,n->l", per_atom, w / w.sum())
 
 
-def _correlation(signal, timestep_fs, weights, max_lag, normalize):
+def _correlation(signal, timestep_fs, weights, max_lag, normalize, where="_correlation", field="signal"):
+    signal = check_trajectory(signal, where, field, min_frames=2)
+    check_positive(timestep_fs, where, "timestep_fs")
+    if weights is not None:
+        check_per_atom(weights, signal.shape[1], where, "masses_amu")
+    if max_lag is not None and not 0 <= int(max_lag) < len(signal):
+        raise DataError(f"{where}, field 'max_lag': must be in [0, {len(signal) - 1}] (got {max_lag})")
     n_lags = (len(signal) // 2 if max_lag is None else max_lag) + 1
     c = _atom_average(autocorrelation(np.asarray(signal, float), n_lags), weights)
     return np.arange(n_lags) * timestep_fs, (c / c[0] if normalize else c)
@@ -50,15 +59,16 @@ def vacf(velocities_A_per_fs, timestep_fs, masses_amu=None, max_lag=None, normal
     velocities_A_per_fs: (T, N, 3). Returns lag_time_fs (L,), C (L,) with
     L = max_lag + 1 (default T // 2 + 1); C(0) = 1 if normalize, else Å²/fs².
     """
-    return _correlation(velocities_A_per_fs, timestep_fs, masses_amu, max_lag, normalize)
+    return _correlation(velocities_A_per_fs, timestep_fs, masses_amu, max_lag, normalize, "vacf", "velocities_A_per_fs")
 
 
 def force_autocorrelation(forces_eV_per_A, timestep_fs, max_lag=None, normalize=True):
     """Autocorrelation of force fluctuations (each atom's mean force removed),
     averaged over atoms and components. forces: (T, N, 3).
     Returns lag_time_fs (L,), C (L,) (C(0) = 1 if normalize, else (eV/Å)²)."""
-    forces = np.asarray(forces_eV_per_A, float)
-    return _correlation(forces - forces.mean(axis=0), timestep_fs, None, max_lag, normalize)
+    forces = check_trajectory(forces_eV_per_A, "force_autocorrelation", "forces_eV_per_A", min_frames=2)
+    return _correlation(forces - forces.mean(axis=0), timestep_fs, None, max_lag, normalize,
+                        "force_autocorrelation", "forces_eV_per_A")
 
 
 def power_spectrum(signal, timestep_fs, weights=None, segment_length=None, detrend="constant"):
@@ -70,8 +80,13 @@ def power_spectrum(signal, timestep_fs, weights=None, segment_length=None, detre
     detrend: 'constant' removes each series' mean (scipy.signal.welch), False keeps it.
     Returns freq_THz (F,), power (F,) in signal units² / THz.
     """
-    signal = np.asarray(signal, float)
+    signal = check_trajectory(signal, "power_spectrum", "signal", min_frames=2)
+    check_positive(timestep_fs, "power_spectrum", "timestep_fs")
+    if weights is not None:
+        check_per_atom(weights, signal.shape[1], "power_spectrum", "weights")
     nperseg = len(signal) if segment_length is None else segment_length
+    if not 2 <= int(nperseg) <= len(signal):
+        raise DataError(f"power_spectrum, field 'segment_length': must be in [2, {len(signal)}] (got {nperseg})")
     freq_per_fs, psd = scipy.signal.welch(signal, fs=1.0 / timestep_fs, window="hann", nperseg=nperseg,
                                           detrend=detrend, scaling="density", axis=0)
     return freq_per_fs * PER_FS_TO_THZ, _atom_average(psd, weights) / PER_FS_TO_THZ
@@ -94,8 +109,9 @@ def species_vdos(velocities_A_per_fs, timestep_fs, symbols, masses_amu, segment_
     """{symbol: (freq_THz, dos)}: each species' VDOS (mass-weighted, unit area)
     from Welch segments of ``segment_fs`` (fewer if the run is shorter), so that
     runs sampled at different steps have the same frequency resolution."""
-    v = np.asarray(velocities_A_per_fs, float)
-    symbols, masses = np.asarray(symbols), np.asarray(masses_amu, float)
+    v = check_trajectory(velocities_A_per_fs, "species_vdos", "velocities_A_per_fs", min_frames=2)
+    symbols = check_per_atom(symbols, v.shape[1], "species_vdos", "symbols")
+    masses = check_per_atom(masses_amu, v.shape[1], "species_vdos", "masses_amu").astype(float)
     segment = max(2, min(len(v), int(round(segment_fs / timestep_fs))))
     out = {}
     for symbol in sorted(set(symbols.tolist())):
@@ -117,7 +133,7 @@ def vdos_difference(run, baseline) -> float:
     top = min(f_run[-1], f_base[-1])
     grid = f_base[f_base <= top]
     if len(grid) < 2:
-        raise ValueError("vdos_difference: the two spectra share fewer than two frequencies")
+        raise DataError("vdos_difference, field 'freq_THz': the two spectra share fewer than two frequencies")
     a, b = np.interp(grid, f_run, g_run), g_base[: len(grid)]
     a, b = a / np.trapezoid(a, grid), b / np.trapezoid(b, grid)
     return float(0.5 * np.trapezoid(np.abs(a - b), grid))
@@ -135,5 +151,8 @@ def power_above_frequency_fraction(freq_THz, power, f_cut_THz) -> float:
     """Fraction of the total power at frequencies strictly above ``f_cut_THz``
     (uniform frequency grid, as from :func:`force_spectrum`). Use
     ``f_cut_THz = nyquist_THz(outer_timestep_fs)`` for the r-RESPA outer step."""
-    freq_THz, power = np.asarray(freq_THz), np.asarray(power)
+    freq_THz, power = np.asarray(freq_THz, float), np.asarray(power, float)
+    if freq_THz.ndim != 1 or freq_THz.shape != power.shape or not power.sum() > 0:
+        raise DataError(f"power_above_frequency_fraction, field 'power': need a spectrum with positive total power, "
+                        f"one value per frequency (got shapes {freq_THz.shape}, {power.shape})")
     return float(power[freq_THz > f_cut_THz].sum() / power.sum())

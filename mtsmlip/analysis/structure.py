@@ -42,6 +42,8 @@ def rdf(frames: Sequence[Atoms], r_max_A: float, n_bins: int, pairs=None) -> RDF
     Returns {(sym_a, sym_b): (r_A (n_bins,) bin centres, g (n_bins,))}.
     """
     check_same_atoms(frames)
+    if not (np.isfinite(r_max_A) and r_max_A > 0) or int(n_bins) < 2:
+        raise DataError(f"rdf, field 'r_max_A': need r_max_A > 0 and n_bins >= 2 (got {r_max_A}, {n_bins})")
     pairs = species_pairs(frames[0].get_chemical_symbols()) if pairs is None else pairs
     edges_A = np.linspace(0.0, r_max_A, n_bins + 1)
     neighbours = NeighborList(cutoff=float(r_max_A), full_list=True)
@@ -77,7 +79,8 @@ def _count(atoms: Atoms, symbol: str) -> int:
 
 def _check_periodic(atoms: Atoms, index: int) -> None:
     if not np.all(atoms.pbc) or abs(atoms.cell.volume) < 1e-12:
-        raise DataError(f"trajectory, frame {index}, field 'cell': g(r) needs a fully periodic cell")
+        raise DataError(f"trajectory, frame {index}, field 'cell': g(r) needs a fully periodic cell; an isolated "
+                        "molecule's structure is its distance distributions (analysis.distance_distributions)")
 
 
 def partner_density_per_A3(frames: Sequence[Atoms], pair: Pair) -> float:
@@ -110,7 +113,7 @@ def rdf_difference(g_a: np.ndarray, g_b: np.ndarray, r_A: np.ndarray) -> float:
     """
     r_A = np.asarray(r_A)
     if len(r_A) < 2:
-        raise ValueError("rdf_difference needs at least two r bins")
+        raise DataError("rdf_difference, field 'r_A': needs at least two r bins")
     diff_sq = (np.asarray(g_a) - np.asarray(g_b)) ** 2
     return float(np.sqrt(np.trapezoid(diff_sq, r_A) / np.ptp(r_A)))
 
@@ -120,7 +123,7 @@ def rdf_differences(rdf_a: RDF, rdf_b: RDF) -> dict:
     ``"overall"`` = the largest (worst) pair value. Both need the same r grid."""
     shared = [pair for pair in rdf_a if pair in rdf_b]
     if not shared:
-        raise ValueError("the two RDFs share no species pair")
+        raise DataError("rdf_differences, field 'pairs': the two RDFs share no species pair")
     out = {pair: _pair_difference(rdf_a[pair], rdf_b[pair], pair) for pair in shared}
     out["overall"] = max(out.values())
     return out
@@ -129,5 +132,6 @@ def rdf_differences(rdf_a: RDF, rdf_b: RDF) -> dict:
 def _pair_difference(curve_a, curve_b, pair) -> float:
     (r_a, g_a), (r_b, g_b) = curve_a, curve_b
     if r_a.shape != r_b.shape or not np.allclose(r_a, r_b):
-        raise ValueError(f"RDFs of pair {pair} use different r grids; compute both with the same r_max_A, n_bins")
+        raise DataError(f"rdf_differences, field 'r_A': RDFs of pair {pair} use different r grids; compute both "
+                        "with the same r_max_A, n_bins")
     return rdf_difference(g_a, g_b, r_a)
