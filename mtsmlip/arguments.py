@@ -201,6 +201,10 @@ def md(p) -> None:
     p.add_argument("--traj-every", type=at_least_one, default=10,
                    help="write a frame, a log row and the restart every k outer steps")
     p.add_argument("--skin-A", type=non_negative, default=1.0, help="neighbour-list skin (Å)")
+    p.add_argument("--replicas", type=at_least_one, default=1,
+                   help="independent copies of an isolated molecule in one run (beyond every cutoff: they "
+                        "do not interact); each model call then serves all of them. The trajectory holds "
+                        "all copies (mtsmlip.md.replicas.split_replicas cuts a frame apart); use Langevin")
     add_device(p)
     add_no_progress(p)
 

@@ -18,6 +18,11 @@ def build_engine(args) -> Engine:
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
+    if args.replicas > 1:
+        from .md.replicas import replicate
+
+        # copies farther apart than any cutoff plus the skin never interact
+        atoms = replicate(atoms, args.replicas, models.largest_cutoff_A() + args.skin_A + 1.0, seed=args.seed)
     settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline else args.n_inner,
                            thermostat=args.thermostat, temperature_K=args.temperature_K,
                            friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, baseline=args.baseline,

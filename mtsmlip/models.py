@@ -317,6 +317,10 @@ class TrainedModels:
         fast = RememberLast(fast)
         return fast, CorrectionForces(self._provider("baseline", atoms, skin_A, device), fast)
 
+    def largest_cutoff_A(self) -> float:
+        """The largest cutoff of the models in this directory (Å)."""
+        return max(m.r_max for m in self.models.values())
+
     def _provider(self, name, atoms, skin_A, device):
         from .md.teacher_forces import CalculatorTensorForces
         from .md.torch_forces import ModelForces

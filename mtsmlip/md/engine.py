@@ -20,6 +20,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ..errors import DataError
 from ..progress import progress_bar
 from .masses import repartitioned_masses
+from .replicas import REPLICAS_KEY
 from .respa import MDState, conserved_energy_eV, initial_state, kinetic_energy_eV, respa_step
 from .safety import MDInstability, SafetyCheck, SafetyLimits  # noqa: F401 (part of this room's API)
 from .settings import RunSettings
@@ -35,11 +36,15 @@ def degrees_of_freedom(atoms: Atoms, thermostat) -> int:
     linear molecule is not told apart). For a 9-atom molecule counting 3N
     would run its vibrations 29 % hot under Bussi and report them 22 % cool."""
     from ..system import is_periodic
+    from .replicas import replica_count
 
     n = 3 * len(atoms)
     if thermostat == "langevin" or len(atoms) < 2:
         return n
-    return max(1, n - (3 if is_periodic(atoms) else 6))
+    if is_periodic(atoms):
+        return n - 3
+    copies = replica_count(atoms)  # independent copies (md.replicas) each conserve their own
+    return max(1, n - 6 * copies if len(atoms) // copies > 2 else n - 5 * copies)
 
 
 def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
@@ -56,9 +61,13 @@ def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
     if temperature_K is None:
         atoms.set_momenta(np.zeros((len(atoms), 3)))
         return
+    from .replicas import replica_count, zero_momentum_per_replica
+
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
-    if not is_periodic(atoms) and len(atoms) > 2:
+    if replica_count(atoms) > 1:
+        zero_momentum_per_replica(atoms, replica_count(atoms))
+    elif not is_periodic(atoms) and len(atoms) > 2:
         ZeroRotation(atoms)  # each zeroed momentum takes its ½kT with it: T stays right on 3N − 6
 
 
@@ -71,6 +80,7 @@ class Engine:
                  device="cpu", provenance: dict | None = None):
         settings.check()
         self.template = Atoms(numbers=atoms.numbers, cell=atoms.cell, pbc=atoms.pbc)
+        self.template.info.update({k: v for k, v in atoms.info.items() if k == REPLICAS_KEY})
         self.fast, self.slow, self.settings = fast, slow, settings
         self.inner_dt = settings.timestep_fs * units.fs
         self.n_dof = degrees_of_freedom(atoms, settings.thermostat)
