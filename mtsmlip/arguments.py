@@ -96,6 +96,8 @@ def check_thermostat_rates(args) -> None:
     """Each thermostat takes its own rate: --friction-per-fs (Langevin), --tau-fs (Bussi)."""
     from .errors import DataError
 
+    if args.thermostat == "auto":  # chosen from the structure later (compare): checked then
+        return
     if args.thermostat != "langevin" and args.friction_per_fs is not None:
         raise DataError("--friction-per-fs is the Langevin friction; "
                         f"{args.thermostat or 'NVE'} does not take it (Bussi: --tau-fs, its relaxation time)")
@@ -218,8 +220,10 @@ def compare(p) -> None:
                    help="comma-separated inner-step counts n to test; include 1 (the pair with velocity "
                         "Verlet) to tell model differences from integrator differences")
     p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
-    p.add_argument("--thermostat", choices=["bussi", "langevin"], default="bussi",
-                   help="thermostat of every production run (bussi disturbs dynamics least)")
+    p.add_argument("--thermostat", choices=["auto", "bussi", "langevin"], default="auto",
+                   help="thermostat of every production run; auto: bussi (disturbs dynamics least) for a periodic "
+                        "system, langevin for an isolated molecule, whose few weakly coupled modes a global "
+                        "rescaling cannot bring to one temperature")
     p.add_argument("--system", choices=["auto", "liquid", "crystal", "molecule"], default="auto",
                    help="kind of system, which decides the checks (auto: molecule without a periodic cell; "
                         "else liquid if some species diffuses in the baseline run, crystal if none does)")

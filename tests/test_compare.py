@@ -161,7 +161,9 @@ def test_an_isolated_molecule_gets_its_own_checks_and_a_report(setup, tmp_path):
     for png in ("distances.png", "angles.png", "energy.png", "vdos.png"):
         assert (tmp_path / "out" / png).is_file(), png
     assert not (tmp_path / "out" / "rdf.png").exists()
-    assert "molecule: checks drift" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "molecule: checks drift" in report
+    assert "NVT (langevin, " in report  # thermostat auto: a global rescaling cannot thermalise a small molecule
 
 
 def test_a_periodic_system_whose_atoms_stay_put_is_judged_as_a_crystal(setup, tmp_path):
