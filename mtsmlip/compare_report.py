@@ -1,9 +1,10 @@
 """The numbers, verdicts, plots and report of ``mtsmlip compare``.
 
 The checks follow the kind of system (``system_kind`` in compare.json, with
-``checks_applied``): an isolated molecule is judged by its distance, bond-angle
-and dihedral distributions and mean potential energy (no g(r): it has no cell;
-no diffusion); a periodic system whose atoms diffuse in the baseline run is a
+``checks_applied``): an isolated molecule is judged by the distributions of
+its bonded and 1-3 distances and of its bond angles, and by its mean potential
+energy (its dihedral distributions are reported, not judged: torsions cross
+their barriers too rarely in a few ps; no g(r): it has no cell; no diffusion); a periodic system whose atoms diffuse in the baseline run is a
 liquid (g(r), diffusion); one whose atoms do not is a crystal (g(r), the
 vibration amplitude about the sites and the Lindemann ratio instead of
 diffusion). Drift, species temperatures and VDOS are judged for all.
@@ -129,6 +130,7 @@ class Context:
     distance_r_A: float | None = None
     triples: np.ndarray | None = None
     quads: np.ndarray | None = None
+    local: np.ndarray | None = None
     nearest_neighbour_A: float | None = None
 
     @classmethod
@@ -139,7 +141,8 @@ class Context:
             first.positions = records.runs[0].samples["positions_A"][0]
             pairs = an.bonded_pairs(first)
             return cls(template, kind, distance_r_A=distance_range_A(template, first.positions),
-                       triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)))
+                       triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)),
+                       local=an.local_pairs(pairs, len(first)))
         nearest = None
         if kind == "crystal":
             from .system import profile
@@ -156,7 +159,7 @@ def structure_metrics(positions_A, context: Context) -> dict:
     template, symbols = context.template, context.template.get_chemical_symbols()
     if context.kind == "molecule":
         x = np.asarray(positions_A, float)
-        return {"distances": an.distance_distributions(x, symbols, context.distance_r_A),
+        return {"distances": an.distance_distributions(x, symbols, context.distance_r_A, pairs=context.local),
                 "angles": an.angle_distributions(x, context.triples, symbols) if len(context.triples) else {},
                 "dihedrals": an.dihedral_distributions(x, context.quads, symbols) if len(context.quads) else {}}
     frames = frames_of({"positions_A": positions_A}, template, MAX_RDF_FRAMES)

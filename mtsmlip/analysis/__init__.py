@@ -16,14 +16,14 @@ from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autoco
 from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differences, running_coordination,
                         species_pairs)
 from .geometry import (LINDEMANN_MELTED, BlockMean, angle_distributions, angle_triples, block_mean, bonded_pairs,
-                       dihedral_distributions, dihedral_quads, distance_distributions, distribution_difference,
+                       dihedral_distributions, dihedral_quads, distance_distributions, local_pairs, distribution_difference,
                        distributions_difference, lindemann_ratio, vibration_amplitudes)
 from .acceptance import RunMetrics, Tolerance, largest_n_within_tolerance, verdict
 
 __all__ = [
     "BlockMean", "LINDEMANN_MELTED", "angle_distributions", "angle_triples", "block_mean", "bonded_pairs",
     "dihedral_distributions", "dihedral_quads", "distance_distributions", "distribution_difference",
-    "distributions_difference", "lindemann_ratio", "vibration_amplitudes",
+    "distributions_difference", "lindemann_ratio", "local_pairs", "vibration_amplitudes",
     "DiffusionEstimate", "RunMetrics", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
     "chemical_symbols", "diffusion_blocks", "diffusion_by_species", "diffusion_from_msd",
     "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",

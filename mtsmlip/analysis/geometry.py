@@ -91,9 +91,20 @@ def _histogram(values, edges):
     return 0.5 * (edges[1:] + edges[:-1]), (counts / (total * width) if total else counts.astype(float))
 
 
-def distance_distributions(positions_A, symbols, r_max_A: float, n_bins: int = 150) -> dict:
-    """{(sym_a, sym_b): (r_A, p)}: the distribution of all intramolecular
-    distances of each species pair over the frames, on [0, r_max_A]."""
+def local_pairs(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
+    """(P, 2) pairs i < j bonded or bonded to a common atom (1-2 and 1-3): the
+    distances a molecule's bonds and bond angles fix, which a few ps sample
+    well, unlike the 1-4 and farther ones that follow its torsions."""
+    triples = angle_triples(pairs, n_atoms)
+    ends = np.sort(triples[:, [0, 2]], axis=1) if len(triples) else np.zeros((0, 2), int)
+    both = np.concatenate([np.sort(np.asarray(pairs, int).reshape(-1, 2), axis=1), ends])
+    return np.unique(both, axis=0)
+
+
+def distance_distributions(positions_A, symbols, r_max_A: float, n_bins: int = 150, pairs=None) -> dict:
+    """{(sym_a, sym_b): (r_A, p)}: the distribution of the intramolecular
+    distances of each species pair over the frames, on [0, r_max_A]: all
+    pairs of atoms, or only `pairs` ((P, 2) atom indices, e.g. :func:`local_pairs`)."""
     x = check_trajectory(positions_A, "distance_distributions", "positions_A", min_atoms=2)
     symbols = np.asarray(symbols)
     if len(symbols) != x.shape[1]:
@@ -101,7 +112,9 @@ def distance_distributions(positions_A, symbols, r_max_A: float, n_bins: int = 1
     if not (np.isfinite(r_max_A) and r_max_A > 0) or int(n_bins) < 2:
         raise _error("distance_distributions", "r_max_A", f"need r_max_A > 0 and n_bins >= 2 "
                                                           f"(got {r_max_A}, {n_bins})")
-    i, j = np.triu_indices(x.shape[1], 1)
+    i, j = np.triu_indices(x.shape[1], 1) if pairs is None else np.asarray(pairs, int).reshape(-1, 2).T
+    if len(i) and max(i.max(), j.max()) >= x.shape[1]:
+        raise _error("distance_distributions", "pairs", f"atom index {max(i.max(), j.max())} for {x.shape[1]} atoms")
     d = np.linalg.norm(x[:, i] - x[:, j], axis=-1)
     edges = np.linspace(0.0, r_max_A, int(n_bins) + 1)
     out = {}
