@@ -333,7 +333,7 @@ def _kind_columns(kind: str) -> list[tuple]:
             e = r.get("potential_energy_meV_per_atom")
             return "-" if e is None else f"{e[0]:.2f}±{e[1]:.2f}"
         return [("dist Δ", 8, structure("distances")), ("angle Δ", 8, structure("angles")),
-                ("E_pot meV/at", 16, energy)]
+                ("dihed Δ*", 9, structure("dihedrals")), ("E_pot meV/at", 18, energy)]
     if kind == "crystal":
         def vibration(r, mts):
             u = r["vibration_A2_by_species"]
@@ -369,6 +369,10 @@ def format_table(result: dict) -> str:
     best = result["largest_n_within_tolerance"]
     judged = result.get("diffusion_judged_species")
     species = sorted(result["baseline"]["temperature_by_species_K"])
+    if kind == "molecule" and "dihedrals" not in result.get("checks_applied", []):
+        lines.append("* dihedral distributions are reported, not judged: torsions cross their barriers too rarely "
+                     "in a few ps for a verdict (their difference between the baseline's two halves: "
+                     f"{(result['tolerance'].get('structure_noise_floor') or {}).get('dihedrals', float('nan')):.3f})")
     if kind == "liquid" and judged is not None and set(judged) != set(species):
         lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
