@@ -177,6 +177,7 @@ class RunRecord:
     wall_s: float
     nve_time_ps: np.ndarray
     nve_conserved_eV: np.ndarray
+    unstable: str | None = None  # why an MTS run stopped (its result: it fails), else None
 
     @property
     def simulated_ps(self) -> float:
@@ -235,12 +236,19 @@ class Production:
         done = self.progress.setdefault(run.label, {"steps": 0, "wall_s": 0.0})
         if done["steps"] > 0:
             restore(engine, run_dir / "restart.npz")
-        self.samples[run.label] = Samples.load(run_dir / "samples.npz", engine.step)
+        up_to = done["steps"] if done.get("unstable") else engine.step
+        self.samples[run.label] = Samples.load(run_dir / "samples.npz", up_to)
         engine.attach(self.samples[run.label])
         return engine
 
     def remaining(self, run: RunSettings) -> int:
+        if self.unstable(run):
+            return 0
         return run.steps_for(self.cfg.ps) - self.engines[run.label].step
+
+    def unstable(self, run: RunSettings) -> str | None:
+        """Why the run stopped early (the safety check's message), or None."""
+        return self.progress[run.label].get("unstable")
 
     def run(self, bar) -> None:
         while any(self.remaining(r) > 0 for r in self.cfg.runs):
@@ -251,18 +259,31 @@ class Production:
                     bar.update(min(run.simulated_ps(steps), bar.total - bar.n))  # no float overshoot
 
     def advance(self, run: RunSettings, steps: int) -> None:
+        from .md.safety import MDInstability
+
         engine, run_dir = self.engines[run.label], self.out / "runs" / run.label
         clock = time.perf_counter()
-        engine.run(steps, progress=False)
+        try:
+            engine.run(steps, progress=False)
+        except MDInstability as exc:
+            if run.baseline:  # nothing to compare against
+                raise
+            # an MTS run that blows up is that n's result: record it, keep the others going
+            _say(f"{run.label} stopped: {exc}; it fails, the other runs go on")
+            self.progress[run.label]["unstable"] = str(exc)
         wall_s = time.perf_counter() - clock
-        self.samples[run.label].save(run_dir / "samples.npz")
-        write_restart(engine, run_dir / "restart.npz")
-        done = self.progress[run.label]
-        done.update(steps=engine.step, wall_s=done["wall_s"] + wall_s)
+        samples, done = self.samples[run.label], self.progress[run.label]
+        samples.save(run_dir / "samples.npz")
+        if self.unstable(run):  # no restart of a broken state: the samples end at the last good one
+            done.update(steps=int(samples.step[-1]), wall_s=done["wall_s"] + wall_s)
+        else:
+            write_restart(engine, run_dir / "restart.npz")
+            done.update(steps=engine.step, wall_s=done["wall_s"] + wall_s)
         atomic_write_json(self.out / STATE_FILE, self.progress)
 
     def record(self, run: RunSettings, nve: tuple) -> RunRecord:
-        return RunRecord(run, self.samples[run.label].arrays(), self.progress[run.label]["wall_s"], *nve)
+        return RunRecord(run, self.samples[run.label].arrays(), self.progress[run.label]["wall_s"], *nve,
+                         unstable=self.unstable(run))
 
 
 # ---- NVE drift and the force spectra ----------------------------------------
@@ -328,7 +349,8 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
     production = run_production(models, start, cfg, out, progress_bar)
-    runs = [production.record(r, saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
+    runs = [production.record(r, (np.zeros(0), np.zeros(0)) if production.unstable(r) else
+                              saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
             for r in cfg.runs]
     forces = saved_arrays(out / "force_series.npz", lambda: force_series(models, start, cfg),
                           "force spectra (n = 1 segment of the pair)") if cfg.spectrum_ps > 0 else None

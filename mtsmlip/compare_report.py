@@ -204,6 +204,18 @@ def run_metrics(record, context: Context):
     return numbers, metrics
 
 
+def unstable_numbers(record, base_numbers: dict) -> dict:
+    """What is known of an MTS run that the safety check stopped: its speed
+    until then and why it stopped; it fails."""
+    run = record.settings
+    numbers = {"n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
+               "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
+               "unstable": record.unstable, "within_tolerance": False,
+               "reasons": [f"unstable after {record.simulated_ps:.3f} ps: {record.unstable}"]}
+    numbers["speedup"] = numbers["ns_per_day"] / base_numbers["ns_per_day"]
+    return numbers
+
+
 def potential_energy(samples: dict, n_atoms: int):
     """Mean potential energy per atom (meV) ± block error; None for samples
     saved before compare recorded it (the energy check then fails by name)."""
@@ -286,7 +298,7 @@ def analyse(records) -> dict:
     """compare.json's content (see module doc) from a compare.Records."""
     template, cfg = records.template, records.settings
     context = Context.of(records)
-    metrics = {r.settings.label: run_metrics(r, context) for r in records.runs}
+    metrics = {r.settings.label: run_metrics(r, context) for r in records.runs if not r.unstable}
     noise = structure_noise_floor(records.runs[0], context)
     vdos_noise = vdos_noise_floor(records.runs[0], template)
     tolerance = tolerance_for(context.kind, noise, vdos_noise)
@@ -295,6 +307,10 @@ def analyse(records) -> dict:
     judged = judged_only(base_metrics, diffusing)
     runs, verdicts = [], {}
     for record in records.runs[1:]:
+        if record.unstable:
+            verdicts[record.settings.n_inner] = False
+            runs.append(unstable_numbers(record, base_numbers))
+            continue
         numbers, m = metrics[record.settings.label]
         ok, reasons = an.verdict(m, judged, tolerance)
         verdicts[record.settings.n_inner] = ok
@@ -317,7 +333,7 @@ def analyse(records) -> dict:
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items() if m.rdf is not None},
             "_distances": {label: m.distances for label, (_, m) in metrics.items() if m.distances is not None},
             "_angles": {label: m.angles for label, (_, m) in metrics.items() if m.angles},
-            "_energies": {r.settings.label: r.samples.get("potential_eV") for r in records.runs}}
+            "_energies": {r.settings.label: r.samples.get("potential_eV") for r in records.runs if not r.unstable}}
 
 
 # ---- table, plots, report ---------------------------------------------------
@@ -358,6 +374,10 @@ def format_table(result: dict) -> str:
     lines = [f"{kind}: checks {', '.join(result.get('checks_applied', []))}", head, "-" * len(head)]
     rows = [("baseline", result["baseline"], None)] + [(f"n={r['n_inner']}", r, r) for r in result["runs"]]
     for label, r, mts in rows:
+        if mts and mts.get("unstable"):
+            lines.append(f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{mts['speedup']:>8.2f}x  "
+                         f"FAIL: {mts['reasons'][0]}")
+            continue
         speed = f"{mts['speedup']:.2f}x" if mts else "1.00x"
         vdos = f"{max(mts['vdos_diff_by_species'].values()):.3f}" if mts else "-"
         verdict = ("ok" if mts["within_tolerance"] else "FAIL: " + "; ".join(mts["reasons"])) if mts else "reference"
@@ -390,7 +410,7 @@ def write_plots(result, records, out: Path) -> list[str]:
     names, vdos, drift, msd = [], {}, {}, {}
     heavy = heaviest_species(template)
     select = np.array(template.get_chemical_symbols()) == heavy
-    for record in records.runs:
+    for record in (r for r in records.runs if not r.unstable):
         label, s, dt_fs = record.settings.label, record.samples, record.settings.outer_fs
         _, cm1, dos = an.vdos(s["velocities_A_per_fs"].astype(float), dt_fs, template.get_masses())
         vdos[label] = (cm1, dos)

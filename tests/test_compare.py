@@ -187,3 +187,31 @@ def test_compare_refuses_a_slab_and_a_kind_that_does_not_fit(setup, tmp_path, ca
     assert "periodic in 2 of 3 directions" in capsys.readouterr().err
     assert compare(setup, tmp_path / "b", system="molecule") == 2
     assert "--system molecule needs an isolated structure" in capsys.readouterr().err
+
+
+def test_an_mts_run_that_blows_up_fails_its_n_and_the_comparison_goes_on(setup, tmp_path, monkeypatch):
+    """Instability at a large n is that n's result: recorded with its speed and
+    reason; the baseline and the other runs finish, and a rerun re-analyses."""
+    from mtsmlip.md.engine import Engine
+    from mtsmlip.md.safety import MDInstability
+
+    run = Engine.run
+
+    def blow_up_at_n4(self, steps, progress=True):
+        if self.settings.n_inner == 4 and not self.settings.baseline and self.step + steps > 6 \
+                and self.settings.thermostat is not None:
+            run(self, max(0, 6 - self.step), progress)
+            raise MDInstability("step 7: conserved energy jumped (made up by the test)")
+        return run(self, steps, progress)
+
+    monkeypatch.setattr(Engine, "run", blow_up_at_n4)
+    assert compare(setup, tmp_path / "out") == 0
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    runs = {r["n_inner"]: r for r in result["runs"]}
+    assert runs[4]["within_tolerance"] is False and "made up by the test" in runs[4]["reasons"][0]
+    assert runs[4]["simulated_ps"] == pytest.approx(6 * 4 * 0.25 / 1000)
+    assert runs[2]["simulated_ps"] == pytest.approx(0.02) and "unstable" not in runs[2]
+    assert result["largest_n_within_tolerance"] in (None, 2)
+    monkeypatch.setattr(Engine, "run", lambda *a, **k: pytest.fail("a finished comparison ran MD again"))
+    assert compare(setup, tmp_path / "out") == 0
+    assert json.loads((tmp_path / "out" / "compare.json").read_text()) == result
