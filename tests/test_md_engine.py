@@ -30,14 +30,15 @@ def engine_for(pair, atoms, out, settings, traj_every=10, slow=None, **kw):
     return engine
 
 
-@pytest.mark.parametrize("thermostat", [None, "langevin"])
+@pytest.mark.parametrize("thermostat", [None, "langevin", "bussi"])
 def test_full_speed_path_equals_the_ase_class(pair, tmp_path, thermostat):
-    settings = RunSettings(0.5, 3, thermostat, 300.0 if thermostat else None, 0.05)
+    rates = {"friction_per_fs": 0.05} if thermostat == "langevin" else {"tau_fs": 50.0} if thermostat else {}
+    settings = RunSettings(0.5, 3, thermostat, 300.0 if thermostat else None, **rates)
     engine = engine_for(pair, water(), tmp_path, settings, seed=7, traj_every=100)
     engine.run(8, progress=False)
     atoms = water()
     MultiTimeStep(atoms, pair.fast, pair.slow, 0.5, 3, temperature_K=settings.temperature_K,
-                  thermostat=thermostat, friction_per_fs=0.05, rng=np.random.default_rng(7)).run(8)
+                  thermostat=thermostat, rng=np.random.default_rng(7), **rates).run(8)
     np.testing.assert_allclose(engine.state.positions.numpy(), atoms.positions, atol=1e-10, rtol=0)
     np.testing.assert_allclose(engine.state.momenta.numpy(), atoms.get_momenta(), atol=1e-9, rtol=0)
 

@@ -34,7 +34,9 @@ class MultiTimeStep(MolecularDynamics):
     thermostat: a thermostat object (:mod:`mtsmlip.md.thermostats`: ``NVE()``,
     ``Langevin(temperature_K, friction_per_fs, rng)``, ``Bussi(temperature_K,
     tau_fs, rng)``) or None for NVE; the names "langevin"/"bussi" with
-    `temperature_K`, `friction_per_fs`/`tau_fs` and `rng` build one. ``atoms.calc``
+    `temperature_K`, `friction_per_fs`/`tau_fs` and `rng` build one (Bussi over
+    the degrees of freedom the dynamics leaves free, as in the engine; a Bussi
+    object passed in uses its own ``n_dof``, 3N by default). ``atoms.calc``
     becomes fast + slow (ASE's SumCalculator): loggers and observers read the
     energy and forces of the last step from the calculators' caches. The
     thermostat's accumulated work is ``self.state.work_eV``.
@@ -47,8 +49,11 @@ class MultiTimeStep(MolecularDynamics):
             raise DataError("MultiTimeStep does not support constraints")
         self.n_inner = int(n_inner)
         self.inner_dt = timestep_fs * units.fs
+        from .engine import degrees_of_freedom
+
         self.thermostat = thermostat if not isinstance(thermostat, (str, type(None))) else \
-            make_thermostat(thermostat, temperature_K, friction_per_fs, tau_fs, rng)
+            make_thermostat(thermostat, temperature_K, friction_per_fs, tau_fs, rng,
+                            degrees_of_freedom(atoms, thermostat))
         self.fast, self.slow = CalculatorForces(atoms, fast), CalculatorForces(atoms, slow)
         atoms.calc = SumCalculator([fast, slow])
         super().__init__(atoms, self.n_inner * self.inner_dt, trajectory, logfile, loginterval)
