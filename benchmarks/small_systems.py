@@ -22,13 +22,11 @@ round-robin repeats (this machine is shared; compare ratios, not absolutes).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +37,7 @@ from mtsmlip.md.settings import RunSettings  # noqa: E402
 from mtsmlip.md.torch_forces import ModelForces, deterministic  # noqa: E402
 from mtsmlip.models import TrainedModels  # noqa: E402
 from mtsmlip.shipped import resolve_model_dir  # noqa: E402
+from model_cost import median_ms  # noqa: E402  (benchmarks/model_cost.py: round-robin medians)
 
 
 def data_dir() -> Path:
@@ -84,17 +83,6 @@ def _zero(positions):
     return torch.zeros((), dtype=positions.dtype), torch.zeros_like(positions)
 
 
-def median_ms(calls: dict, repeats: int, warmup: int = 5) -> dict:
-    times = {k: [] for k in calls}
-    for i in range(warmup + repeats):
-        for k, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            if i >= warmup:
-                times[k].append(1000.0 * (time.perf_counter() - t0))
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def per_call_table(models: dict, repeats: int) -> None:
     print(f"\nPer-call cost through the MD engine's provider (ms, median of {repeats}, "
           f"{torch.get_num_threads()} threads)")
@@ -105,7 +93,7 @@ def per_call_table(models: dict, repeats: int) -> None:
         provider = ModelForces(loaded, atoms)
         x = torch.tensor(atoms.positions, dtype=torch.float64)
         calls = {**parts_of_a_call(provider, x), "step": engine_step(loaded, atoms)}
-        ms = median_ms(calls, repeats)
+        ms = median_ms(calls, repeats, warmup=5)
         other = ms["call"] - ms["neighbours"] - ms["model"]
         print(f"{name:<10}{len(atoms):>6}{label:>10}{ms['call']:>8.2f}{ms['neighbours']:>8.2f}{ms['model']:>9.2f}"
               f"{other:>8.2f}{ms['step']:>9.2f}{1000 * ms['step'] / len(atoms):>9.1f}")

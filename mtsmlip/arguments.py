@@ -94,15 +94,19 @@ def add_thermostat_rates(p) -> None:
 
 def check_thermostat_rates(args) -> None:
     """Each thermostat takes its own rate: --friction-per-fs (Langevin), --tau-fs (Bussi)."""
+    if args.thermostat != "auto":  # chosen from the structure later (compare): checked then
+        check_rates(args.thermostat, args.friction_per_fs, args.tau_fs)
+
+
+def check_rates(thermostat, friction_per_fs, tau_fs) -> None:
+    """DataError if a rate is given that `thermostat` (None: NVE) does not take."""
     from .errors import DataError
 
-    if args.thermostat == "auto":  # chosen from the structure later (compare): checked then
-        return
-    if args.thermostat != "langevin" and args.friction_per_fs is not None:
+    if thermostat != "langevin" and friction_per_fs is not None:
         raise DataError("--friction-per-fs is the Langevin friction; "
-                        f"{args.thermostat or 'NVE'} does not take it (Bussi: --tau-fs, its relaxation time)")
-    if args.thermostat != "bussi" and args.tau_fs is not None:
-        raise DataError(f"--tau-fs is the Bussi relaxation time; {args.thermostat or 'NVE'} does not take it "
+                        f"{thermostat or 'NVE'} does not take it (Bussi: --tau-fs, its relaxation time)")
+    if thermostat != "bussi" and tau_fs is not None:
+        raise DataError(f"--tau-fs is the Bussi relaxation time; {thermostat or 'NVE'} does not take it "
                         "(Langevin: --friction-per-fs)")
 
 

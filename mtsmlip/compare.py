@@ -80,15 +80,13 @@ class CompareSettings:
         rescaling a 9-atom ethanol's hydrogens stayed at 172 K over 2 ps while the
         molecule averaged 249 K: its few modes share energy too slowly). A rate
         given for the other thermostat is an error."""
+        from .arguments import check_rates
         from .system import is_periodic
 
         kind = self.thermostat
         if kind == "auto":
             kind = "bussi" if is_periodic(atoms) else "langevin"
-        if kind != "langevin" and self.friction_per_fs is not None:
-            raise DataError(f"--friction-per-fs is the Langevin friction; the {kind} thermostat does not take it")
-        if kind != "bussi" and self.tau_fs is not None:
-            raise DataError(f"--tau-fs is the Bussi relaxation time; the {kind} thermostat does not take it")
+        check_rates(kind, self.friction_per_fs, self.tau_fs)
         return replace(self, thermostat=kind)
 
     def run(self, n_inner: int = 1, baseline: bool = False, thermostat="production") -> RunSettings:

@@ -54,23 +54,15 @@ def frames_of(samples: dict, template: Atoms, max_frames=None) -> list[Atoms]:
     return frames
 
 
-def system_kind(records) -> str:
-    """'molecule' (isolated), 'liquid' (periodic, some species diffuse in the
-    baseline run) or 'crystal' (periodic, none does)."""
-    from .system import is_periodic
-
-    if records.settings.system != "auto":
-        return records.settings.system
-    if not is_periodic(records.template):
+def system_kind(choice: str, periodic: bool, diffusing: list) -> str:
+    """The kind of system `--system` names, or for 'auto': 'molecule' (not
+    periodic), 'liquid' (periodic, some species diffuses in the baseline run)
+    or 'crystal' (periodic, none does)."""
+    if choice != "auto":
+        return choice
+    if not periodic:
         return "molecule"
-    return "liquid" if diffusing_species(records.runs[0], records.template) else "crystal"
-
-
-def distance_range_A(template: Atoms, first_positions) -> float:
-    """Range of a molecule's distance distributions: its largest distance in the
-    first sampled frame, plus 2 Å (room for the run to stretch)."""
-    x = np.asarray(first_positions, float)
-    return float(np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)).max()) + 2.0
+    return "liquid" if diffusing else "crystal"
 
 
 def rdf_range_A(template: Atoms) -> float:
@@ -126,6 +118,7 @@ class Context:
 
     template: Atoms
     kind: str
+    diffusing: tuple = ()  # species that diffuse in the baseline run (periodic systems)
     rdf_r_A: float | None = None
     distance_r_A: float | None = None
     triples: np.ndarray | None = None
@@ -135,22 +128,21 @@ class Context:
 
     @classmethod
     def of(cls, records) -> "Context":
-        template, kind = records.template, system_kind(records)
+        from .system import is_periodic, largest_distance_A, profile
+
+        template, periodic = records.template, is_periodic(records.template)
+        first = template.copy()
+        first.positions = records.runs[0].samples["positions_A"][0]
+        diffusing = tuple(diffusing_species(records.runs[0], template)) if periodic else ()
+        kind = system_kind(records.settings.system, periodic, diffusing)
         if kind == "molecule":
-            first = template.copy()
-            first.positions = records.runs[0].samples["positions_A"][0]
             pairs = an.bonded_pairs(first)
-            return cls(template, kind, distance_r_A=distance_range_A(template, first.positions),
+            # distances up to the molecule's largest, plus 2 Å of room for the run to stretch
+            return cls(template, kind, distance_r_A=largest_distance_A(first.positions) + 2.0,
                        triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)),
                        local=an.local_pairs(pairs, len(first)))
-        nearest = None
-        if kind == "crystal":
-            from .system import profile
-
-            first = template.copy()
-            first.positions = records.runs[0].samples["positions_A"][0]
-            nearest = profile([first]).bond_length_A
-        return cls(template, kind, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest)
+        nearest = profile([first]).bond_length_A if kind == "crystal" else None
+        return cls(template, kind, diffusing, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest)
 
 
 def structure_metrics(positions_A, context: Context) -> dict:
@@ -177,9 +169,7 @@ def run_metrics(record, context: Context):
     metrics = an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, temperature=temperatures, vdos=vdos,
                             **structure_metrics(samples["positions_A"], context))
     numbers = {
-        "n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
-        "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
-        "mean_temperature_K": float(np.mean(samples["temperature_K"][1:])),
+        **speed_numbers(record), "mean_temperature_K": float(np.mean(samples["temperature_K"][1:])),
         "drift_meV_per_atom_per_ps": drift_value,
         "temperature_by_species_K": {s: [e.mean_K, e.stderr_K] for s, e in temperatures.items()},
         "diffusion_A2_per_ps": None, "diffusion_err_A2_per_ps": None,
@@ -204,13 +194,17 @@ def run_metrics(record, context: Context):
     return numbers, metrics
 
 
+def speed_numbers(record) -> dict:
+    """n, outer step, simulated time, wall time and ns/day of one run."""
+    run = record.settings
+    return {"n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
+            "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s)}
+
+
 def unstable_numbers(record, base_numbers: dict) -> dict:
     """What is known of an MTS run that the safety check stopped: its speed
     until then and why it stopped; it fails."""
-    run = record.settings
-    numbers = {"n_inner": run.n_inner, "outer_timestep_fs": run.outer_fs, "simulated_ps": record.simulated_ps,
-               "wall_s": record.wall_s, "ns_per_day": ns_per_day(record.simulated_ps, record.wall_s),
-               "unstable": record.unstable, "within_tolerance": False,
+    numbers = {**speed_numbers(record), "unstable": record.unstable, "within_tolerance": False,
                "reasons": [f"unstable after {record.simulated_ps:.3f} ps: {record.unstable}"]}
     numbers["speedup"] = numbers["ns_per_day"] / base_numbers["ns_per_day"]
     return numbers
@@ -303,7 +297,7 @@ def analyse(records) -> dict:
     vdos_noise = vdos_noise_floor(records.runs[0], template)
     tolerance = tolerance_for(context.kind, noise, vdos_noise)
     base_numbers, base_metrics = metrics["baseline"]
-    diffusing = diffusing_species(records.runs[0], template) if context.kind == "liquid" else []
+    diffusing = list(context.diffusing) if context.kind == "liquid" else []
     judged = judged_only(base_metrics, diffusing)
     runs, verdicts = [], {}
     for record in records.runs[1:]:

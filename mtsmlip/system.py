@@ -98,11 +98,12 @@ def profile(frames, max_frames: int = 20) -> SystemProfile:
         nearest.append(best[np.isfinite(best)])
     nearest = np.concatenate(nearest)
     bond_A = float(np.median(nearest)) if len(nearest) else FAST_CUTOFF_RANGE_A[1] / FAST_CUTOFF_BONDS
-    extent = None if periodic else float(_largest_distance_A(first.positions))
+    extent = None if periodic else float(largest_distance_A(first.positions))
     return SystemProfile(periodic=bool(periodic), n_atoms=len(first), bond_length_A=bond_A, extent_A=extent)
 
 
-def _largest_distance_A(positions) -> float:
+def largest_distance_A(positions) -> float:
+    """The largest distance between any two of `positions` (N, 3), Å."""
     x = np.asarray(positions, float)
     return float(np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)).max()) if len(x) > 1 else 0.0
 

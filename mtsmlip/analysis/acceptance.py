@@ -85,7 +85,7 @@ class Tolerance:
             raise ValueError(f"kind of system must be one of {sorted(CHECKS)} (got {kind!r})")
         fields = {}
         for check, name in CHECK_FIELDS.items():
-            on = check in CHECKS[kind] or (kind == "molecule" and check == "dihedrals" and self.dihedral_diff is not None)
+            on = check in CHECKS[kind] or (check in OPT_IN_CHECKS.get(kind, ()) and getattr(self, name) is not None)
             fields[name] = (getattr(self, name) if getattr(self, name) is not None else KIND_DEFAULTS[name]) if on else None
         return dataclasses.replace(self, **fields)
 
@@ -113,6 +113,7 @@ CHECKS = {"liquid": ("drift", "temperature", "vdos", "rdf", "diffusion"),
 # 0.39 / 0.50 / 0.54 / 0.59 at n = 2 / 4 / 6 / 8: growing with n, so possibly
 # the integrator, but a 2 ps run cannot tell; judged, they would stop at n = 2.
 # Tolerance(dihedral_diff=...) judges them for longer runs.
+OPT_IN_CHECKS = {"molecule": ("dihedrals",)}  # judged only when the tolerance sets their bound
 
 
 @dataclass
