@@ -1,9 +1,10 @@
 """MTS against the peer a user would run instead: nequip's ASE calculator (the
 shipped baseline model) with ASE's VelocityVerlet at 0.5 fs, side by side with
-our engine's baseline (velocity Verlet) and r-RESPA, on the same 192-atom water
-box, in alternating blocks of equal simulated time. Prints ns/day and ratios.
+our engine's baseline (velocity Verlet) and r-RESPA, on the same structure (the
+192-atom water box, or --structure FILE: its last frame), in alternating blocks
+of equal simulated time. Prints ns/day and ratios.
 
-    python benchmarks/vs_ase_verlet.py [--model water] [--n-inner 4[,6,...]] [--blocks 5]
+    python benchmarks/vs_ase_verlet.py [--model water] [--structure FILE] [--n-inner 4[,6,...]] [--blocks 5]
 
 Each block simulates the same time in every run: 8·lcm(n) steps of 0.5 fs.
 """
@@ -17,6 +18,7 @@ from ase import units
 from ase.md.verlet import VelocityVerlet
 
 import mtsmlip
+from mtsmlip.data import read_structure
 from mtsmlip.demo import water_box
 from mtsmlip.md import Engine, RunSettings
 from mtsmlip.md.engine import initialise_momenta
@@ -31,10 +33,11 @@ def main(argv=None):
     p.add_argument("--model", default="water")
     p.add_argument("--n-inner", default="4", help="inner steps per outer step, comma-separated")
     p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--structure", default=None, help="starting structure (default: a 64-molecule water box)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     models = mtsmlip.load(args.model)
-    atoms = water_box(64, seed=1)
+    atoms = water_box(64, seed=1) if args.structure is None else read_structure(args.structure)
     initialise_momenta(atoms, 300.0, 0)
     n_values = [int(n) for n in args.n_inner.split(",")]
     inner_steps = 8 * math.lcm(*n_values)  # 0.5 fs steps per block: a whole number of outer steps for every n
