@@ -259,3 +259,47 @@ def demo(p) -> None:
     add_seed(p, "the box, velocities and thermostat noise")
     p.add_argument("--out", default="mtsmlip-demo", help="output directory")
     add_no_progress(p)
+
+
+def serve(p) -> None:
+    add_model_and_teacher(p)
+    p.add_argument("--part", required=True, choices=["fast", "slow", "total", "baseline"],
+                   help="which force to serve: fast, slow (for i-PI's outer level), total (fast + slow) or baseline")
+    p.add_argument("--address", required=True,
+                   help="where i-PI listens: unix:NAME (the socket /tmp/ipi_NAME) or HOST:PORT (inet, for a client "
+                        "on another machine)")
+    p.add_argument("--structure", required=True,
+                   help="the system i-PI runs (species in i-PI's atom order; any ase.io format, last frame)")
+    p.add_argument("--wait-s", type=positive, default=120.0,
+                   help="how long to wait for i-PI to listen, at the start and after a lost connection (s)")
+    p.add_argument("--skin-A", type=non_negative, default=1.0, help="neighbour-list skin (Å)")
+    add_device(p)
+
+
+def ipi_input(p) -> None:
+    add_model_and_teacher(p)
+    p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
+    p.add_argument("--out", required=True, help="output directory: input.xml, init.extxyz, run.sh")
+    p.add_argument("--n-inner", type=at_least_one, default=4, help="inner (fast) steps per outer (slow) step")
+    p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
+    p.add_argument("--steps", type=at_least_one, default=1000, help="outer steps")
+    p.add_argument("--temperature-K", type=positive, default=None,
+                   help="initial velocities, thermostat target and path-integral temperature (K); "
+                        "left out: the run starts at rest")
+    p.add_argument("--thermostat", choices=["langevin", "bussi"], default=None,
+                   help="left out: NVE. With --beads > 1: langevin is PILE-L, bussi is PILE-G")
+    p.add_argument("--tau-fs", type=positive, default=100.0, help="thermostat time constant (fs)")
+    p.add_argument("--beads", type=at_least_one, default=1, help="ring-polymer beads (1: classical nuclei)")
+    p.add_argument("--contract-beads", type=at_least_one, default=None,
+                   help="beads the slow force is evaluated on (ring-polymer contraction; default: all)")
+    p.add_argument("--baseline", action="store_true",
+                   help="the conventional run instead: the baseline model alone, velocity Verlet (n = 1)")
+    p.add_argument("--fast-address", default=None, help="unix:NAME or HOST:PORT for the fast force "
+                                                       "(default: a fresh unix socket)")
+    p.add_argument("--slow-address", default=None, help="unix:NAME or HOST:PORT for the slow force")
+    p.add_argument("--clients", type=at_least_one, default=1,
+                   help="`mtsmlip serve` clients per force field that run.sh starts (i-PI spreads beads over them)")
+    p.add_argument("--wait-s", type=positive, default=120.0, help="how long each client waits for i-PI (s)")
+    p.add_argument("--stride", type=at_least_one, default=10, help="outer steps between output rows and frames")
+    add_seed(p, "i-PI's initial velocities and thermostat noise")
+    p.add_argument("--overwrite", action="store_true", help="replace an i-PI input already in --out")

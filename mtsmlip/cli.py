@@ -23,6 +23,11 @@ SUBCOMMANDS = {
            arguments.md, "mtsmlip.md_cli:run"),
     "compare": ("MTS against conventional MD side by side: speed, RDF, drift, diffusion, verdict",
                 arguments.compare, "mtsmlip.compare:run"),
+    "serve": ("serve one part of a pair (fast, slow, total, baseline) to i-PI over a socket",
+              arguments.serve, "mtsmlip.integrations.ipi_client:run"),
+    "ipi-input": ("write an i-PI run of a pair (MTS, path integrals with the slow force on contracted beads) "
+                  "and run.sh, which starts i-PI and the force clients", arguments.ipi_input,
+                  "mtsmlip.integrations.ipi_input:run"),
     "demo": ("the README's first command: a water box, compared at several n with the shipped models",
              arguments.demo, "mtsmlip.demo:run"),
 }

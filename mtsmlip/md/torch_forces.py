@@ -108,7 +108,8 @@ class ModelForces:
 
     positions (N, 3) float64 tensor in; (energy eV 0-d tensor, forces (N, 3)
     float64 tensor eV/Å) out. ``min_distance_A`` is the shortest edge of the last
-    call (for the engine's safety check).
+    call (for the engine's safety check); :meth:`virial_eV` the virial of the last
+    call (kept as references, computed only when asked).
     """
 
     def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu"):
@@ -123,6 +124,7 @@ class ModelForces:
         self.atom_types = torch.tensor(types, dtype=torch.int64, device=device)
         self.neighbors = SkinNeighborList(self.r_max, skin_A, atoms.cell.array, atoms.pbc)
         self.min_distance_A = None
+        self.last_edges = None
 
     def __call__(self, positions: torch.Tensor):
         edge_index, vectors = self.neighbors.edges(positions, self.r_max)
@@ -132,9 +134,16 @@ class ModelForces:
             out = self.model(self.graph(positions, edge_index, vectors))
         forces = torch.zeros_like(positions)
         edge_forces = out["edge_forces"].to(positions.dtype)
+        self.last_edges = (vectors, edge_forces)
         forces.index_add_(0, edge_index[0], edge_forces)
         forces.index_add_(0, edge_index[1], -edge_forces)
         return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
+
+    def virial_eV(self) -> np.ndarray:
+        """Virial (3, 3) eV of the last call, −Σ_edges r ⊗ dE/dr (= −stress·volume,
+        the convention of ASE and i-PI)."""
+        vectors, edge_forces = self.last_edges
+        return -(vectors.detach().T @ edge_forces.detach()).cpu().numpy()
 
     def graph(self, positions, edge_index, vectors) -> dict:
         return {
