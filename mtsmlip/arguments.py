@@ -303,3 +303,12 @@ def ipi_input(p) -> None:
     p.add_argument("--stride", type=at_least_one, default=10, help="outer steps between output rows and frames")
     add_seed(p, "i-PI's initial velocities and thermostat noise")
     p.add_argument("--overwrite", action="store_true", help="replace an i-PI input already in --out")
+
+
+def export(p) -> None:
+    add_model_and_teacher(p)
+    p.add_argument("--part", required=True, choices=["fast", "slow", "baseline"], help="which model to export")
+    p.add_argument("--to", required=True, help="output file, ending in .nequip.zip")
+    p.add_argument("--structure", default=None,
+                   help="example structure packaged for nequip-compile (default: a small cluster of the model's "
+                        "species)")

@@ -28,6 +28,8 @@ SUBCOMMANDS = {
     "ipi-input": ("write an i-PI run of a pair (MTS, path integrals with the slow force on contracted beads) "
                   "and run.sh, which starts i-PI and the force clients", arguments.ipi_input,
                   "mtsmlip.integrations.ipi_input:run"),
+    "export": ("write one model of a pair as a nequip package (.nequip.zip) for nequip's calculator, "
+               "nequip-compile and LAMMPS", arguments.export, "mtsmlip.integrations.nequip_package:run"),
     "demo": ("the README's first command: a water box, compared at several n with the shipped models",
              arguments.demo, "mtsmlip.demo:run"),
 }
