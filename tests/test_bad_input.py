@@ -133,6 +133,20 @@ def distill_args(p, teacher, data="good.extxyz"):
             "--no-progress"]
 
 
+def serve_args(p, *extra, structure="water.extxyz", part="fast", address="unix:mtsmlip-nobody-listens"):
+    return ["serve", "--model", str(p["pair"]), "--part", part, "--address", address,
+            "--structure", str(p["root"] / structure), "--wait-s", "0.5", *extra]
+
+
+def ipi_input_args(p, *extra, structure="water.extxyz"):
+    return ["ipi-input", "--model", str(p["pair"]), "--structure", str(p["root"] / structure),
+            "--out", str(p["root"] / "ipi"), *extra]
+
+
+def export_args(p, part="fast", to="fast.nequip.zip"):
+    return ["export", "--model", str(p["pair"]), "--part", part, "--to", str(p["root"] / to)]
+
+
 def eval_split_on_other_file(p):
     other = p["root"] / "other_same_count.extxyz"
     write_frames(other, labelled_frames(16, seed0=100))
@@ -186,6 +200,17 @@ CASES = [
     ("`distill` with a teacher lacking a species of the data (EMT has no Si)",
      lambda p: distill_args(p, "ase.calculators.emt:EMT", "silicon.extxyz")),
     ("`--teacher` for a pair that holds its own models", lambda p: eval_args(p, "pair", "--teacher", "x:Y")),
+    ("`serve --part medium`", lambda p: serve_args(p, part="medium")),
+    ("`serve --address water` (neither unix:NAME nor HOST:PORT)", lambda p: serve_args(p, address="water")),
+    ("`serve` with no i-PI listening (`--wait-s 0.5`)", lambda p: serve_args(p)),
+    ("`serve` on a structure with a species the model lacks", lambda p: serve_args(p, structure="silicon.extxyz")),
+    ("`ipi-input --beads 4 --contract-beads 3`",
+     lambda p: ipi_input_args(p, "--beads", "4", "--contract-beads", "3", "--temperature-K", "300")),
+    ("`ipi-input --beads 4` without a temperature", lambda p: ipi_input_args(p, "--beads", "4")),
+    ("`ipi-input` on a structure with a species the model lacks",
+     lambda p: ipi_input_args(p, structure="silicon.extxyz")),
+    ("`export --to` a name without .nequip.zip", lambda p: export_args(p, to="fast.zip")),
+    ("`export --part total` (not one model)", lambda p: export_args(p, part="total")),
     ("`demo --molecules 0`", lambda p: ["demo", "--molecules", "0", "--out", str(p["root"] / "demo")]),
 ]
 
@@ -282,6 +307,13 @@ def test_messages_name_what_is_wrong(outcomes):
         "`distill` with a teacher file that is not a nequip model": ["junk.nequip.zip", "nequip could not load"],
         "`distill` with a teacher lacking a species of the data (EMT has no Si)":
             ["silicon.extxyz", "frame 0", "['Si']", "No EMT-potential for Si"],
+        "`serve --part medium`": ["--part", "'medium'"],
+        "`serve --address water` (neither unix:NAME nor HOST:PORT)": ["--address 'water'", "unix:NAME or HOST:PORT"],
+        "`serve` with no i-PI listening (`--wait-s 0.5`)": ["unix:mtsmlip-nobody-listens", "within 0.5 s"],
+        "`serve` on a structure with a species the model lacks": ["Si"],
+        "`ipi-input --beads 4 --contract-beads 3`": ["--contract-beads 3", "divide"],
+        "`ipi-input` on a structure with a species the model lacks": ["Si"],
+        "`export --to` a name without .nequip.zip": ["fast.zip", ".nequip.zip"],
     }
     for name, parts in expected.items():
         for part in parts:

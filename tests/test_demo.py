@@ -47,7 +47,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def readme_accuracy_table() -> dict:
     """{model: (energy MAE meV/atom, force MAE meV/Å)} from the README's table of
     the shipped water models (rows 'fast alone', 'fast + slow', 'baseline')."""
-    rows = [line.strip().strip("|").split("|") for line in README.read_text().splitlines()
+    lines = README.read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("| model |"))
+    end = next(k for k in range(start, len(lines)) if not lines[k].startswith("|"))  # that table only
+    rows = [line.strip().strip("|").split("|") for line in lines[start:end]
             if line.startswith("| model |") or line.startswith(("| fast alone", "| fast + slow", "| baseline"))]
     header = [cell.strip() for cell in rows[0]]
     energy, force = header.index("energy MAE (meV/atom)"), header.index("force MAE (meV/Å)")

@@ -16,7 +16,7 @@ LAYERS = [
     {"models"},
     {"training", "evaluate"},
     {"compare_report"},
-    {"compare", "md_cli", "training_cli", "distill"},
+    {"compare", "md_cli", "training_cli", "distill", "integrations"},
     {"demo"},
     {"cli"},
     {"__main__", ""},

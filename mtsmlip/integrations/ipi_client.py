@@ -141,6 +141,15 @@ def part_forces(models, part: str, atoms, skin_A: float | None = None, device: s
     return {"fast": fast, "slow": slow, "total": SumForces(fast, slow)}[part]
 
 
+def check_structure_fits(models, part: str, atoms, path) -> None:
+    """DataError naming the structure file if the part's models cannot run on
+    it (species they never saw, a cell narrower than a cutoff)."""
+    try:
+        part_forces(models, part, atoms)
+    except DataError as exc:
+        raise DataError(f"{path}, last frame: {exc}") from None
+
+
 class ForceServer:
     """Answers i-PI's requests with one force provider. `make_forces(atoms)`
     builds the provider for a structure (called again when the cell changes);
@@ -229,6 +238,7 @@ def run(args) -> int:
     address = Address.parse(args.address)
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
+    check_structure_fits(models, args.part, atoms, args.structure)
     server = ForceServer(lambda a: part_forces(models, args.part, a, args.skin_A, args.device), atoms, args.device)
     if not server.has_virial:
         print(f"mtsmlip serve: the {args.part} part has no virial here (an external teacher); i-PI gets zero, so "

@@ -203,7 +203,7 @@ def run(args) -> int:
     from ..data import read_structure
     from ..files import atomic_write, check_output_dir
     from ..models import TrainedModels
-    from .ipi_client import part_forces
+    from .ipi_client import check_structure_fits
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
@@ -218,7 +218,7 @@ def run(args) -> int:
                   addresses=addresses)
     spec.check()
     for name, (part, _w, _b) in spec.force_fields.items():
-        part_forces(models, part, atoms)  # species the model lacks, cells narrower than a cutoff: named now
+        check_structure_fits(models, part, atoms, args.structure)
         if addresses[name].in_use():
             raise DataError(f"{addresses[name]}: something already listens there (another i-PI run?); "
                             f"choose another --{name}-address")
