@@ -155,6 +155,15 @@ def _motion(motion, run: IPIRun) -> None:
             _sub(thermostat, "pile_lambda", "0.5")
 
 
+def installed_command(name: str) -> str:
+    """`name` as installed beside this Python (a virtual environment need not be
+    on PATH when run.sh runs), else the bare name, looked up on PATH."""
+    import sys
+
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else name
+
+
 def launcher(run: IPIRun, model: str, teacher: str | None, clients: int, wait_s: float) -> str:
     """run.sh: i-PI in the background, `clients` servers per force field, i-PI's
     exit status as its own; the clients are stopped if anything fails."""
@@ -165,8 +174,8 @@ def launcher(run: IPIRun, model: str, teacher: str | None, clients: int, wait_s:
         "# The clients can run elsewhere: see docs/ipi.md (inet addresses, one `mtsmlip serve` per client).",
         "set -uo pipefail",
         'cd "$(dirname "$0")"',
-        'IPI="${IPI:-i-pi}"',
-        'MTSMLIP="${MTSMLIP:-mtsmlip}"',
+        f'IPI="${{IPI:-{q(installed_command("i-pi"))}}}"',
+        f'MTSMLIP="${{MTSMLIP:-{q(installed_command("mtsmlip"))}}}"',
         "clients=()",
         'stop_all() { kill "${clients[@]}" "${ipi:-}" 2>/dev/null; }',
         "trap stop_all INT TERM",
