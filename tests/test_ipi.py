@@ -98,20 +98,34 @@ def test_path_integrals_evaluate_the_slow_force_on_contracted_beads(trained, sta
     assert np.all(np.isfinite(kinetic_cv_H)) and np.all(kinetic_cv_H != 0)
 
 
-def test_serve_reconnects_and_answers_in_ipi_units(trained):
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["unix", "inet"])
+def test_serve_reconnects_and_answers_in_ipi_units(trained, kind):
     """A server that goes away without EXIT (i-PI restarting) is waited for;
     energies, forces and the virial cross the socket in i-PI's units and come
-    back as the model's own (ASE's server converts them back)."""
+    back as the model's own (ASE's server converts them back). Over a unix
+    socket and over TCP (how clients on other machines connect)."""
     models = mtsmlip.load(trained)
     atoms = small_water_box(seed=2)
     server = ForceServer(lambda a: part_forces(models, "total", a), atoms)
-    name, done = f"mtsmlip-test-{uuid.uuid4().hex[:8]}", {}
-    thread = threading.Thread(target=lambda: done.update(calls=serve_until_done(server, Address(unix=name), 30)))
+    if kind == "unix":
+        where = {"unixsocket": f"mtsmlip-test-{uuid.uuid4().hex[:8]}"}
+        address = Address(unix=where["unixsocket"])
+    else:
+        where = {"port": free_port()}
+        address = Address(host="localhost", port=where["port"])
+    done = {}
+    thread = threading.Thread(target=lambda: done.update(calls=serve_until_done(server, address, 30)))
     moved = atoms.copy()
     moved.rattle(0.02, seed=1)
     results = []
     for k, structure in enumerate((atoms, moved)):
-        with SocketServer(unixsocket=name, timeout=60) as ipi:
+        with SocketServer(**where, timeout=60) as ipi:
             if k == 0:
                 thread.start()
             results.append(ipi.calculate(structure))
