@@ -104,17 +104,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("kind", ["unix", "inet"])
 def test_ipi_over_tcp_sockets(trained, start, tmp_path):
     """inet addresses (how clients on other machines connect), here on localhost."""
     _atoms, structure = start
     fast, slow = free_port(), free_port()
+    while slow == fast:  # the system may offer a just-freed port again
+        slow = free_port()
     out = ipi_run(trained, structure, tmp_path / "tcp", "--steps", "3", "--n-inner", "2",
                   "--fast-address", f"localhost:{fast}", "--slow-address", f"localhost:{slow}")
     assert f"<port> {fast} </port>" in (out / "input.xml").read_text()
     assert served_calls(out, "fast") == 1 + 3 * 2 and served_calls(out, "slow") == 1 + 3
 
 
+@pytest.mark.parametrize("kind", ["unix", "inet"])
 def test_serve_reconnects_and_answers_in_ipi_units(trained, kind):
     """A server that goes away without EXIT (i-PI restarting) is waited for;
     energies, forces and the virial cross the socket in i-PI's units and come
