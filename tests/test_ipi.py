@@ -10,7 +10,7 @@ import uuid
 import ase.io
 import numpy as np
 import pytest
-from ase.build import bulk
+from ase.build import bulk, molecule
 from ase.calculators.socketio import SocketServer
 
 import mtsmlip
@@ -96,6 +96,18 @@ def test_path_integrals_evaluate_the_slow_force_on_contracted_beads(trained, sta
     assert rows.shape == (steps + 1, 8)  # ..., kinetic_cv(H), kinetic_cv(O)
     kinetic_cv_H = rows[:, 6]
     assert np.all(np.isfinite(kinetic_cv_H)) and np.all(kinetic_cv_H != 0)
+
+
+def test_a_molecule_without_a_cell_runs_in_ipi(trained, tmp_path):
+    """i-PI refuses a zero cell: an isolated structure gets a box, keeps pbc off."""
+    water = molecule("H2O")
+    water.rattle(0.05, seed=1)
+    ase.io.write(tmp_path / "water.xyz", water)
+    out = ipi_run(trained, tmp_path / "water.xyz", tmp_path / "mol", "--steps", "3", "--n-inner", "2")
+    init = ase.io.read(out / "init.extxyz")
+    assert not init.pbc.any() and init.cell.rank == 3
+    np.testing.assert_allclose(init.positions, water.positions)  # not moved
+    assert served_calls(out, "fast") == 1 + 3 * 2
 
 
 def free_port() -> int:

@@ -21,6 +21,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError
 from .ipi_client import Address
 
@@ -155,6 +157,20 @@ def _motion(motion, run: IPIRun) -> None:
             _sub(thermostat, "pile_lambda", "0.5")
 
 
+ISOLATED_BOX_MARGIN_A = 20.0
+
+
+def give_isolated_structure_a_box(atoms) -> None:
+    """i-PI needs a cell even for a molecule (it refuses a zero cell). An
+    isolated structure keeps pbc False (mtsmlip's clients then ignore the cell,
+    and i-PI's sockets use pbc="false"), and gets a box ``ISOLATED_BOX_MARGIN_A``
+    wider than its extent if it has no cell; the atoms are not moved."""
+    if atoms.pbc.any() or atoms.cell.rank == 3:
+        return
+    extent = atoms.positions.max(axis=0) - atoms.positions.min(axis=0)
+    atoms.set_cell(np.diag(extent + ISOLATED_BOX_MARGIN_A))
+
+
 def installed_command(name: str) -> str:
     """`name` as installed beside this Python (a virtual environment need not be
     on PATH when run.sh runs), else the bare name, looked up on PATH."""
@@ -235,6 +251,7 @@ def run(args) -> int:
     if (out / "input.xml").exists() and not args.overwrite:
         raise DataError(f"{out}: holds an i-PI input already (use --overwrite or another --out)")
     atoms.calc = None
+    give_isolated_structure_a_box(atoms)
     atomic_write(out / "init.extxyz", lambda tmp: ase.io.write(tmp, atoms, format="extxyz"))
     atomic_write(out / "input.xml", lambda tmp: Path(tmp).write_text(input_xml(spec)))
     model = str(models.directory.resolve())
