@@ -294,8 +294,8 @@ def ipi_input(p) -> None:
                    help="beads the slow force is evaluated on (ring-polymer contraction; default: all)")
     p.add_argument("--baseline", action="store_true",
                    help="the conventional run instead: the baseline model alone, velocity Verlet (n = 1)")
-    p.add_argument("--fast-address", default=None, help="unix:NAME or HOST:PORT for the fast force "
-                                                       "(default: a fresh unix socket)")
+    p.add_argument("--fast-address", default=None, help="unix:NAME or HOST:PORT for the fast force, or for the "
+                                                       "baseline with --baseline (default: a fresh unix socket)")
     p.add_argument("--slow-address", default=None, help="unix:NAME or HOST:PORT for the slow force")
     p.add_argument("--clients", type=at_least_one, default=1,
                    help="`mtsmlip serve` clients per force field that run.sh starts (i-PI spreads beads over them)")

@@ -218,6 +218,7 @@ def test_species_the_model_lacks_are_named(trained, tmp_path, capsys):
     (["--thermostat", "bussi"], "needs --temperature-K"),
     (["--baseline", "--n-inner", "4"], "leave --n-inner at 1"),
     (["--fast-address", "unix:same", "--slow-address", "unix:same"], "different addresses"),
+    (["--baseline", "--slow-address", "unix:other"], "one force field"),
 ])
 def test_inconsistent_ipi_runs_are_refused(trained, start, tmp_path, capsys, options, message):
     _atoms, structure = start
@@ -238,3 +239,14 @@ def test_force_server_rebuilds_for_a_new_cell(trained):
     assert energy == pytest.approx(wider.get_potential_energy(), abs=1e-9)
     np.testing.assert_allclose(forces, wider.get_forces(), atol=1e-9)
     np.testing.assert_allclose(virial, -wider.get_stress(voigt=False) * wider.get_volume(), atol=1e-9)
+
+
+def test_a_baseline_run_takes_its_address_from_fast_address():
+    from argparse import Namespace
+
+    from mtsmlip.integrations.ipi_input import addresses_from
+
+    args = Namespace(baseline=True, fast_address="localhost:4000", slow_address=None)
+    assert addresses_from(args) == {"baseline": Address(host="localhost", port=4000)}
+    args = Namespace(baseline=False, fast_address="localhost:4000", slow_address="unix:s")
+    assert addresses_from(args) == {"fast": Address(host="localhost", port=4000), "slow": Address(unix="s")}

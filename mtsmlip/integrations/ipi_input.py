@@ -221,6 +221,19 @@ def launcher(run: IPIRun, model: str, teacher: str | None, clients: int, wait_s:
     return "\n".join(lines) + "\n"
 
 
+def addresses_from(args) -> dict:
+    """{force field: Address}: fresh unix sockets unless --fast-address /
+    --slow-address say otherwise (with --baseline, --fast-address is the baseline's)."""
+    addresses = default_addresses(args.baseline)
+    if args.baseline and args.slow_address is not None:
+        raise DataError("--slow-address: a --baseline run has one force field; give its address as --fast-address")
+    for name, option, text in (("slow", "--slow-address", args.slow_address),
+                               ("baseline" if args.baseline else "fast", "--fast-address", args.fast_address)):
+        if text is not None:
+            addresses[name] = Address.parse(text, option)
+    return addresses
+
+
 def run(args) -> int:
     """`mtsmlip ipi-input`."""
     import ase.io
@@ -232,10 +245,7 @@ def run(args) -> int:
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
-    addresses = default_addresses(args.baseline)
-    for name, text in (("slow", args.slow_address), ("fast", args.fast_address)):
-        if text is not None and name in addresses:
-            addresses[name] = Address.parse(text, f"--{name}-address")
+    addresses = addresses_from(args)
     spec = IPIRun(steps=args.steps, timestep_fs=args.timestep_fs, n_inner=args.n_inner,
                   temperature_K=args.temperature_K, thermostat=args.thermostat, tau_fs=args.tau_fs,
                   beads=args.beads, contract_beads=args.contract_beads, baseline=args.baseline, seed=args.seed,
@@ -245,8 +255,9 @@ def run(args) -> int:
     for name, (part, _w, _b) in spec.force_fields.items():
         check_structure_fits(models, part, atoms, args.structure)
         if addresses[name].in_use():
+            option = "--slow-address" if name == "slow" else "--fast-address"
             raise DataError(f"{addresses[name]}: something already listens there (another i-PI run?); "
-                            f"choose another --{name}-address")
+                            f"choose another {option}")
     out = check_output_dir(args.out)
     if (out / "input.xml").exists() and not args.overwrite:
         raise DataError(f"{out}: holds an i-PI input already (use --overwrite or another --out)")
