@@ -250,3 +250,15 @@ def test_a_baseline_run_takes_its_address_from_fast_address():
     assert addresses_from(args) == {"baseline": Address(host="localhost", port=4000)}
     args = Namespace(baseline=False, fast_address="localhost:4000", slow_address="unix:s")
     assert addresses_from(args) == {"fast": Address(host="localhost", port=4000), "slow": Address(unix="s")}
+
+
+def test_the_total_has_a_virial_only_where_both_parts_have_one(trained):
+    """An external teacher has no virial: fast + (teacher − fast) then offers
+    none either, so serve warns instead of sending the fast part's alone."""
+    from mtsmlip.integrations.ipi_client import SumForces
+
+    models = mtsmlip.load(trained)
+    fast, slow = models.providers(small_water_box())
+    assert hasattr(SumForces(fast, slow), "virial_eV")
+    no_virial = lambda positions: slow(positions)  # noqa: E731 (a provider without one)
+    assert not hasattr(SumForces(fast, no_virial), "virial_eV")

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import DataError
 
@@ -71,13 +72,21 @@ class Address:
         """What goes in i-PI's ``<address>``: the unix name or the host."""
         return self.unix if self.unix is not None else self.host
 
+    @property
+    def target(self):
+        """What a socket connects to: the unix socket's path, or (host, port)."""
+        return UNIX_PREFIX + self.unix if self.unix is not None else (self.host, self.port)
+
+    def new_socket(self) -> socket.socket:
+        return socket.socket(socket.AF_UNIX if self.unix is not None else socket.AF_INET)
+
     def connect(self, wait_s: float) -> socket.socket:
         """A socket connected to i-PI, retrying while none listens, for up to `wait_s` s."""
         deadline = time.monotonic() + wait_s
         while True:
-            sock = socket.socket(socket.AF_UNIX if self.unix is not None else socket.AF_INET)
+            sock = self.new_socket()
             try:
-                sock.connect(UNIX_PREFIX + self.unix if self.unix is not None else (self.host, self.port))
+                sock.connect(self.target)
             except (FileNotFoundError, ConnectionRefusedError, socket.timeout):
                 sock.close()
                 if time.monotonic() > deadline:
@@ -94,10 +103,10 @@ class Address:
 
     def in_use(self) -> bool:
         """Whether something already listens here (i-PI could not bind it)."""
-        sock = socket.socket(socket.AF_UNIX if self.unix is not None else socket.AF_INET)
+        sock = self.new_socket()
         sock.settimeout(1.0)
         try:
-            sock.connect(UNIX_PREFIX + self.unix if self.unix is not None else (self.host, self.port))
+            sock.connect(self.target)
             return True
         except OSError:
             return False
@@ -110,15 +119,13 @@ class SumForces:
 
     def __init__(self, fast, slow):
         self.fast, self.slow = fast, slow
+        if all(hasattr(p, "virial_eV") for p in (fast, slow)):  # a virial only where both parts have one
+            self.virial_eV = lambda: fast.virial_eV() + slow.virial_eV()
 
     def __call__(self, positions):
         e_fast, f_fast = self.fast(positions)
         e_slow, f_slow = self.slow(positions)
         return e_fast + e_slow, f_fast + f_slow
-
-    def virial_eV(self):
-        fast, slow = virial_of(self.fast), virial_of(self.slow)
-        return None if fast is None or slow is None else fast + slow
 
 
 def virial_of(provider) -> np.ndarray | None:
@@ -156,11 +163,9 @@ class ForceServer:
     `atoms` gives the species, in i-PI's atom order."""
 
     def __init__(self, make_forces, atoms, device="cpu"):
-        import torch
-
         self.make_forces, self.atoms = make_forces, atoms.copy()
         self.forces = make_forces(self.atoms)
-        self.torch, self.device = torch, device
+        self.device = device
         self.calls = 0
         self.has_virial = hasattr(self.forces, "virial_eV")
 
@@ -172,7 +177,7 @@ class ForceServer:
         if self.atoms.pbc.any() and not np.allclose(cell_A, self.atoms.cell.array, rtol=0, atol=1e-10):
             self.atoms.set_cell(cell_A, scale_atoms=False)
             self.forces = self.make_forces(self.atoms)
-        x = self.torch.as_tensor(positions_A, dtype=self.torch.float64, device=self.device)
+        x = torch.as_tensor(positions_A, dtype=torch.float64, device=self.device)
         energy, forces = self.forces(x)
         self.calls += 1
         virial = virial_of(self.forces)
