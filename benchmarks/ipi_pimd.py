@@ -99,12 +99,24 @@ def data_rows(path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
 
 
+def columns(path) -> dict:
+    """{property as i-PI names it: 0-based column} from the header i-PI writes
+    ("# column   7     --> kinetic_cv{electronvolt}(H) : ...")."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("# column"):
+            number, name = line[len("# column"):].split("-->")
+            found[name.split(" : ")[0].strip()] = int(number) - 1
+    return found
+
+
 def kinetic_per_atom(out, args, counts):
     """{species: BlockMean of the centroid-virial kinetic energy per atom (meV)} after the discard."""
-    rows = np.loadtxt(out / "simulation.out", ndmin=2)
-    keep = rows[:, 1] >= args.discard_ps  # column 1: time in ps
-    return {s: block_mean(rows[keep, 6 + k] * 1000 / counts[s], n_blocks=5)
-            for k, s in enumerate(sorted(counts))}
+    path = out / "simulation.out"
+    rows, column = np.loadtxt(path, ndmin=2), columns(path)
+    keep = rows[:, column["time{picosecond}"]] >= args.discard_ps
+    return {s: block_mean(rows[keep, column[f"kinetic_cv{{electronvolt}}({s})"]] * 1000 / counts[s], n_blocks=5)
+            for s in sorted(counts)}
 
 
 def bead_frames(out, args):
