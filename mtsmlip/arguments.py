@@ -57,6 +57,38 @@ def integer_list(minimum: int):
     return parse
 
 
+def at_least_one_or_auto(text: str):
+    """An integer >= 1, or 'auto' (the probe of mtsmlip.probe chooses)."""
+    return "auto" if text.strip() == "auto" else integer(1)(text)
+
+
+def n_inner_list(text: str) -> tuple:
+    """Comma-separated integers >= 1 and at most one 'auto', e.g. '2,4,auto'."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if items.count("auto") > 1:
+        raise argparse.ArgumentTypeError(f"'auto' may appear once (got {text!r})")
+    numbers = integer_list(1)(",".join(x for x in items if x != "auto")) if len(items) > items.count("auto") else ()
+    return numbers + (("auto",) if "auto" in items else ())
+
+
+def species_rates(text: str) -> tuple:
+    """SYMBOL=RATE pairs, comma-separated, e.g. 'H=0.1,O=0.01' -> (('H', 0.1), ('O', 0.01))."""
+    from ase.data import atomic_numbers
+
+    pairs = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        symbol, _, value = item.partition("=")
+        symbol = symbol.strip()
+        if symbol not in atomic_numbers or not value:
+            raise argparse.ArgumentTypeError(f"must be SYMBOL=RATE pairs like H=0.1,O=0.01 (got {text!r})")
+        if symbol in pairs:
+            raise argparse.ArgumentTypeError(f"{symbol} is named twice (got {text!r})")
+        pairs[symbol] = number(0.0)(value)
+    if not pairs:
+        raise argparse.ArgumentTypeError(f"must be SYMBOL=RATE pairs like H=0.1,O=0.01 (got {text!r})")
+    return tuple(sorted(pairs.items()))
+
+
 positive = number(0.0)
 non_negative = number(0.0, inclusive=True)
 seed_value = integer(0)
@@ -88,6 +120,9 @@ def add_seed(p, what: str) -> None:
 def add_thermostat_rates(p) -> None:
     p.add_argument("--friction-per-fs", type=positive, default=None,
                    help="Langevin friction (1/fs); default 0.01")
+    p.add_argument("--species-friction-per-fs", type=species_rates, default=(), metavar="SYMBOL=RATE,...",
+                   help="Langevin friction of the named species (1/fs), e.g. H=0.1: damps the O–H stretch an "
+                        "outer step near its period would excite; the others keep --friction-per-fs")
     p.add_argument("--tau-fs", type=positive, default=None,
                    help="Bussi relaxation time (fs); default 100")
 
@@ -95,13 +130,16 @@ def add_thermostat_rates(p) -> None:
 def check_thermostat_rates(args) -> None:
     """Each thermostat takes its own rate: --friction-per-fs (Langevin), --tau-fs (Bussi)."""
     if args.thermostat != "auto":  # chosen from the structure later (compare): checked then
-        check_rates(args.thermostat, args.friction_per_fs, args.tau_fs)
+        check_rates(args.thermostat, args.friction_per_fs, args.tau_fs, args.species_friction_per_fs)
 
 
-def check_rates(thermostat, friction_per_fs, tau_fs) -> None:
+def check_rates(thermostat, friction_per_fs, tau_fs, species_friction_per_fs=()) -> None:
     """DataError if a rate is given that `thermostat` (None: NVE) does not take."""
     from .errors import DataError
 
+    if thermostat != "langevin" and species_friction_per_fs:
+        raise DataError("--species-friction-per-fs is a Langevin friction; "
+                        f"{thermostat or 'NVE'} does not take it (use --thermostat langevin)")
     if thermostat != "langevin" and friction_per_fs is not None:
         raise DataError("--friction-per-fs is the Langevin friction; "
                         f"{thermostat or 'NVE'} does not take it (Bussi: --tau-fs, its relaxation time)")
@@ -114,6 +152,11 @@ def add_hmr(p) -> None:
     p.add_argument("--hmr-amu", type=non_negative, default=0.0,
                    help="hydrogen mass repartitioning: mass (amu) moved onto each H from its bonded heavy atom, "
                         "for every run alike; keeps the configurational distribution, changes the dynamics")
+
+
+def add_probe(p) -> None:
+    p.add_argument("--probe-fs", type=positive, default=200.0,
+                   help="--n-inner auto: simulated fs of each NVE segment of the probe (n = 1 and every candidate)")
 
 
 def add_device(p) -> None:
@@ -187,7 +230,11 @@ def md(p) -> None:
     add_model_and_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
-    p.add_argument("--n-inner", type=at_least_one, default=4, help="inner steps per outer step (Δt = n·δt)")
+    p.add_argument("--n-inner", type=at_least_one_or_auto, default=4,
+                   help="inner steps per outer step (Δt = n·δt), or auto: a short probe of the system picks the "
+                        "largest safe n (slow-force spectrum, then short NVE segments), prints why and keeps it "
+                        "in OUT/md.log and OUT/n_inner_auto.json")
+    add_probe(p)
     p.add_argument("--steps", type=at_least_one, required=True,
                    help="outer steps of the whole run; with --resume the run continues up to this total")
     p.add_argument("--temperature-K", type=non_negative, default=None,
@@ -220,9 +267,11 @@ def compare(p) -> None:
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format)")
     p.add_argument("--ps", type=positive, required=True, help="simulated ps per run (NVT production)")
     p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner and baseline time step δt (fs)")
-    p.add_argument("--n-inner", type=integer_list(1), default="2,3,4,6",
+    p.add_argument("--n-inner", type=n_inner_list, default="2,3,4,6",
                    help="comma-separated inner-step counts n to test; include 1 (the pair with velocity "
-                        "Verlet) to tell model differences from integrator differences")
+                        "Verlet) to tell model differences from integrator differences; 'auto' adds the n a short "
+                        "probe picks from the equilibrated start (OUT/n_inner_auto.json)")
+    add_probe(p)
     p.add_argument("--temperature-K", type=positive, default=300.0, help="temperature (K)")
     p.add_argument("--thermostat", choices=["auto", "bussi", "langevin"], default="auto",
                    help="thermostat of every production run; auto: bussi (disturbs dynamics least) for a periodic "

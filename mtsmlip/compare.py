@@ -61,12 +61,15 @@ class CompareSettings:
     device: str = "cpu"
     hmr_amu: float = 0.0
     system: str = "auto"
+    species_friction_per_fs: tuple = ()  # ((symbol, 1/fs), ...): Langevin only
+    probe_fs: float = 200.0  # --n-inner auto: each NVE segment of the probe
 
     def check(self) -> None:
         if self.ps <= 0 or self.timestep_fs <= 0:
             raise DataError(f"--ps and --timestep-fs must be positive (got {self.ps}, {self.timestep_fs})")
-        if not self.n_inner or min(self.n_inner) < 1:
-            raise DataError(f"--n-inner needs integers >= 1 (got {list(self.n_inner)})")
+        numbers = [n for n in self.n_inner if n != "auto"]
+        if not self.n_inner or any(not isinstance(n, int) for n in numbers) or (numbers and min(numbers) < 1):
+            raise DataError(f"--n-inner needs integers >= 1 or 'auto' (got {list(self.n_inner)})")
         if min(self.equilibrate_ps, self.nve_ps, self.spectrum_ps) < 0:
             raise DataError("--equilibrate-ps, --nve-ps and --spectrum-ps must be >= 0")
         if self.system not in SYSTEM_KINDS:
@@ -86,13 +89,18 @@ class CompareSettings:
         kind = self.thermostat
         if kind == "auto":
             kind = "bussi" if is_periodic(atoms) else "langevin"
-        check_rates(kind, self.friction_per_fs, self.tau_fs)
+        check_rates(kind, self.friction_per_fs, self.tau_fs, self.species_friction_per_fs)
         return replace(self, thermostat=kind)
+
+    def with_auto(self, n_auto: int) -> "CompareSettings":
+        """These settings with 'auto' in n_inner replaced by the probe's choice."""
+        return replace(self, n_inner=tuple(sorted({n_auto if n == "auto" else n for n in self.n_inner})))
 
     def run(self, n_inner: int = 1, baseline: bool = False, thermostat="production") -> RunSettings:
         """The settings of one run: the production thermostat, another kind, or NVE (None)."""
         kind = self.thermostat if thermostat == "production" else thermostat
-        rates = {"friction_per_fs": self.friction_per_fs} if kind == "langevin" else {"tau_fs": self.tau_fs}
+        rates = {"friction_per_fs": self.friction_per_fs, "species_friction_per_fs": self.species_friction_per_fs} \
+            if kind == "langevin" else {"tau_fs": self.tau_fs}
         return RunSettings(self.timestep_fs, n_inner, kind, self.temperature_K if kind else None,
                            baseline=baseline, hmr_amu=self.hmr_amu, **(rates if kind else {}))
 
@@ -120,6 +128,7 @@ class Samples:
     conserved_eV: list = field(default_factory=list)
     temperature_K: list = field(default_factory=list)
     potential_eV: list = field(default_factory=list)
+    kinetic_eV: list = field(default_factory=list)
 
     def __call__(self, engine) -> None:
         s = engine.state
@@ -132,6 +141,7 @@ class Samples:
         self.conserved_eV.append(engine.conserved_eV(s))
         self.temperature_K.append(engine.temperature_K(s))
         self.potential_eV.append(engine.potential_eV(s))
+        self.kinetic_eV.append(engine.kinetic_eV(s))
 
     def arrays(self) -> dict:
         """{field: array}: the plain record the report reads (a field that
@@ -175,6 +185,7 @@ class RunRecord:
     wall_s: float
     nve_time_ps: np.ndarray
     nve_conserved_eV: np.ndarray
+    nve_kinetic_eV: np.ndarray | None  # None for a trace saved before compare recorded it
     unstable: str | None = None  # why an MTS run stopped (its result: it fails), else None
 
     @property
@@ -191,6 +202,7 @@ class Records:
     settings: CompareSettings
     runs: list
     forces: dict | None
+    probe: dict | None = None  # what --n-inner auto measured and chose (mtsmlip.probe)
 
 
 # ---- engines ----------------------------------------------------------------
@@ -207,7 +219,8 @@ def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path, progress=
     if path.is_file():
         return ase.io.read(path)
     initialise_momenta(atoms, cfg.temperature_K, cfg.seed)
-    run = replace(cfg.run(1, baseline=True, thermostat="langevin"), friction_per_fs=cfg.equilibrate_friction_per_fs)
+    run = replace(cfg.run(1, baseline=True, thermostat="langevin"), friction_per_fs=cfg.equilibrate_friction_per_fs,
+                  species_friction_per_fs=())
     if cfg.equilibrate_ps > 0:
         eq = make_engine(models, atoms, run, cfg, cfg.seed)
         _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model "
@@ -285,14 +298,16 @@ class Production:
 
 
 # ---- NVE drift and the force spectra ----------------------------------------
-def nve_trace(models, engine, cfg: CompareSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Continue `engine`'s final state in NVE for nve_ps; (time_ps, conserved_eV)."""
-    run = replace(engine.settings, thermostat=None, temperature_K=None, friction_per_fs=None, tau_fs=None)
+def nve_trace(models, engine, cfg: CompareSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Continue `engine`'s final state in NVE for nve_ps; (time_ps, conserved_eV, kinetic_eV)."""
+    run = replace(engine.settings, thermostat=None, temperature_K=None, friction_per_fs=None, tau_fs=None,
+                  species_friction_per_fs=())
     nve = make_engine(models, engine.atoms(), run, cfg, cfg.seed)
     samples = Samples()
     nve.attach(samples)
     nve.run(run.steps_for(cfg.nve_ps), progress=False)
-    return run.simulated_ps(1) * samples.arrays()["step"], samples.arrays()["conserved_eV"]
+    arrays = samples.arrays()
+    return run.simulated_ps(1) * arrays["step"], arrays["conserved_eV"], arrays["kinetic_eV"]
 
 
 def saved_arrays(path: Path, compute, what: str) -> dict:
@@ -308,12 +323,13 @@ def saved_arrays(path: Path, compute, what: str) -> dict:
     return arrays
 
 
-def saved_nve_trace(models, engine, cfg: CompareSettings, run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`nve_trace`, saved in the run's folder (nve.npz) and reused."""
-    arrays = saved_arrays(run_dir / "nve.npz", lambda: dict(zip(("time_ps", "conserved_eV"),
+def saved_nve_trace(models, engine, cfg: CompareSettings, run_dir: Path) -> tuple:
+    """:func:`nve_trace`, saved in the run's folder (nve.npz) and reused; the
+    kinetic energy is None in a trace saved before compare recorded it."""
+    arrays = saved_arrays(run_dir / "nve.npz", lambda: dict(zip(("time_ps", "conserved_eV", "kinetic_eV"),
                                                                  nve_trace(models, engine, cfg))),
-                          f"NVE segment of {run_dir.name} for the energy drift")
-    return arrays["time_ps"], arrays["conserved_eV"]
+                          f"NVE segment of {run_dir.name} for the energy drift and fluctuation")
+    return arrays["time_ps"], arrays["conserved_eV"], arrays.get("kinetic_eV")
 
 
 def force_series(models, start: Atoms, cfg: CompareSettings) -> dict:
@@ -346,17 +362,35 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     out.mkdir(parents=True, exist_ok=True)
     _check_same_settings(out, cfg, models, structure_path)
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
+    probe = saved_probe(models, start, cfg, out) if "auto" in cfg.n_inner else None
+    if probe is not None:
+        cfg = cfg.with_auto(probe["n_inner"])
     production = run_production(models, start, cfg, out, progress_bar)
-    runs = [production.record(r, (np.zeros(0), np.zeros(0)) if production.unstable(r) else
+    runs = [production.record(r, (np.zeros(0), np.zeros(0), None) if production.unstable(r) else
                               saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
             for r in cfg.runs]
     forces = saved_arrays(out / "force_series.npz", lambda: force_series(models, start, cfg),
                           "force spectra (n = 1 segment of the pair)") if cfg.spectrum_ps > 0 else None
     template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
     template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
-    records = Records(template, cfg, runs, forces)
+    records = Records(template, cfg, runs, forces, probe)
     write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")
+
+
+def saved_probe(models, start: Atoms, cfg: CompareSettings, out: Path) -> dict:
+    """The probe's choice for --n-inner auto (:mod:`mtsmlip.probe`) from the
+    equilibrated start, saved in OUT/n_inner_auto.json and reused on resume."""
+    from .probe import ProbeSettings, probe_n_inner
+
+    path = out / "n_inner_auto.json"
+    if path.is_file():
+        return read_json(path, "n-inner probe")
+    result = probe_n_inner(lambda atoms, run: make_engine(models, atoms, replace(run, hmr_amu=cfg.hmr_amu), cfg,
+                                                          cfg.seed),
+                           start, cfg.timestep_fs, ProbeSettings(nve_fs=cfg.probe_fs), say=_say)
+    atomic_write_json(path, result.as_dict())
+    return result.as_dict()
 
 
 def check_system_option(atoms: Atoms, system: str, path) -> None:
@@ -397,11 +431,11 @@ def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path
     content, starting structure by content); refuse to mix two, naming what differs."""
     wanted = {"settings": asdict(cfg), "model": str(models.directory.resolve()),
               "model_sha256": models.model_hashes(), "structure": fingerprint(structure_path)}
-    wanted["settings"]["n_inner"] = list(cfg.n_inner)
+    wanted = json.loads(json.dumps(wanted))  # as settings.json holds it (tuples become lists)
     path = out / "settings.json"
     if path.is_file():
         had = read_json(path, "comparison settings")
-        defaults = asdict(CompareSettings(ps=cfg.ps))
+        defaults = json.loads(json.dumps(asdict(CompareSettings(ps=cfg.ps))))
         for key in set(wanted["settings"]) - set(had.get("settings", {})):  # added since that run
             if wanted["settings"][key] == defaults[key]:
                 del wanted["settings"][key]
@@ -424,7 +458,8 @@ def settings_from_args(args) -> CompareSettings:
                            equilibrate_ps=args.equilibrate_ps,
                            equilibrate_friction_per_fs=args.equilibrate_friction_per_fs, nve_ps=args.nve_ps,
                            spectrum_ps=args.spectrum_ps, block_fs=args.block_fs, seed=args.seed, device=args.device,
-                           hmr_amu=args.hmr_amu, system=args.system)
+                           hmr_amu=args.hmr_amu, system=args.system,
+                           species_friction_per_fs=args.species_friction_per_fs, probe_fs=args.probe_fs)
 
 
 def run(args) -> int:

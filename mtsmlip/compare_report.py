@@ -164,13 +164,16 @@ def run_metrics(record, context: Context):
     samples, run, template = record.samples, record.settings, context.template
     symbols, masses = template.get_chemical_symbols(), template.get_masses()
     drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
+    fluctuation = None if record.nve_kinetic_eV is None else \
+        an.energy_fluctuation_ratio(record.nve_time_ps, record.nve_conserved_eV, record.nve_kinetic_eV)
     temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], symbols, masses, N_DIFFUSION_BLOCKS)
     vdos = an.species_vdos(samples["velocities_A_per_fs"][1:], run.outer_fs, symbols, masses)
-    metrics = an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, temperature=temperatures, vdos=vdos,
+    metrics = an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, fluctuation_ratio=fluctuation,
+                            temperature=temperatures, vdos=vdos,
                             **structure_metrics(samples["positions_A"], context))
     numbers = {
         **speed_numbers(record), "mean_temperature_K": float(np.mean(samples["temperature_K"][1:])),
-        "drift_meV_per_atom_per_ps": drift_value,
+        "drift_meV_per_atom_per_ps": drift_value, "energy_fluctuation_ratio": fluctuation,
         "temperature_by_species_K": {s: [e.mean_K, e.stderr_K] for s, e in temperatures.items()},
         "diffusion_A2_per_ps": None, "diffusion_err_A2_per_ps": None,
     }
@@ -205,7 +208,7 @@ def unstable_numbers(record, base_numbers: dict) -> dict:
     """What is known of an MTS run that the safety check stopped: its speed
     until then and why it stopped; it fails."""
     numbers = {**speed_numbers(record), "unstable": record.unstable, "within_tolerance": False,
-               "reasons": [f"unstable after {record.simulated_ps:.3f} ps: {record.unstable}"]}
+               "sampling_ok": False, "reasons": [f"unstable after {record.simulated_ps:.3f} ps: {record.unstable}"]}
     numbers["speedup"] = numbers["ns_per_day"] / base_numbers["ns_per_day"]
     return numbers
 
@@ -299,31 +302,35 @@ def analyse(records) -> dict:
     base_numbers, base_metrics = metrics["baseline"]
     diffusing = list(context.diffusing) if context.kind == "liquid" else []
     judged = judged_only(base_metrics, diffusing)
-    runs, verdicts = [], {}
+    runs, verdicts, sampling = [], {}, {}
     for record in records.runs[1:]:
         if record.unstable:
-            verdicts[record.settings.n_inner] = False
+            verdicts[record.settings.n_inner] = sampling[record.settings.n_inner] = False
             runs.append(unstable_numbers(record, base_numbers))
             continue
         numbers, m = metrics[record.settings.label]
         ok, reasons = an.verdict(m, judged, tolerance)
         verdicts[record.settings.n_inner] = ok
+        sampling[record.settings.n_inner] = an.verdict(m, judged, tolerance, purpose="sampling")[0]
         differences = structure_differences(m, base_metrics)
         numbers.update(speedup=numbers["ns_per_day"] / base_numbers["ns_per_day"],
                        rdf_diff=differences.get("rdf"), structure_diff=differences,
                        vdos_diff_by_species={s: an.vdos_difference(m.vdos[s], base_metrics.vdos[s])
                                              for s in base_metrics.vdos},
-                       within_tolerance=ok, reasons=reasons)
+                       within_tolerance=ok, sampling_ok=sampling[record.settings.n_inner], reasons=reasons)
         runs.append(numbers)
     return {"system_kind": context.kind, "checks_applied": tolerance.checks,
+            "sampling_checks": [c for c in tolerance.checks if c in an.SAMPLING_CHECKS],
             "baseline": base_numbers, "runs": runs,
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
+            "largest_n_for_sampling": an.largest_n_within_tolerance(sampling),
             "diffusion_judged_species": diffusing,
             "tolerance": {**{f: getattr(tolerance, f) for f in an.Tolerance.__dataclass_fields__},
                           "rdf_noise_floor": noise.get("rdf"), "structure_noise_floor": noise,
                           "vdos_noise_floor": vdos_noise},
             "scale_separation": scale_separation(records.forces, cfg),
-            "hmr_amu": cfg.hmr_amu,
+            "hmr_amu": cfg.hmr_amu, "species_friction_per_fs": dict(cfg.species_friction_per_fs),
+            "n_inner_auto": getattr(records, "probe", None),
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items() if m.rdf is not None},
             "_distances": {label: m.distances for label, (_, m) in metrics.items() if m.distances is not None},
             "_angles": {label: m.angles for label, (_, m) in metrics.items() if m.angles},
@@ -364,7 +371,7 @@ def format_table(result: dict) -> str:
     columns = _kind_columns(kind)
     head = f"{'run':<10}{'Δt fs':>7}{'ns/day':>9}{'speedup':>9}"
     head += "".join(f"{h:>{w}}" for h, w, _ in columns)
-    head += f"{'VDOS Δ':>8}{'drift':>10}{'T K':>7}{'T_' + light + ' K':>8}  verdict"
+    head += f"{'VDOS Δ':>8}{'drift':>10}{'ΔE/ΔK':>8}{'T K':>7}{'T_' + light + ' K':>8}  verdict"
     lines = [f"{kind}: checks {', '.join(result.get('checks_applied', []))}", head, "-" * len(head)]
     rows = [("baseline", result["baseline"], None)] + [(f"n={r['n_inner']}", r, r) for r in result["runs"]]
     for label, r, mts in rows:
@@ -374,10 +381,12 @@ def format_table(result: dict) -> str:
             continue
         speed = f"{mts['speedup']:.2f}x" if mts else "1.00x"
         vdos = f"{max(mts['vdos_diff_by_species'].values()):.3f}" if mts else "-"
-        verdict = ("ok" if mts["within_tolerance"] else "FAIL: " + "; ".join(mts["reasons"])) if mts else "reference"
+        verdict = _verdict_text(mts) if mts else "reference"
+        fluctuation = r.get("energy_fluctuation_ratio")
+        fluctuation = "-" if fluctuation is None else f"{fluctuation:.3f}"
         line = f"{label:<10}{r['outer_timestep_fs']:>7.2f}{r['ns_per_day']:>9.3f}{speed:>9}"
         line += "".join(f"{value(r, mts):>{w}}" for _, w, value in columns)
-        line += (f"{vdos:>8}{r['drift_meV_per_atom_per_ps']:>10.3f}{r['mean_temperature_K']:>7.1f}"
+        line += (f"{vdos:>8}{r['drift_meV_per_atom_per_ps']:>10.3f}{fluctuation:>8}{r['mean_temperature_K']:>7.1f}"
                  f"{r['temperature_by_species_K'][light][0]:>8.1f}  {verdict}")
         lines.append(line)
     best = result["largest_n_within_tolerance"]
@@ -391,10 +400,21 @@ def format_table(result: dict) -> str:
         lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
-    lines.append(f"largest n within tolerance: {best if best is not None else 'none'}"
-                 "   (drift in meV/atom/ps; structure Δ = worst pair's RMS g(r) difference (RDF) or half L1 "
+    for_sampling = result.get("largest_n_for_sampling")
+    lines.append(f"largest n within tolerance: {best if best is not None else 'none'} (dynamics: every check); "
+                 f"{for_sampling if for_sampling is not None else 'none'} for sampling "
+                 f"({', '.join(result.get('sampling_checks', []))} only)")
+    lines.append("(a larger n that passes after a failure is not counted; drift in meV/atom/ps; ΔE/ΔK = conserved-energy "
+                 "over kinetic-energy fluctuation in NVE; structure Δ = worst pair's RMS g(r) difference (RDF) or half L1 "
                  "distance of the distributions; VDOS Δ = worst species' ½∫|Δg(ν)|dν)")
     return "\n".join(lines)
+
+
+def _verdict_text(mts: dict) -> str:
+    if mts["within_tolerance"]:
+        return "ok"
+    prefix = "sampling ok; FAIL: " if mts.get("sampling_ok") else "FAIL: "
+    return prefix + "; ".join(mts["reasons"])
 
 
 def write_plots(result, records, out: Path) -> list[str]:
@@ -462,6 +482,10 @@ def write_report(result, records, out: Path) -> None:
             + (f" Hydrogen mass repartitioning: {cfg.hmr_amu} amu onto each H, in every run." if cfg.hmr_amu else ""),
             "", "```", format_table(result), "```", ""]
     text += _separation_lines(result["scale_separation"])
+    if result.get("n_inner_auto"):
+        from .probe import ProbeResult
+
+        text += ["## --n-inner auto", "", "```", *ProbeResult.from_dict(result["n_inner_auto"]).lines(), "```", ""]
     text += [f"![{name}]({name})" for name in pngs]
     atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(text) + "\n"))
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+
+import numpy as np
 
 from .arguments import check_thermostat_rates
 from .data import read_structure
@@ -13,7 +16,9 @@ from .md.outputs import RunFiles
 from .md.settings import RunSettings
 
 
-def build_engine(args) -> Engine:
+def build_engine(args, out=None) -> Engine:
+    """The engine of the run; with --n-inner auto, n comes from the probe
+    (:func:`chosen_n_inner`, which needs `out` to keep its choice)."""
     from .models import TrainedModels
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
@@ -23,15 +28,42 @@ def build_engine(args) -> Engine:
 
         # copies farther apart than any cutoff plus the skin never interact
         atoms = replicate(atoms, args.replicas, models.largest_cutoff_A() + args.skin_A + 1.0, seed=args.seed)
-    settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline else args.n_inner,
-                           thermostat=args.thermostat, temperature_K=args.temperature_K,
+    settings = RunSettings(timestep_fs=args.timestep_fs, n_inner=1 if args.baseline or args.n_inner == "auto"
+                           else args.n_inner, thermostat=args.thermostat, temperature_K=args.temperature_K,
                            friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, baseline=args.baseline,
-                           hmr_amu=args.hmr_amu)
+                           hmr_amu=args.hmr_amu, species_friction_per_fs=args.species_friction_per_fs)
     settings.check()
     initialise_momenta(atoms, args.temperature_K, args.seed)
-    fast, slow = models.providers(atoms, args.baseline, skin_A=args.skin_A, device=args.device)
-    return Engine(atoms, fast, slow, settings, seed=args.seed, device=args.device,
-                  provenance={"model_sha256": models.model_hashes()})
+
+    def engine(a, run: RunSettings) -> Engine:
+        fast, slow = models.providers(a, run.baseline, skin_A=args.skin_A, device=args.device)
+        return Engine(a, fast, slow, run, seed=args.seed, device=args.device,
+                      provenance={"model_sha256": models.model_hashes()})
+
+    if args.n_inner == "auto" and not args.baseline:
+        settings = replace(settings, n_inner=chosen_n_inner(engine, atoms, settings, out, args.resume, args.probe_fs))
+    return engine(atoms, settings)
+
+
+def chosen_n_inner(engine, atoms, settings: RunSettings, out, resume: bool, probe_fs: float) -> int:
+    """--n-inner auto: the probe's n (:mod:`mtsmlip.probe`) from the starting
+    state, said on stderr and kept in OUT/n_inner_auto.json (and, as comment
+    lines under its header, in OUT/md.log); a resumed run keeps the n it chose."""
+    from .files import atomic_write_json, read_json
+    from .probe import ProbeSettings, probe_n_inner
+
+    path = out / "n_inner_auto.json"
+    if resume and path.is_file():
+        return int(read_json(path, "n-inner probe")["n_inner"])
+    if not np.any(atoms.get_momenta()):
+        raise DataError("--n-inner auto probes the motion of the start: give --temperature-K (or a structure "
+                        "with momenta); atoms at rest have no motion to measure")
+    result = probe_n_inner(lambda a, run: engine(a, replace(run, hmr_amu=settings.hmr_amu)), atoms,
+                           settings.timestep_fs, ProbeSettings(nve_fs=probe_fs),
+                           say=lambda line: print(f"mtsmlip md: {line}", file=sys.stderr))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result.as_dict())
+    return result.n_inner
 
 
 def run(args) -> int:
@@ -40,7 +72,12 @@ def run(args) -> int:
     files = RunFiles(out, args.traj_every)
     if not args.resume and files.restart_path.exists():
         raise DataError(f"{out}: holds a previous run; use --resume to continue it or another --out")
-    engine = build_engine(args)
+    engine = build_engine(args, out)
+    if args.n_inner == "auto" and not args.baseline:
+        from .files import read_json
+        from .probe import ProbeResult
+
+        files.log_notes(ProbeResult.from_dict(read_json(out / "n_inner_auto.json", "n-inner probe")).lines())
     if args.resume:
         files.resume(engine)
         if engine.step > args.steps:

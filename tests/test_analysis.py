@@ -246,8 +246,8 @@ def flat_rdf(offset=0.0):
     return {("H", "O"): (r_A, np.ones_like(r_A) + offset), ("O", "O"): (r_A, np.ones_like(r_A))}
 
 
-def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01, T_H=300.0):
-    return an.RunMetrics(drift_meV_per_atom_per_ps=drift, rdf=flat_rdf(rdf_offset),
+def metrics(drift=0.1, rdf_offset=0.0, D=0.2, err=0.01, T_H=300.0, fluctuation=0.01):
+    return an.RunMetrics(drift_meV_per_atom_per_ps=drift, fluctuation_ratio=fluctuation, rdf=flat_rdf(rdf_offset),
                          diffusion={"O": an.DiffusionEstimate(D, err, (D,))},
                          temperature={"H": an.TemperatureEstimate(T_H, 1.0), "O": an.TemperatureEstimate(300.0, 1.0)},
                          vdos={"H": peak(100.0), "O": peak(20.0)})
@@ -268,7 +268,8 @@ def test_verdict_accepts_a_run_within_all_tolerances():
     (metrics(rdf_offset=0.2), "H-O"),
     (metrics(D=0.3), "diffusion O"),
     (metrics(T_H=315.0), "temperature H"),
-    (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, rdf=flat_rdf(), diffusion=None,
+    (metrics(fluctuation=0.025), "ΔE/ΔK 0.025 > 2 × baseline's 0.01"),
+    (an.RunMetrics(drift_meV_per_atom_per_ps=0.1, fluctuation_ratio=0.01, rdf=flat_rdf(), diffusion=None,
                    temperature=metrics().temperature, vdos=metrics().vdos), "missing"),
 ])
 def test_verdict_rejects_and_names_the_reason(run, word):
@@ -278,12 +279,36 @@ def test_verdict_rejects_and_names_the_reason(run, word):
 
 
 def test_verdict_skips_disabled_checks_and_collects_all_failures():
-    bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0, T_H=330.0)
+    bad = metrics(drift=5.0, rdf_offset=0.3, D=1.0, T_H=330.0, fluctuation=0.5)
     bad.vdos["H"] = peak(110.0)
-    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 5
-    off = an.Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, diffusion_sigma=None, temperature_sigma=None,
-                       vdos_diff=None)
+    assert len(an.verdict(bad, metrics(), an.Tolerance())[1]) == 6
+    off = an.Tolerance(drift_meV_per_atom_per_ps=None, fluctuation_growth=None, rdf_diff=None, diffusion_sigma=None,
+                       temperature_sigma=None, vdos_diff=None)
     assert an.verdict(bad, metrics(), off) == (True, [])
+
+
+def test_sampling_is_judged_by_structure_and_temperature_only():
+    """Changed dynamics (drift, fluctuation, diffusion, VDOS) fail a run for
+    dynamics but not for sampling; a changed structure or a hot species fails both."""
+    moving = metrics(drift=5.0, D=1.0, fluctuation=0.5)
+    moving.vdos["H"] = peak(110.0)
+    assert not an.verdict(moving, metrics(), an.Tolerance())[0]
+    assert an.verdict(moving, metrics(), an.Tolerance(), purpose="sampling") == (True, [])
+    for wrong, word in ((metrics(rdf_offset=0.3), "rdf"), (metrics(T_H=330.0), "temperature H")):
+        ok, reasons = an.verdict(wrong, metrics(), an.Tolerance(), purpose="sampling")
+        assert not ok and word in reasons[0]
+    assert set(an.failed_checks(moving, metrics(), an.Tolerance())) == {"drift", "fluctuation", "diffusion", "vdos"}
+    with pytest.raises(ValueError, match="purpose"):
+        an.verdict(moving, metrics(), an.Tolerance(), purpose="speed")
+
+
+def test_energy_fluctuation_ratio_is_the_conserved_spread_over_the_kinetic_spread():
+    t_ps = np.linspace(0.0, 0.2, 401)
+    kinetic = 10.0 + np.sin(2 * np.pi * 30.0 * t_ps)          # RMS spread 1/√2
+    conserved = 5.0 + 0.3 * t_ps + 0.01 * np.sin(2 * np.pi * 90.0 * t_ps)  # a drift, then RMS 0.01/√2
+    assert an.energy_fluctuation_ratio(t_ps, conserved, kinetic) == pytest.approx(0.01, rel=0.02)
+    with pytest.raises(DataError, match="NaN"):
+        an.energy_fluctuation_ratio(t_ps, np.full_like(t_ps, np.nan), kinetic)
 
 
 def test_temperature_check_allows_the_noise_and_one_percent():
@@ -382,7 +407,7 @@ def test_the_verdict_ignores_the_diffusion_of_species_that_do_not_diffuse():
     from mtsmlip.analysis import DiffusionEstimate, RunMetrics, Tolerance, verdict
     from mtsmlip.compare_report import judged_only
 
-    tolerance = Tolerance(drift_meV_per_atom_per_ps=None, rdf_diff=None, temperature_sigma=None, vdos_diff=None)
+    tolerance = Tolerance(drift_meV_per_atom_per_ps=None, fluctuation_growth=None, rdf_diff=None, temperature_sigma=None, vdos_diff=None)
     base = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.027, 0.001, ()), "Li": DiffusionEstimate(0.5, 0.01, ())})
     run = RunMetrics(diffusion={"Si": DiffusionEstimate(-0.030, 0.001, ()), "Li": DiffusionEstimate(0.5, 0.01, ())})
     ok, reasons = verdict(run, base, tolerance)
@@ -451,7 +476,7 @@ def test_vibration_amplitude_and_lindemann_ratio_of_harmonic_motion():
 
 def molecule_metrics(shift_A=0.0, energy=-100.0):
     r = np.linspace(0.01, 5.99, 300)
-    return an.RunMetrics(drift_meV_per_atom_per_ps=0.1, temperature=metrics().temperature, vdos=metrics().vdos,
+    return an.RunMetrics(drift_meV_per_atom_per_ps=0.1, fluctuation_ratio=0.01, temperature=metrics().temperature, vdos=metrics().vdos,
                          distances={("H", "O"): (r, np.exp(-0.5 * ((r - 1.0 - shift_A) / 0.03) ** 2) / 0.0752)},
                          angles={"O": (np.linspace(1, 179, 90), np.full(90, 1 / 180.0))}, dihedrals={},
                          potential_energy_meV_per_atom=an.BlockMean(energy, 0.05))
@@ -469,7 +494,7 @@ def test_a_molecule_is_judged_by_its_distributions_and_energy(run, word):
 
 def test_a_crystal_is_judged_by_its_vibration_and_lattice_not_diffusion():
     tolerance = an.Tolerance().for_kind("crystal")
-    assert tolerance.checks == ["drift", "temperature", "vdos", "rdf", "vibration", "lattice"]
+    assert tolerance.checks == ["drift", "fluctuation", "temperature", "vdos", "rdf", "vibration", "lattice"]
     base = dataclasses.replace(metrics(), diffusion=None, vibration={"O": an.BlockMean(0.02, 0.0005)}, lindemann=0.05)
     assert an.verdict(dataclasses.replace(base, diffusion={"O": an.DiffusionEstimate(9.0, 0.1, (9.0,))}),
                       base, tolerance) == (True, [])  # a crystal's "diffusion" is not judged

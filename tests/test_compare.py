@@ -151,7 +151,7 @@ def test_an_isolated_molecule_gets_its_own_checks_and_a_report(setup, tmp_path):
     assert compare((setup[0], tmp_path / "cluster.extxyz"), tmp_path / "out", system="auto") == 0
     result = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert result["system_kind"] == "molecule"
-    assert result["checks_applied"] == ["drift", "temperature", "vdos", "distances", "angles", "energy"]
+    assert result["checks_applied"] == ["drift", "fluctuation", "temperature", "vdos", "distances", "angles", "energy"]
     for r in result["runs"]:
         assert r["rdf_diff"] is None and r["diffusion_A2_per_ps"] is None
         assert set(r["structure_diff"]) == {"distances", "angles"}  # water molecules have no dihedral

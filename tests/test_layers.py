@@ -15,6 +15,7 @@ LAYERS = [
     {"teacher"},
     {"models"},
     {"training", "evaluate"},
+    {"probe"},
     {"compare_report"},
     {"compare", "md_cli", "training_cli", "distill", "integrations"},
     {"demo"},

@@ -7,7 +7,7 @@ Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
 """
 
 from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_blocks, diffusion_by_species,
-                       diffusion_from_msd, drift_meV_per_atom_per_ps, mobile_species, msd, remove_com_drift, species_diffusion,
+                       diffusion_from_msd, drift_meV_per_atom_per_ps, energy_fluctuation_ratio, mobile_species, msd, remove_com_drift, species_diffusion,
                        species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
 from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autocorrelation, force_spectrum,
@@ -18,15 +18,15 @@ from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differe
 from .geometry import (LINDEMANN_MELTED, BlockMean, angle_distributions, angle_triples, block_mean, bonded_pairs,
                        dihedral_distributions, dihedral_quads, distance_distributions, local_pairs, distribution_difference,
                        distributions_difference, lindemann_ratio, vibration_amplitudes)
-from .acceptance import RunMetrics, Tolerance, largest_n_within_tolerance, verdict
+from .acceptance import SAMPLING_CHECKS, RunMetrics, Tolerance, failed_checks, largest_n_within_tolerance, verdict
 
 __all__ = [
     "BlockMean", "LINDEMANN_MELTED", "angle_distributions", "angle_triples", "block_mean", "bonded_pairs",
     "dihedral_distributions", "dihedral_quads", "distance_distributions", "distribution_difference",
     "distributions_difference", "lindemann_ratio", "local_pairs", "vibration_amplitudes",
-    "DiffusionEstimate", "RunMetrics", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
+    "DiffusionEstimate", "RunMetrics", "SAMPLING_CHECKS", "failed_checks", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
     "chemical_symbols", "diffusion_blocks", "diffusion_by_species", "diffusion_from_msd",
-    "drift_meV_per_atom_per_ps", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
+    "drift_meV_per_atom_per_ps", "energy_fluctuation_ratio", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
     "largest_n_within_tolerance", "mobile_species", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
     "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",
     "remove_com_drift", "running_coordination", "species_diffusion", "species_pairs", "species_temperatures",

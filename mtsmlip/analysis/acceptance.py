@@ -3,6 +3,10 @@
 A run passes when every check that its :class:`Tolerance` enables holds:
 
 * drift:      |drift of the run's conserved energy| ≤ drift_meV_per_atom_per_ps;
+* fluctuation: the conserved energy's fluctuation in NVE, ΔE/ΔK
+              (:func:`.dynamics.energy_fluctuation_ratio`) ≤ fluctuation_growth ×
+              the baseline's: the outer step may at most multiply the
+              integration error of the conventional run by that much;
 * structure:  ``rdf_differences(run, baseline)["overall"]`` (the worst pair's
               RMS Δg, see :mod:`.structure`) ≤ rdf_diff;
 * dynamics:   for every species, |D_run − D_base| ≤ diffusion_sigma ·
@@ -27,7 +31,14 @@ A run passes when every check that its :class:`Tolerance` enables holds:
 Which checks apply depends on the kind of system (:data:`CHECKS`,
 :meth:`Tolerance.for_kind`): g(r) and diffusion for liquids, distributions and
 the energy for isolated molecules, g(r), vibration and lattice for crystals;
-drift, temperature and VDOS for all.
+drift, fluctuation, temperature and VDOS for all.
+
+Two verdicts come from the same checks. **Sampling** (configurational: is the
+distribution right?) is judged by the structure checks and the species
+temperatures (:data:`SAMPLING_CHECKS`); a run for sampling alone may change
+the dynamics (hydrogen mass repartitioning, strong friction). **Dynamics**
+(time correlations as well) is judged by every check, adding drift, energy
+fluctuation, VDOS (the VACF's spectrum) and diffusion.
 
 Set a tolerance field to None to switch that check off. A metric the check
 needs but that is missing (None) on either side fails the check, by name.
@@ -61,6 +72,7 @@ class Tolerance:
     """
 
     drift_meV_per_atom_per_ps: float | None = 1.0  # the defaults are a liquid's checks: see for_kind
+    fluctuation_growth: float | None = 2.0
     rdf_diff: float | None = 0.05
     diffusion_sigma: float | None = 2.0
     temperature_sigma: float | None = 3.0
@@ -95,16 +107,18 @@ class Tolerance:
         return [c for c, f in CHECK_FIELDS.items() if getattr(self, f) is not None]
 
 
-CHECK_FIELDS = {"drift": "drift_meV_per_atom_per_ps", "temperature": "temperature_sigma", "vdos": "vdos_diff",
+CHECK_FIELDS = {"drift": "drift_meV_per_atom_per_ps", "fluctuation": "fluctuation_growth", "temperature": "temperature_sigma", "vdos": "vdos_diff",
                 "rdf": "rdf_diff", "diffusion": "diffusion_sigma", "distances": "distance_diff",
                 "angles": "angle_diff", "dihedrals": "dihedral_diff", "energy": "energy_sigma",
                 "vibration": "vibration_sigma", "lattice": "lindemann_max"}
-KIND_DEFAULTS = {"drift_meV_per_atom_per_ps": 1.0, "temperature_sigma": 3.0, "vdos_diff": 0.1, "rdf_diff": 0.05,
+KIND_DEFAULTS = {"drift_meV_per_atom_per_ps": 1.0, "fluctuation_growth": 2.0, "temperature_sigma": 3.0, "vdos_diff": 0.1, "rdf_diff": 0.05,
                  "diffusion_sigma": 2.0, "distance_diff": 0.05, "angle_diff": 0.05, "dihedral_diff": 0.1,
                  "energy_sigma": 3.0, "vibration_sigma": 3.0, "lindemann_max": LINDEMANN_MELTED}
-CHECKS = {"liquid": ("drift", "temperature", "vdos", "rdf", "diffusion"),
-          "crystal": ("drift", "temperature", "vdos", "rdf", "vibration", "lattice"),
-          "molecule": ("drift", "temperature", "vdos", "distances", "angles", "energy")}
+CHECKS = {"liquid": ("drift", "fluctuation", "temperature", "vdos", "rdf", "diffusion"),
+          "crystal": ("drift", "fluctuation", "temperature", "vdos", "rdf", "vibration", "lattice"),
+          "molecule": ("drift", "fluctuation", "temperature", "vdos", "distances", "angles", "energy")}
+# The checks that judge configurational sampling; dynamics is judged by all.
+SAMPLING_CHECKS = ("temperature", "rdf", "distances", "angles", "dihedrals", "energy", "vibration", "lattice")
 # Dihedral distributions are computed and reported for molecules but not judged
 # by default: a torsion crosses its barriers only a few times in a few ps
 # (ethanol's methyl and hydroxyl rotors), so its distribution converges far
@@ -125,6 +139,7 @@ class RunMetrics:
     """
 
     drift_meV_per_atom_per_ps: float | None = None
+    fluctuation_ratio: float | None = None
     rdf: RDF | None = None
     diffusion: Mapping[str, DiffusionEstimate] | None = field(default=None)
     temperature: Mapping[str, TemperatureEstimate] | None = field(default=None)
@@ -137,19 +152,33 @@ class RunMetrics:
     lindemann: float | None = None
 
 
-def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> tuple[bool, list[str]]:
-    """(ok, reasons): ok is True when all enabled checks pass; reasons names
-    each failed check with the numbers (empty when ok)."""
-    reasons = _drift_reasons(run, tolerance) + _rdf_reasons(run, baseline, tolerance)
-    reasons += _diffusion_reasons(run, baseline, tolerance) + _temperature_reasons(run, baseline, tolerance)
-    reasons += _vdos_reasons(run, baseline, tolerance)
+def failed_checks(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance) -> dict[str, list[str]]:
+    """{check: reasons} of every enabled check that fails, with the numbers."""
+    found = {"drift": _drift_reasons(run, tolerance), "fluctuation": _fluctuation_reasons(run, baseline, tolerance),
+             "rdf": _rdf_reasons(run, baseline, tolerance), "diffusion": _diffusion_reasons(run, baseline, tolerance),
+             "temperature": _temperature_reasons(run, baseline, tolerance),
+             "vdos": _vdos_reasons(run, baseline, tolerance)}
     for name, what, bound in (("distances", "distance distributions", tolerance.distance_diff),
                               ("angles", "bond-angle distributions", tolerance.angle_diff),
                               ("dihedrals", "dihedral distributions", tolerance.dihedral_diff)):
-        reasons += _distribution_reasons(name, what, getattr(run, name), getattr(baseline, name), bound)
-    reasons += _energy_reasons(run, baseline, tolerance) + _vibration_reasons(run, baseline, tolerance)
-    reasons += _lattice_reasons(run, tolerance)
+        found[name] = _distribution_reasons(name, what, getattr(run, name), getattr(baseline, name), bound)
+    found.update(energy=_energy_reasons(run, baseline, tolerance),
+                 vibration=_vibration_reasons(run, baseline, tolerance), lattice=_lattice_reasons(run, tolerance))
+    return {check: reasons for check, reasons in found.items() if reasons}
+
+
+def verdict(run: RunMetrics, baseline: RunMetrics, tolerance: Tolerance, purpose: str = "dynamics") -> tuple[bool, list[str]]:
+    """(ok, reasons) for `purpose` "dynamics" (every enabled check) or
+    "sampling" (:data:`SAMPLING_CHECKS` only): ok is True when they all pass;
+    reasons names each failed check with the numbers (empty when ok)."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES} (got {purpose!r})")
+    failed = failed_checks(run, baseline, tolerance)
+    reasons = [r for check, rs in failed.items() if purpose == "dynamics" or check in SAMPLING_CHECKS for r in rs]
     return not reasons, reasons
+
+
+PURPOSES = ("dynamics", "sampling")
 
 
 def _drift_reasons(run, tol) -> list[str]:
@@ -160,6 +189,17 @@ def _drift_reasons(run, tol) -> list[str]:
         return ["drift: missing energy drift of the run"]
     drift = run.drift_meV_per_atom_per_ps
     return [] if abs(drift) <= bound else [f"drift: |{drift:.4g}| > {bound:.4g} meV/atom/ps"]
+
+
+def _fluctuation_reasons(run, baseline, tol) -> list[str]:
+    growth = tol.fluctuation_growth
+    if growth is None:
+        return []
+    if run.fluctuation_ratio is None or baseline.fluctuation_ratio is None:
+        return ["fluctuation: missing energy fluctuation of the run or the baseline"]
+    ratio, bound = run.fluctuation_ratio, growth * baseline.fluctuation_ratio
+    return [] if ratio <= bound else [f"fluctuation: conserved-energy ΔE/ΔK {ratio:.3g} > {growth:g} × baseline's "
+                                      f"{baseline.fluctuation_ratio:.3g}"]
 
 
 def _rdf_reasons(run, baseline, tol) -> list[str]:

@@ -205,3 +205,20 @@ def drift_meV_per_atom_per_ps(time_ps, conserved_eV, n_atoms) -> float:
     check_positive(n_atoms, "drift_meV_per_atom_per_ps", "n_atoms")
     slope_eV_per_ps, _ = np.polyfit(t, e, 1)
     return float(slope_eV_per_ps * 1000.0 / n_atoms)
+
+
+def energy_fluctuation_ratio(time_ps, conserved_eV, kinetic_eV) -> float:
+    """Tuckerman's ΔE/ΔK of an NVE trace: the RMS of the conserved energy about
+    its least-squares line over the RMS fluctuation of the kinetic energy. It
+    grows as Δt² for a well-resolved integrator and jumps near a resonance; a
+    few per cent is accurate. Shapes: (T,) each."""
+    t, e, k = (np.asarray(a, float) for a in (time_ps, conserved_eV, kinetic_eV))
+    if t.ndim != 1 or t.shape != e.shape or t.shape != k.shape or len(t) < 3 or np.ptp(t) <= 0:
+        raise DataError(f"energy_fluctuation_ratio, field 'time_ps': need at least 3 times spanning a non-zero "
+                        f"interval, one conserved and one kinetic energy each (got shapes {t.shape}, {e.shape}, "
+                        f"{k.shape})")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(k))):
+        raise DataError("energy_fluctuation_ratio, field 'conserved_eV': holds NaN or infinite values")
+    slope, intercept = np.polyfit(t, e, 1)
+    spread = float(np.std(k))
+    return float(np.std(e - (slope * t + intercept)) / spread) if spread > 0 else float("inf")

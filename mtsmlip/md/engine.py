@@ -24,7 +24,7 @@ from .replicas import REPLICAS_KEY
 from .respa import MDState, conserved_energy_eV, initial_state, kinetic_energy_eV, respa_step
 from .safety import MDInstability, SafetyCheck, SafetyLimits  # noqa: F401 (part of this room's API)
 from .settings import RunSettings
-from .thermostats import make_thermostat
+from .thermostats import make_thermostat, per_atom_friction_per_fs
 
 
 def degrees_of_freedom(atoms: Atoms, thermostat) -> int:
@@ -84,7 +84,11 @@ class Engine:
         self.fast, self.slow, self.settings = fast, slow, settings
         self.inner_dt = settings.timestep_fs * units.fs
         self.n_dof = degrees_of_freedom(atoms, settings.thermostat)
-        self.thermostat = make_thermostat(settings.thermostat, settings.temperature_K, settings.friction_per_fs,
+        friction = settings.friction_per_fs
+        if settings.species_friction_per_fs:
+            friction = per_atom_friction_per_fs(atoms.get_chemical_symbols(), friction,
+                                                settings.species_friction_per_fs)
+        self.thermostat = make_thermostat(settings.thermostat, settings.temperature_K, friction,
                                           settings.tau_fs, np.random.default_rng(seed), self.n_dof)
         self.tensor = dict(dtype=torch.float64, device=device)
         self.provenance = dict(provenance or {})

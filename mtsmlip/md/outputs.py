@@ -42,10 +42,11 @@ class TrajectoryWriter:
 
 class LogWriter:
     """Appends a row of LOG_COLUMNS; the rate is that since its previous row (or
-    since :meth:`start`, e.g. a resumed run's first row)."""
+    since :meth:`start`, e.g. a resumed run's first row). `notes` go under the
+    column header as comment lines when the log is created."""
 
     def __init__(self, path):
-        self.path, self.since = Path(path), None
+        self.path, self.since, self.notes = Path(path), None, []
 
     def start(self, engine) -> None:
         self.since = (time.perf_counter(), engine.step)
@@ -59,7 +60,7 @@ class LogWriter:
                engine.conserved_eV(s), rate, engine.settings.ns_per_day(rate))
         with open(self.path, "a") as f:
             if f.tell() == 0:
-                f.write("# " + " ".join(LOG_COLUMNS) + "\n")
+                f.write("# " + " ".join(LOG_COLUMNS) + "\n" + "".join(f"# {line}\n" for line in self.notes))
             f.write(f"{row[0]:d} " + " ".join(f"{v:.10g}" for v in row[1:]) + "\n")
 
 
@@ -124,9 +125,9 @@ def restore(engine, path) -> None:
 
 
 def check_restart_matches(engine, meta: dict, arrays: dict, path) -> None:
-    now = asdict(engine.settings)
+    now = json.loads(json.dumps(asdict(engine.settings)))  # as the restart holds it (tuples become lists)
     defaults = {f.name: f.default for f in fields(RunSettings) if f.default is not MISSING}
-    had = {**defaults, **meta["settings"]}  # a setting added since the restart was written has its default
+    had = json.loads(json.dumps({**defaults, **meta["settings"]}))  # a setting added since the restart was written has its default
     if had != now:
         raise DataError(f"{path}: written with settings {meta['settings']}, this run has {asdict(engine.settings)}")
     recorded = meta.get("provenance") or {}
@@ -164,6 +165,10 @@ class RunFiles:
         frame = engine.atoms(state, step)
         atomic_write(self.out_dir / "last_good.extxyz", lambda tmp: ase.io.write(tmp, frame, format="extxyz"))
         write_restart(engine, self.restart_path, state, step)
+
+    def log_notes(self, lines) -> None:
+        """Lines kept under the log's header (as '# ' comments) when it is created."""
+        self.writers[1].notes = list(lines)
 
     def resume(self, engine) -> None:
         """Continue from OUT/restart.npz; drop log rows and frames written after it."""

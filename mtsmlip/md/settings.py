@@ -22,8 +22,9 @@ def check_step_settings(timestep_fs, n_inner) -> None:
 class RunSettings:
     """What a run integrates; a restart must match it. `baseline`: velocity Verlet
     with the baseline model (RESPA with one force and n_inner = 1). Thermostat:
-    None (NVE), "langevin" (friction_per_fs) or "bussi" (tau_fs). `hmr_amu`:
-    mass moved onto each hydrogen from its bonded heavy atom."""
+    None (NVE), "langevin" (friction_per_fs, and species_friction_per_fs:
+    ((symbol, 1/fs), ...) for the species that get their own) or "bussi"
+    (tau_fs). `hmr_amu`: mass moved onto each hydrogen from its bonded heavy atom."""
 
     timestep_fs: float
     n_inner: int
@@ -33,11 +34,15 @@ class RunSettings:
     baseline: bool = False
     tau_fs: float | None = None
     hmr_amu: float = 0.0  # hydrogen mass repartitioning (md/masses.py); changes dynamics only
+    species_friction_per_fs: tuple = ()  # ((symbol, 1/fs), ...), sorted; Langevin only
 
     def check(self) -> None:
         check_step_settings(self.timestep_fs, self.n_inner)
         if self.baseline and self.n_inner != 1:
             raise DataError("the baseline runs velocity Verlet: n_inner must be 1")
+        if self.species_friction_per_fs and self.thermostat != "langevin":
+            raise DataError("--species-friction-per-fs is a Langevin friction; it needs --thermostat langevin "
+                            f"(got {self.thermostat or 'NVE'})")
 
     @property
     def outer_fs(self) -> float:

@@ -4,8 +4,11 @@ step (each call covers half of it). Each returns ``(new momenta, work)``: the
 kinetic energy it added (eV), which the step adds to the state's ``work_eV``.
 
 - :class:`NVE`: both pieces are the identity.
-- :class:`Langevin` (``friction_per_fs``): the exact Ornstein–Uhlenbeck update of
-  the momenta in the inner loop (BAOAB sub-steps; OpenMM's MTSLangevinIntegrator).
+- :class:`Langevin` (``friction_per_fs``, one rate or one per atom): the exact
+  Ornstein–Uhlenbeck update of the momenta in the inner loop (BAOAB sub-steps;
+  OpenMM's MTSLangevinIntegrator). A higher friction on the hydrogens damps the
+  O–H stretch that an outer step near its period would excite (DMTS-NC's
+  "extra friction on H"); the distribution sampled stays canonical.
 - :class:`Bussi` (``tau_fs``, the relaxation time, as ASE's ``taut``): stochastic
   velocity rescaling (Bussi, Donadio, Parrinello 2007) at the outer level.
 
@@ -87,13 +90,37 @@ def _positive(name: str, value: float) -> float:
 class Langevin(_Stochastic):
     kind = "langevin"
 
-    def __init__(self, temperature_K: float, friction_per_fs: float = DEFAULT_FRICTION_PER_FS, rng=None):
+    def __init__(self, temperature_K: float, friction_per_fs=DEFAULT_FRICTION_PER_FS, rng=None):
+        """`friction_per_fs`: one friction for every atom, or an (N,) array of
+        one per atom (:func:`per_atom_friction_per_fs`)."""
         super().__init__(temperature_K, rng)
-        self.rate = _positive("friction_per_fs", friction_per_fs) / units.fs  # per ASE time unit
+        if np.ndim(friction_per_fs) == 0:
+            self.rate = _positive("friction_per_fs", friction_per_fs) / units.fs  # per ASE time unit
+        else:
+            rates = np.asarray(friction_per_fs, dtype=float)
+            if not (np.all(np.isfinite(rates)) and np.all(rates > 0)):
+                raise DataError(f"friction_per_fs must be positive for every atom (got min {rates.min()})")
+            self.rate = rates[:, None] / units.fs  # (N, 1), broadcast over x, y, z
+        self._c1 = {}
+
+    def damping(self, masses, dt):
+        """c1 = exp(−γ·dt), a number or an (N, 1) array in the type of `masses`
+        (computed once per dt and device)."""
+        if np.ndim(self.rate) == 0:
+            return math.exp(-self.rate * dt)
+        key = (dt, getattr(masses, "device", None), getattr(masses, "dtype", None))
+        if key not in self._c1:
+            c1 = np.exp(-self.rate * dt)
+            if not isinstance(masses, np.ndarray):
+                import torch
+
+                c1 = torch.as_tensor(c1, dtype=masses.dtype, device=masses.device)
+            self._c1[key] = c1
+        return self._c1[key]
 
     def inner(self, p, masses, dt):
         """O-step: p ← c1·p + sqrt((1−c1²)·m·kT)·ξ with c1 = exp(−γ·dt)."""
-        c1 = math.exp(-self.rate * dt)
+        c1 = self.damping(masses, dt)
         sigma = (masses * (self.kT_eV * (1.0 - c1 * c1))) ** 0.5
         new = c1 * p + sigma * standard_normal_like(p, self.rng)
         return new, kinetic_energy(new, masses) - kinetic_energy(p, masses)
@@ -137,13 +164,33 @@ class Bussi(_Stochastic):
         return -alpha if r1 + math.sqrt(c / ((1 - c) * ratio)) < 0 else alpha
 
 
+def per_atom_friction_per_fs(symbols, friction_per_fs=None, species_friction_per_fs=()) -> np.ndarray | float:
+    """The Langevin friction of each atom: `species_friction_per_fs` ((symbol,
+    1/fs) pairs) for the species it names, `friction_per_fs` (default
+    DEFAULT_FRICTION_PER_FS) for the others; a plain number when no species is
+    named. A named species the structure lacks is an error (a typo would
+    otherwise silently change nothing)."""
+    default = DEFAULT_FRICTION_PER_FS if friction_per_fs is None else friction_per_fs
+    if not species_friction_per_fs:
+        return default
+    named = dict(species_friction_per_fs)
+    missing = sorted(set(named) - set(symbols))
+    if missing:
+        raise DataError(f"--species-friction-per-fs names {', '.join(missing)}, which the structure does not "
+                        f"contain (it has {', '.join(sorted(set(symbols)))})")
+    return np.array([named.get(s, default) for s in symbols], dtype=float)
+
+
 def make_thermostat(kind, temperature_K=None, friction_per_fs=None, tau_fs=None, rng=None, n_dof=None):
     """NVE / Langevin / Bussi from the names the command line uses; clear errors
-    for bad ones, and for a parameter that belongs to the other thermostat."""
+    for bad ones, and for a parameter that belongs to the other thermostat.
+    `friction_per_fs` may be one number per atom (Langevin only)."""
     if kind not in THERMOSTATS:
         raise DataError(f"thermostat must be one of {THERMOSTATS}, got {kind!r}")
     if kind == "langevin" and tau_fs is not None:
         raise DataError("tau_fs is the Bussi relaxation time; Langevin takes friction_per_fs")
+    if kind != "langevin" and np.ndim(friction_per_fs) > 0:
+        raise DataError("a friction per atom (--species-friction-per-fs) is for the Langevin thermostat only")
     if kind == "bussi" and friction_per_fs is not None:
         raise DataError("friction_per_fs is the Langevin friction; Bussi takes tau_fs (relaxation time)")
     if kind is None:

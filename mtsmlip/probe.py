@@ -1,0 +1,189 @@
+"""``--n-inner auto``: the largest inner-step count n a pair can take, from a
+short probe of the system itself.
+
+Impulse r-RESPA kicks with the slow force once per outer step Δt = n·δt. That
+is safe while the slow force changes little over Δt; it fails by resonance
+once Δt nears half the period of a motion the slow force still follows, and
+in practice (nonlinear resonance) from about a third of it. The probe asks
+two questions, in this order, of each candidate n (ascending) and keeps the
+largest n below which every candidate passed:
+
+1. **Spectrum** (one n = 1 segment of the pair in NVE, forces every δt): the
+   fraction of the slow force's fluctuation power above 1/(3Δt), the frequency
+   whose period is three outer steps, must be at most ``slow_power_max``.
+2. **Energy** (an NVE segment at that n from the same start): the conserved
+   energy's RMS fluctuation about its trend, relative to the kinetic energy's
+   (Tuckerman's ratio ΔE/ΔK), may be at most ``fluctuation_growth`` times that
+   of the n = 1 segment (the outer step may at most double the integration
+   error the inner step already makes), and the segment must not blow up. This
+   is what catches a slow force that is as fast as the fast one: its spectrum
+   passes while Δt is short against its period, but each kick then carries the
+   error of a longer step (split harmonic bonds, half the stiffness in each
+   part: ΔE/ΔK grows 3× at n = 2, against 1.1× for a slow tether).
+
+Calibration on the shipped water pair (192 atoms, δt = 0.5 fs, 200 fs per
+segment): slow power above 1/(3Δt) 0.0004 at n = 4 and 0.0013 at n = 5;
+ΔE/ΔK 0.015 / 0.011 / 0.014 / 0.020 / 0.031 / 0.046 / 0.127 at n = 1 / 2 / 3 /
+4 / 5 / 6 / 8. Both checks put the limit at n = 4, where the 2 ps
+comparisons found it.
+
+The first check is cheap and says why; the second measures what the first
+predicts. The result (every candidate's numbers and the reason the next one
+failed) is printed and kept in the run's log.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from . import analysis as an
+from .md.respa import kinetic_energy_eV
+from .md.safety import MDInstability
+from .md.settings import RunSettings
+
+CANDIDATES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How long the probe runs and what it accepts. Times in fs."""
+
+    candidates: tuple = CANDIDATES
+    nve_fs: float = 200.0          # each candidate's NVE segment (n = 1's also gives the force spectrum)
+    periods_per_outer_step: float = 3.0  # the slow force's power is measured above 1/(this · Δt)
+    slow_power_max: float = 1e-3
+    fluctuation_growth: float = 2.0  # ΔE/ΔK at n over ΔE/ΔK at n = 1
+
+    def check(self) -> None:
+        from .errors import DataError
+
+        if not self.candidates or min(self.candidates) != 1:
+            raise DataError(f"probe candidates must be integers >= 1, 1 among them: n = 1 is the reference "
+                            f"(got {list(self.candidates)})")
+        if self.nve_fs <= 0:
+            raise DataError("the probe's NVE segments must be longer than 0 fs")
+
+
+@dataclass
+class Candidate:
+    """What the probe measured for one n (None: not measured)."""
+
+    n_inner: int
+    outer_fs: float
+    limit_THz: float
+    slow_power_above: float
+    fluctuation_ratio: float | None = None
+    drift_meV_per_atom_per_ps: float | None = None
+    failed: str | None = None  # why this n is not safe
+
+
+@dataclass
+class ProbeResult:
+    n_inner: int
+    timestep_fs: float
+    settings: ProbeSettings
+    candidates: list = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The probe's table and its choice, as printed and logged."""
+        s = self.settings
+        out = [f"n-inner auto: δt = {self.timestep_fs} fs, {s.nve_fs:g} fs NVE per n; slow-force power above "
+               f"1/({s.periods_per_outer_step:g}·Δt) (max {s.slow_power_max:g}, from n = 1) and conserved-energy "
+               f"fluctuation ΔE/ΔK (max {s.fluctuation_growth:g} × n = 1's)",
+               f"{'n':>4}{'Δt fs':>7}{'limit THz':>11}{'slow power':>12}{'ΔE/ΔK':>9}{'drift':>9}  verdict"]
+        for c in self.candidates:
+            ratio = "-" if c.fluctuation_ratio is None else f"{c.fluctuation_ratio:.4f}"
+            drift = "-" if c.drift_meV_per_atom_per_ps is None else f"{c.drift_meV_per_atom_per_ps:.2f}"
+            out.append(f"{c.n_inner:>4}{c.outer_fs:>7.2f}{c.limit_THz:>11.1f}{c.slow_power_above:>12.5f}"
+                       f"{ratio:>9}{drift:>9}  {'ok' if c.failed is None else 'FAIL: ' + c.failed}")
+        failed = next((c for c in self.candidates if c.failed), None)
+        why = f" (n = {failed.n_inner}: {failed.failed})" if failed else " (every candidate passed)"
+        out.append(f"n-inner auto: chose n = {self.n_inner}, Δt = {self.n_inner * self.timestep_fs:g} fs{why}")
+        return out
+
+    def as_dict(self) -> dict:
+        return {"n_inner": self.n_inner, "timestep_fs": self.timestep_fs, "settings": asdict(self.settings),
+                "candidates": [asdict(c) for c in self.candidates]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProbeResult":
+        settings = ProbeSettings(**{**d["settings"], "candidates": tuple(d["settings"]["candidates"])})
+        return cls(int(d["n_inner"]), float(d["timestep_fs"]), settings, [Candidate(**c) for c in d["candidates"]])
+
+
+class _Trace:
+    """Engine observer: conserved and kinetic energy, and the slow force."""
+
+    def __init__(self, keep_forces: bool):
+        self.step, self.conserved, self.kinetic, self.slow, self.keep_forces = [], [], [], [], keep_forces
+
+    def __call__(self, engine) -> None:
+        s = engine.state
+        self.step.append(engine.step)
+        self.conserved.append(engine.conserved_eV(s))
+        self.kinetic.append(kinetic_energy_eV(s.momenta, s.masses))
+        if self.keep_forces:
+            f = s.forces_slow
+            self.slow.append(np.asarray(f.cpu().numpy() if hasattr(f, "cpu") else f, dtype=float))
+
+
+def _nve_segment(make_engine, atoms, run: RunSettings, fs: float, keep_forces=False) -> _Trace:
+    engine = make_engine(atoms.copy(), run)
+    trace = _Trace(keep_forces)
+    engine.attach(trace)
+    engine.run(run.steps_for(fs / 1000.0), progress=False)
+    return trace
+
+
+def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSettings = ProbeSettings(),
+                  say=None) -> ProbeResult:
+    """The largest safe n for the pair that ``make_engine(atoms, RunSettings)``
+    integrates, from `atoms` (with momenta: the state the run starts from).
+    `say(line)` reports progress (default: stderr)."""
+    settings.check()
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    nve = RunSettings(timestep_fs, 1)
+    say(f"n-inner auto: {settings.nve_fs:g} fs of the pair at n = 1 (NVE) for the force spectrum")
+    try:
+        reference = _nve_segment(make_engine, atoms, nve, settings.nve_fs, keep_forces=True)
+    except MDInstability as exc:
+        from .errors import DataError
+
+        raise DataError(f"n-inner auto: the pair is unstable already at n = 1 (velocity Verlet at δt = "
+                        f"{timestep_fs} fs): {exc}; there is no safe n to find (a shorter --timestep-fs?)") from None
+    freq_THz, power = an.force_spectrum(np.array(reference.slow), timestep_fs)
+    result = ProbeResult(1, timestep_fs, settings)
+    for n in sorted(set(settings.candidates)):
+        outer_fs = n * timestep_fs
+        limit = an.nyquist_THz(outer_fs) * 2.0 / settings.periods_per_outer_step  # 1/(k·Δt)
+        c = Candidate(n, outer_fs, limit, an.power_above_frequency_fraction(freq_THz, power, limit))
+        result.candidates.append(c)
+        if c.slow_power_above > settings.slow_power_max:
+            c.failed = (f"{c.slow_power_above:.2g} of the slow force's power lies above {limit:.0f} THz "
+                        f"(periods shorter than {settings.periods_per_outer_step:g} outer steps)")
+            break
+        if n == 1:
+            trace, run = reference, nve
+        else:
+            run = replace(nve, n_inner=n)
+            say(f"n-inner auto: {settings.nve_fs:g} fs NVE at n = {n}")
+            try:
+                trace = _nve_segment(make_engine, atoms, run, settings.nve_fs)
+            except MDInstability as exc:
+                c.failed = f"unstable in NVE: {exc}"
+                break
+        time_ps = np.asarray(trace.step) * run.outer_fs / 1000.0
+        c.fluctuation_ratio = an.energy_fluctuation_ratio(time_ps, trace.conserved, trace.kinetic)
+        c.drift_meV_per_atom_per_ps = an.drift_meV_per_atom_per_ps(time_ps, trace.conserved, len(atoms))
+        bound = settings.fluctuation_growth * result.candidates[0].fluctuation_ratio
+        if n > 1 and not c.fluctuation_ratio <= bound:
+            c.failed = (f"conserved-energy fluctuation ΔE/ΔK {c.fluctuation_ratio:.3g} > {settings.fluctuation_growth:g}"
+                        f" × n = 1's {result.candidates[0].fluctuation_ratio:.3g}")
+            break
+        result.n_inner = n
+    for line in result.lines():
+        say(line)
+    return result
