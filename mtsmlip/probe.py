@@ -15,7 +15,11 @@ largest n below which every candidate passed:
    energy's RMS fluctuation about its trend, relative to the kinetic energy's
    (Tuckerman's ratio ΔE/ΔK), may be at most ``fluctuation_growth`` times that
    of the n = 1 segment (the outer step may at most double the integration
-   error the inner step already makes), and the segment must not blow up. This
+   error the inner step already makes) or ``fluctuation_floor``, whichever is
+   larger, and the segment must not blow up. The floor (0.02, shipped water's
+   level at n = 4, where its 2 ps comparisons pass) keeps a start that is
+   already very accurate at n = 1 (heavier hydrogens: 0.006) from being held
+   to a stricter standard than natural-mass MD. This
    is what catches a slow force that is as fast as the fast one: its spectrum
    passes while Δt is short against its period, but each kick then carries the
    error of a longer step (split harmonic bonds, half the stiffness in each
@@ -55,7 +59,8 @@ class ProbeSettings:
     nve_fs: float = 200.0          # each candidate's NVE segment (n = 1's also gives the force spectrum)
     periods_per_outer_step: float = 3.0  # the slow force's power is measured above 1/(this · Δt)
     slow_power_max: float = 1e-3
-    fluctuation_growth: float = 2.0  # ΔE/ΔK at n over ΔE/ΔK at n = 1
+    fluctuation_growth: float = 2.0  # ΔE/ΔK at n over ΔE/ΔK at n = 1 ...
+    fluctuation_floor: float = 0.02  # ... or up to this, whichever is larger
 
     def check(self) -> None:
         from .errors import DataError
@@ -92,7 +97,7 @@ class ProbeResult:
         s = self.settings
         out = [f"n-inner auto: δt = {self.timestep_fs} fs, {s.nve_fs:g} fs NVE per n; slow-force power above "
                f"1/({s.periods_per_outer_step:g}·Δt) (max {s.slow_power_max:g}, from n = 1) and conserved-energy "
-               f"fluctuation ΔE/ΔK (max {s.fluctuation_growth:g} × n = 1's)",
+               f"fluctuation ΔE/ΔK (max {s.fluctuation_growth:g} × n = 1's or {s.fluctuation_floor:g})",
                f"{'n':>4}{'Δt fs':>7}{'limit THz':>11}{'slow power':>12}{'ΔE/ΔK':>9}{'drift':>9}  verdict"]
         for c in self.candidates:
             ratio = "-" if c.fluctuation_ratio is None else f"{c.fluctuation_ratio:.4f}"
@@ -178,10 +183,11 @@ def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSetting
         time_ps = np.asarray(trace.step) * run.outer_fs / 1000.0
         c.fluctuation_ratio = an.energy_fluctuation_ratio(time_ps, trace.conserved, trace.kinetic)
         c.drift_meV_per_atom_per_ps = an.drift_meV_per_atom_per_ps(time_ps, trace.conserved, len(atoms))
-        bound = settings.fluctuation_growth * result.candidates[0].fluctuation_ratio
+        reference = result.candidates[0].fluctuation_ratio
+        bound = max(settings.fluctuation_growth * reference, settings.fluctuation_floor)
         if n > 1 and not c.fluctuation_ratio <= bound:
-            c.failed = (f"conserved-energy fluctuation ΔE/ΔK {c.fluctuation_ratio:.3g} > {settings.fluctuation_growth:g}"
-                        f" × n = 1's {result.candidates[0].fluctuation_ratio:.3g}")
+            c.failed = (f"conserved-energy fluctuation ΔE/ΔK {c.fluctuation_ratio:.3g} > max({settings.fluctuation_growth:g}"
+                        f" × n = 1's {reference:.3g}, {settings.fluctuation_floor:g})")
             break
         result.n_inner = n
     for line in result.lines():
