@@ -143,6 +143,19 @@ def _nve_segment(make_engine, atoms, run: RunSettings, fs: float, keep_forces=Fa
     return trace
 
 
+def reference_segment(make_engine, atoms, timestep_fs: float, fs: float):
+    """The pair at n = 1 (velocity Verlet on fast + slow) in NVE for `fs` from
+    `atoms`: (trace, (freq_THz, power) of the slow force's fluctuations)."""
+    try:
+        trace = _nve_segment(make_engine, atoms, RunSettings(timestep_fs, 1), fs, keep_forces=True)
+    except MDInstability as exc:
+        from .errors import DataError
+
+        raise DataError(f"n-inner auto: the pair is unstable already at n = 1 (velocity Verlet at δt = "
+                        f"{timestep_fs} fs): {exc}; there is no safe n to find (a shorter --timestep-fs?)") from None
+    return trace, an.force_spectrum(np.array(trace.slow), timestep_fs)
+
+
 def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSettings = ProbeSettings(),
                   say=None) -> ProbeResult:
     """The largest safe n for the pair that ``make_engine(atoms, RunSettings)``
@@ -152,14 +165,7 @@ def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSetting
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     nve = RunSettings(timestep_fs, 1)
     say(f"n-inner auto: {settings.nve_fs:g} fs of the pair at n = 1 (NVE) for the force spectrum")
-    try:
-        reference = _nve_segment(make_engine, atoms, nve, settings.nve_fs, keep_forces=True)
-    except MDInstability as exc:
-        from .errors import DataError
-
-        raise DataError(f"n-inner auto: the pair is unstable already at n = 1 (velocity Verlet at δt = "
-                        f"{timestep_fs} fs): {exc}; there is no safe n to find (a shorter --timestep-fs?)") from None
-    freq_THz, power = an.force_spectrum(np.array(reference.slow), timestep_fs)
+    reference, (freq_THz, power) = reference_segment(make_engine, atoms, timestep_fs, settings.nve_fs)
     result = ProbeResult(1, timestep_fs, settings)
     for n in sorted(set(settings.candidates)):
         outer_fs = n * timestep_fs

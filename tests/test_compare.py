@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from mtsmlip import analysis as an
 from mtsmlip.cli import main
 from mtsmlip.compare import Production
 from tests.systems import small_water_box, write_tiny_pair
@@ -48,13 +49,18 @@ def test_json_report_and_plots(finished):
     for n, r in runs.items():
         assert r["outer_timestep_fs"] == pytest.approx(n * 0.25)
         assert r["speedup"] == pytest.approx(r["ns_per_day"] / result["baseline"]["ns_per_day"])
-        for key in ("rdf_diff", "drift_meV_per_atom_per_ps", "diffusion_A2_per_ps", "diffusion_err_A2_per_ps"):
+        for key in ("rdf_diff", "drift_meV_per_atom_per_ps", "diffusion_A2_per_ps", "diffusion_err_A2_per_ps",
+                    "energy_fluctuation_ratio"):
             assert np.isfinite(r[key]), key
         assert r["within_tolerance"] == (not r["reasons"])
+        assert r["sampling_ok"] or not r["within_tolerance"]  # dynamics judges a superset of sampling's checks
         assert r["simulated_ps"] == pytest.approx(0.02)
         temperatures = r["temperature_by_species_K"]
         assert set(temperatures) == {"H", "O"} and all(t > 0 and err >= 0 for t, err in temperatures.values())
     assert result["baseline"]["simulated_ps"] == pytest.approx(0.02)
+    assert result["sampling_checks"] == ["temperature", "rdf"] and "fluctuation" in result["checks_applied"]
+    sampled = {n: r["sampling_ok"] for n, r in runs.items()}
+    assert result["largest_n_for_sampling"] == an.largest_n_within_tolerance(sampled)
     report = (finished / "report.md").read_text()
     for png in ("rdf.png", "msd_O.png", "vdos.png", "nve_energy.png", "force_spectrum.png"):
         assert (finished / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -215,3 +221,15 @@ def test_an_mts_run_that_blows_up_fails_its_n_and_the_comparison_goes_on(setup, 
     monkeypatch.setattr(Engine, "run", lambda *a, **k: pytest.fail("a finished comparison ran MD again"))
     assert compare(setup, tmp_path / "out") == 0
     assert json.loads((tmp_path / "out" / "compare.json").read_text()) == result
+
+
+def test_n_inner_auto_adds_the_probes_choice_and_reports_why(setup, tmp_path):
+    assert compare(setup, tmp_path, "--n-inner", "2,auto", "--probe-fs", "2") == 0
+    probe = json.loads((tmp_path / "n_inner_auto.json").read_text())
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert result["n_inner_auto"] == probe
+    assert sorted(r["n_inner"] for r in result["runs"]) == sorted({2, probe["n_inner"]})
+    assert [c["n_inner"] for c in probe["candidates"]][0] == 1
+    assert f"chose n = {probe['n_inner']}" in (tmp_path / "report.md").read_text()
+    assert compare(setup, tmp_path, "--n-inner", "2,auto", "--probe-fs", "2") == 0  # resumed: same choice
+    assert json.loads((tmp_path / "n_inner_auto.json").read_text()) == probe
