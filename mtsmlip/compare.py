@@ -426,9 +426,13 @@ def _load_json(path) -> dict:
     return read_json(path, "compare progress") if Path(path).is_file() else {}
 
 
+ANALYSIS_ONLY = ("system",)  # CompareSettings fields that change the verdicts, not the runs
+
+
 def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path) -> None:
     """A resumed compare must be the same comparison (settings, model files by
-    content, starting structure by content); refuse to mix two, naming what differs."""
+    content, starting structure by content); refuse to mix two, naming what differs.
+    A finished comparison may be judged again as another kind of system (--system)."""
     wanted = {"settings": asdict(cfg), "model": str(models.directory.resolve()),
               "model_sha256": models.model_hashes(), "structure": fingerprint(structure_path)}
     wanted = json.loads(json.dumps(wanted))  # as settings.json holds it (tuples become lists)
@@ -439,6 +443,9 @@ def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path
         for key in set(wanted["settings"]) - set(had.get("settings", {})):  # added since that run
             if wanted["settings"][key] == defaults[key]:
                 del wanted["settings"][key]
+        for key in ANALYSIS_ONLY:  # they choose how the runs are judged, not what runs: free to change
+            wanted["settings"].pop(key, None)
+            had.get("settings", {}).pop(key, None)
         changed = sorted(k for k in wanted if k != "model" and had.get(k) != wanted[k])
         if changed:
             raise DataError(f"{path}: OUT holds a comparison with other {', '.join(changed)}; "
