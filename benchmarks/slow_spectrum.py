@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from mtsmlip import analysis as an  # noqa: E402
 from mtsmlip.md.engine import Engine, initialise_momenta  # noqa: E402
+from mtsmlip.md.settings import RunSettings  # noqa: E402
 from mtsmlip.models import TrainedModels  # noqa: E402
 from mtsmlip.probe import reference_segment  # noqa: E402
 from mtsmlip.shipped import resolve_model_dir  # noqa: E402
@@ -52,7 +53,7 @@ def main() -> int:
             fast, slow = models.providers(a, run.baseline)
             return Engine(a, fast, slow, run, seed=0)
 
-        trace, (freq_THz, power) = reference_segment(make, atoms, TIMESTEP_FS, args.fs)
+        trace, (freq_THz, power) = reference_segment(make, atoms, RunSettings(TIMESTEP_FS, 1), args.fs)
         slow = np.array(trace.slow)
         rate = np.diff(slow, axis=0) / TIMESTEP_FS  # eV/Å/fs
         rms, rms_rate = float(np.sqrt(np.mean(slow**2))), float(np.sqrt(np.mean(rate**2)))

@@ -300,8 +300,7 @@ class Production:
 # ---- NVE drift and the force spectra ----------------------------------------
 def nve_trace(models, engine, cfg: CompareSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Continue `engine`'s final state in NVE for nve_ps; (time_ps, conserved_eV, kinetic_eV)."""
-    run = replace(engine.settings, thermostat=None, temperature_K=None, friction_per_fs=None, tau_fs=None,
-                  species_friction_per_fs=())
+    run = engine.settings.nve()
     nve = make_engine(models, engine.atoms(), run, cfg, cfg.seed)
     samples = Samples()
     nve.attach(samples)
@@ -364,7 +363,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     start = equilibrated_start(models, structure, cfg, out, progress_bar)
     probe = saved_probe(models, start, cfg, out) if "auto" in cfg.n_inner else None
     if probe is not None:
-        cfg = cfg.with_auto(probe["n_inner"])
+        cfg = cfg.with_auto(probe.n_inner)
     production = run_production(models, start, cfg, out, progress_bar)
     runs = [production.record(r, (np.zeros(0), np.zeros(0), None) if production.unstable(r) else
                               saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
@@ -373,24 +372,18 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
                           "force spectra (n = 1 segment of the pair)") if cfg.spectrum_ps > 0 else None
     template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
     template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
-    records = Records(template, cfg, runs, forces, probe)
+    records = Records(template, cfg, runs, forces, None if probe is None else probe.as_dict())
     write_report(analyse(records), records, out)
     return read_json(out / "compare.json", "comparison result")
 
 
-def saved_probe(models, start: Atoms, cfg: CompareSettings, out: Path) -> dict:
+def saved_probe(models, start: Atoms, cfg: CompareSettings, out: Path):
     """The probe's choice for --n-inner auto (:mod:`mtsmlip.probe`) from the
     equilibrated start, saved in OUT/n_inner_auto.json and reused on resume."""
-    from .probe import ProbeSettings, probe_n_inner
+    from . import probe
 
-    path = out / "n_inner_auto.json"
-    if path.is_file():
-        return read_json(path, "n-inner probe")
-    result = probe_n_inner(lambda atoms, run: make_engine(models, atoms, replace(run, hmr_amu=cfg.hmr_amu), cfg,
-                                                          cfg.seed),
-                           start, cfg.timestep_fs, ProbeSettings(nve_fs=cfg.probe_fs), say=_say)
-    atomic_write_json(path, result.as_dict())
-    return result.as_dict()
+    return probe.saved_probe(out / "n_inner_auto.json", lambda atoms, run: make_engine(models, atoms, run, cfg, cfg.seed),
+                             start, cfg.run(1), probe.ProbeSettings(nve_fs=cfg.probe_fs), say=_say)
 
 
 def check_system_option(atoms: Atoms, system: str, path) -> None:

@@ -16,9 +16,10 @@ from .md.outputs import RunFiles
 from .md.settings import RunSettings
 
 
-def build_engine(args, out=None) -> Engine:
-    """The engine of the run; with --n-inner auto, n comes from the probe
-    (:func:`chosen_n_inner`, which needs `out` to keep its choice)."""
+def build_engine(args, out=None):
+    """(the engine of the run, the probe's result or None): with --n-inner
+    auto, n comes from the probe (:func:`chosen_n_inner`, which needs `out`
+    to keep its choice)."""
     from .models import TrainedModels
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
@@ -40,30 +41,25 @@ def build_engine(args, out=None) -> Engine:
         return Engine(a, fast, slow, run, seed=args.seed, device=args.device,
                       provenance={"model_sha256": models.model_hashes()})
 
+    probe = None
     if args.n_inner == "auto" and not args.baseline:
-        settings = replace(settings, n_inner=chosen_n_inner(engine, atoms, settings, out, args.resume, args.probe_fs))
-    return engine(atoms, settings)
+        probe = chosen_n_inner(engine, atoms, settings, out, args.resume, args.probe_fs)
+        settings = replace(settings, n_inner=probe.n_inner)
+    return engine(atoms, settings), probe
 
 
-def chosen_n_inner(engine, atoms, settings: RunSettings, out, resume: bool, probe_fs: float) -> int:
+def chosen_n_inner(engine, atoms, settings: RunSettings, out, resume: bool, probe_fs: float):
     """--n-inner auto: the probe's n (:mod:`mtsmlip.probe`) from the starting
     state, said on stderr and kept in OUT/n_inner_auto.json (and, as comment
     lines under its header, in OUT/md.log); a resumed run keeps the n it chose."""
-    from .files import atomic_write_json, read_json
-    from .probe import ProbeSettings, probe_n_inner
+    from .probe import ProbeSettings, saved_probe
 
     path = out / "n_inner_auto.json"
-    if resume and path.is_file():
-        return int(read_json(path, "n-inner probe")["n_inner"])
-    if not np.any(atoms.get_momenta()):
+    if not (resume and path.is_file()) and not np.any(atoms.get_momenta()):
         raise DataError("--n-inner auto probes the motion of the start: give --temperature-K (or a structure "
                         "with momenta); atoms at rest have no motion to measure")
-    result = probe_n_inner(lambda a, run: engine(a, replace(run, hmr_amu=settings.hmr_amu)), atoms,
-                           settings.timestep_fs, ProbeSettings(nve_fs=probe_fs),
-                           say=lambda line: print(f"mtsmlip md: {line}", file=sys.stderr))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, result.as_dict())
-    return result.n_inner
+    return saved_probe(path, engine, atoms, settings, ProbeSettings(nve_fs=probe_fs),
+                       say=lambda line: print(f"mtsmlip md: {line}", file=sys.stderr), reuse=resume)
 
 
 def run(args) -> int:
@@ -72,12 +68,9 @@ def run(args) -> int:
     files = RunFiles(out, args.traj_every)
     if not args.resume and files.restart_path.exists():
         raise DataError(f"{out}: holds a previous run; use --resume to continue it or another --out")
-    engine = build_engine(args, out)
-    if args.n_inner == "auto" and not args.baseline:
-        from .files import read_json
-        from .probe import ProbeResult
-
-        files.log_notes(ProbeResult.from_dict(read_json(out / "n_inner_auto.json", "n-inner probe")).lines())
+    engine, probe = build_engine(args, out)
+    if probe is not None:
+        files.log_notes(probe.lines())
     if args.resume:
         files.resume(engine)
         if engine.step > args.steps:

@@ -39,7 +39,8 @@ failed) is printed and kept in the run's log.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -143,11 +144,13 @@ def _nve_segment(make_engine, atoms, run: RunSettings, fs: float, keep_forces=Fa
     return trace
 
 
-def reference_segment(make_engine, atoms, timestep_fs: float, fs: float):
-    """The pair at n = 1 (velocity Verlet on fast + slow) in NVE for `fs` from
-    `atoms`: (trace, (freq_THz, power) of the slow force's fluctuations)."""
+def reference_segment(make_engine, atoms, run: RunSettings, fs: float):
+    """The pair at n = 1 (velocity Verlet on fast + slow) in NVE with `run`'s
+    step and masses for `fs` from `atoms`: (trace, (freq_THz, power) of the
+    slow force's fluctuations)."""
+    timestep_fs = run.timestep_fs
     try:
-        trace = _nve_segment(make_engine, atoms, RunSettings(timestep_fs, 1), fs, keep_forces=True)
+        trace = _nve_segment(make_engine, atoms, run.nve(1), fs, keep_forces=True)
     except MDInstability as exc:
         from .errors import DataError
 
@@ -156,16 +159,17 @@ def reference_segment(make_engine, atoms, timestep_fs: float, fs: float):
     return trace, an.force_spectrum(np.array(trace.slow), timestep_fs)
 
 
-def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSettings = ProbeSettings(),
+def probe_n_inner(make_engine, atoms, run: RunSettings, settings: ProbeSettings = ProbeSettings(),
                   say=None) -> ProbeResult:
     """The largest safe n for the pair that ``make_engine(atoms, RunSettings)``
-    integrates, from `atoms` (with momenta: the state the run starts from).
-    `say(line)` reports progress (default: stderr)."""
+    integrates, from `atoms` (with momenta: the state the run starts from), for
+    a run with the step and masses of `run` (its thermostat and n are not used:
+    the probe runs NVE). `say(line)` reports progress (default: stderr)."""
     settings.check()
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    nve = RunSettings(timestep_fs, 1)
+    timestep_fs, nve = run.timestep_fs, run.nve(1)
     say(f"n-inner auto: {settings.nve_fs:g} fs of the pair at n = 1 (NVE) for the force spectrum")
-    reference, (freq_THz, power) = reference_segment(make_engine, atoms, timestep_fs, settings.nve_fs)
+    reference, (freq_THz, power) = reference_segment(make_engine, atoms, nve, settings.nve_fs)
     result = ProbeResult(1, timestep_fs, settings)
     for n in sorted(set(settings.candidates)):
         outer_fs = n * timestep_fs
@@ -177,16 +181,16 @@ def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSetting
                         f"(periods shorter than {settings.periods_per_outer_step:g} outer steps)")
             break
         if n == 1:
-            trace, run = reference, nve
+            trace, segment = reference, nve
         else:
-            run = replace(nve, n_inner=n)
+            segment = nve.nve(n)
             say(f"n-inner auto: {settings.nve_fs:g} fs NVE at n = {n}")
             try:
-                trace = _nve_segment(make_engine, atoms, run, settings.nve_fs)
+                trace = _nve_segment(make_engine, atoms, segment, settings.nve_fs)
             except MDInstability as exc:
                 c.failed = f"unstable in NVE: {exc}"
                 break
-        time_ps = np.asarray(trace.step) * run.outer_fs / 1000.0
+        time_ps = np.asarray(trace.step) * segment.outer_fs / 1000.0
         c.fluctuation_ratio = an.energy_fluctuation_ratio(time_ps, trace.conserved, trace.kinetic)
         c.drift_meV_per_atom_per_ps = an.drift_meV_per_atom_per_ps(time_ps, trace.conserved, len(atoms))
         reference = result.candidates[0].fluctuation_ratio
@@ -198,4 +202,19 @@ def probe_n_inner(make_engine, atoms, timestep_fs: float, settings: ProbeSetting
         result.n_inner = n
     for line in result.lines():
         say(line)
+    return result
+
+
+def saved_probe(path, make_engine, atoms, run: RunSettings, settings: ProbeSettings, say=None,
+                reuse: bool = True) -> ProbeResult:
+    """:func:`probe_n_inner`, kept in `path` (JSON, written atomically); with
+    `reuse`, a probe an earlier run saved there is read back instead."""
+    from .files import atomic_write_json, read_json
+
+    path = Path(path)
+    if reuse and path.is_file():
+        return ProbeResult.from_dict(read_json(path, "n-inner probe"))
+    result = probe_n_inner(make_engine, atoms, run, settings, say)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result.as_dict())
     return result

@@ -11,6 +11,7 @@ from ase import Atoms
 from mtsmlip.cli import main
 from mtsmlip.errors import DataError
 from mtsmlip.md.engine import Engine, initialise_momenta
+from mtsmlip.md.settings import RunSettings
 from mtsmlip.probe import ProbeResult, ProbeSettings, probe_n_inner
 
 
@@ -52,7 +53,7 @@ def hydrogen_dimers(pairs=32):
 
 def probe(fast, slow, timestep_fs, candidates):
     atoms = hydrogen_dimers()
-    return probe_n_inner(lambda a, run: Engine(a, fast, slow, run, seed=0), atoms, timestep_fs,
+    return probe_n_inner(lambda a, run: Engine(a, fast, slow, run, seed=0), atoms, RunSettings(timestep_fs, 1),
                          ProbeSettings(candidates=candidates, nve_fs=100.0), say=lambda line: None)
 
 

@@ -5,7 +5,7 @@ step and simulated time are computed here and nowhere else."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import DataError
 
@@ -43,6 +43,12 @@ class RunSettings:
         if self.species_friction_per_fs and self.thermostat != "langevin":
             raise DataError("--species-friction-per-fs is a Langevin friction; it needs --thermostat langevin "
                             f"(got {self.thermostat or 'NVE'})")
+
+    def nve(self, n_inner: int | None = None) -> "RunSettings":
+        """These settings without a thermostat (same steps, masses and model),
+        at `n_inner` if given: the NVE continuation or probe of a run."""
+        return replace(self, thermostat=None, temperature_K=None, friction_per_fs=None, tau_fs=None,
+                       species_friction_per_fs=(), n_inner=self.n_inner if n_inner is None else n_inner)
 
     @property
     def outer_fs(self) -> float:
