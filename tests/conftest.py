@@ -31,3 +31,15 @@ def pair(tmp_path_factory):
     from tests.systems import write_tiny_pair
 
     return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("tiny_pair")))
+
+
+@pytest.fixture(scope="module")
+def md_inputs(tmp_path_factory):
+    """(tiny pair directory, small water box file): what the `mtsmlip md` tests run on."""
+    import ase.io
+
+    from tests.systems import small_water_box, write_tiny_pair
+
+    root = tmp_path_factory.mktemp("md_inputs")
+    ase.io.write(root / "water.extxyz", small_water_box())
+    return write_tiny_pair(root / "pair"), root / "water.extxyz"

@@ -59,37 +59,28 @@ def test_per_atom_friction_names_the_missing_species_and_refuses_other_thermosta
         RunSettings(0.5, 2, "bussi", 300.0, species_friction_per_fs=(("H", 0.1),)).check()
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    import ase.io
-
-    from tests.systems import small_water_box, write_tiny_pair
-
-    root = tmp_path_factory.mktemp("friction_cli")
-    ase.io.write(root / "water.extxyz", small_water_box())
-    return write_tiny_pair(root / "pair"), root / "water.extxyz"
 
 
-def md(setup, out, *extra):
-    model, structure = setup
+def md(md_inputs, out, *extra):
+    model, structure = md_inputs
     return main(["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.25",
                  "--n-inner", "2", "--temperature-K", "100", "--seed", "3", "--no-progress", "--out", str(out),
                  "--thermostat", "langevin", *extra])
 
 
-def test_md_with_species_friction_resumes_bit_for_bit(setup, tmp_path):
+def test_md_with_species_friction_resumes_bit_for_bit(md_inputs, tmp_path):
     extra = ("--species-friction-per-fs", "H=0.2", "--traj-every", "2")
-    assert md(setup, tmp_path / "a", "--steps", "6", *extra) == 0
-    assert md(setup, tmp_path / "b", "--steps", "3", *extra) == 0
-    assert md(setup, tmp_path / "b", "--steps", "6", "--resume", *extra) == 0
+    assert md(md_inputs, tmp_path / "a", "--steps", "6", *extra) == 0
+    assert md(md_inputs, tmp_path / "b", "--steps", "3", *extra) == 0
+    assert md(md_inputs, tmp_path / "b", "--steps", "6", "--resume", *extra) == 0
     with np.load(tmp_path / "a" / "restart.npz") as a, np.load(tmp_path / "b" / "restart.npz") as b:
         np.testing.assert_array_equal(a["momenta"], b["momenta"])
-    assert md(setup, tmp_path / "b", "--steps", "8", "--resume", "--traj-every", "2") == 2  # other friction
+    assert md(md_inputs, tmp_path / "b", "--steps", "8", "--resume", "--traj-every", "2") == 2  # other friction
 
 
 @pytest.mark.parametrize("value, said", [("H", "SYMBOL=RATE"), ("Xx=0.1", "SYMBOL=RATE"), ("H=-1", "finite number"),
                                          ("H=0.1,H=0.2", "named twice")])
-def test_bad_species_friction_is_refused_by_name(setup, tmp_path, capsys, value, said):
-    assert md(setup, tmp_path, "--steps", "2", "--species-friction-per-fs", value) == 2
+def test_bad_species_friction_is_refused_by_name(md_inputs, tmp_path, capsys, value, said):
+    assert md(md_inputs, tmp_path, "--steps", "2", "--species-friction-per-fs", value) == 2
     err = capsys.readouterr().err
     assert "argument --species-friction-per-fs" in err and said in err

@@ -96,25 +96,16 @@ def test_probe_settings_need_n_1_as_the_reference():
         ProbeSettings(candidates=(2, 4)).check()
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    import ase.io
-
-    from tests.systems import small_water_box, write_tiny_pair
-
-    root = tmp_path_factory.mktemp("probe_cli")
-    ase.io.write(root / "water.extxyz", small_water_box())
-    return write_tiny_pair(root / "pair"), root / "water.extxyz"
 
 
-def md(setup, out, *extra):
-    model, structure = setup
+def md(md_inputs, out, *extra):
+    model, structure = md_inputs
     return main(["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.25",
                  "--n-inner", "auto", "--probe-fs", "5", "--seed", "3", "--no-progress", "--out", str(out), *extra])
 
 
-def test_md_n_inner_auto_says_why_keeps_the_choice_and_resumes_with_it(setup, tmp_path, capsys):
-    assert md(setup, tmp_path, "--temperature-K", "100", "--steps", "4", "--traj-every", "2") == 0
+def test_md_n_inner_auto_says_why_keeps_the_choice_and_resumes_with_it(md_inputs, tmp_path, capsys):
+    assert md(md_inputs, tmp_path, "--temperature-K", "100", "--steps", "4", "--traj-every", "2") == 0
     said = capsys.readouterr().err
     chosen = json.loads((tmp_path / "n_inner_auto.json").read_text())
     n = chosen["n_inner"]
@@ -123,11 +114,11 @@ def test_md_n_inner_auto_says_why_keeps_the_choice_and_resumes_with_it(setup, tm
     assert log[0].startswith("# step ") and any(f"chose n = {n}" in line for line in log[1:] if line.startswith("#"))
     rows = np.loadtxt(tmp_path / "md.log", ndmin=2)
     np.testing.assert_allclose(rows[1, 1] - rows[0, 1], 2 * n * 0.25e-3)  # two outer steps of n·δt
-    assert md(setup, tmp_path, "--temperature-K", "100", "--steps", "6", "--traj-every", "2", "--resume") == 0
+    assert md(md_inputs, tmp_path, "--temperature-K", "100", "--steps", "6", "--traj-every", "2", "--resume") == 0
     assert "n-inner auto" not in capsys.readouterr().err  # the saved choice, not a new probe
     assert np.loadtxt(tmp_path / "md.log", ndmin=2)[-1, 0] == 6
 
 
-def test_md_n_inner_auto_refuses_atoms_at_rest(setup, tmp_path, capsys):
-    assert md(setup, tmp_path, "--steps", "2") == 2
+def test_md_n_inner_auto_refuses_atoms_at_rest(md_inputs, tmp_path, capsys):
+    assert md(md_inputs, tmp_path, "--steps", "2") == 2
     assert "give --temperature-K" in capsys.readouterr().err
