@@ -18,7 +18,6 @@ from mtsmlip.cli import main
 from mtsmlip.errors import DataError
 from tests.test_compare import setup as compare_setup  # noqa: F401 (fixture)
 from tests.test_md_cli import final_state, md, read_log
-from tests.test_md_cli import setup as md_setup  # noqa: F401 (fixture)
 from tests.training_helpers import config_file, data_file, trained_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +44,8 @@ def kill_when(proc: subprocess.Popen, ready, timeout_s=300.0) -> None:
     pytest.fail("never reached the point to kill it at")
 
 
-def test_md_killed_resumes_to_the_uninterrupted_state(md_setup, tmp_path):  # noqa: F811
-    model, structure = md_setup
+def test_md_killed_resumes_to_the_uninterrupted_state(md_inputs, tmp_path):
+    model, structure = md_inputs
     out = tmp_path / "killed"
     argv = ["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.25", "--n-inner", "2",
             "--temperature-K", "100", "--seed", "3", "--no-progress", "--thermostat", "langevin",
@@ -57,8 +56,8 @@ def test_md_killed_resumes_to_the_uninterrupted_state(md_setup, tmp_path):  # no
         step = int(json.loads(str(z["meta"]))["step"])
     total = step + 6
     common = ("--traj-every", "2", "--thermostat", "langevin", "--steps", str(total))
-    assert md(md_setup, out, "--resume", *common) == 0
-    assert md(md_setup, tmp_path / "full", *common) == 0
+    assert md(md_inputs, out, "--resume", *common) == 0
+    assert md(md_inputs, tmp_path / "full", *common) == 0
     for full, resumed in zip(final_state(tmp_path / "full"), final_state(out)):
         np.testing.assert_array_equal(full, resumed)
     steps = read_log(out)[1][:, 0]
