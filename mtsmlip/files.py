@@ -54,6 +54,53 @@ def read_json(path, what: str = "JSON file") -> dict:
     return value
 
 
+PLAIN_SCALARS = (str, int, float, bool, type(None))
+MAX_CONFIG_DEPTH = 32
+
+
+def check_plain_config(value, where: str, field: str = "config", depth: int = 0) -> None:
+    """DataError naming `where` and the field unless `value` is plain data
+    (dicts with string keys, lists, strings, numbers, booleans, None) holding no
+    ``${...}`` interpolation: hydra and OmegaConf resolve those when a config is
+    used, and a resolver (``oc.decode``, ``oc.env``) turns a string read from disk
+    into code to run or a secret to read. Used on every config read from a file."""
+    at = f"{where}, field '{field}'"
+    if depth > MAX_CONFIG_DEPTH:
+        raise DataError(f"{at}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "${" in key:
+                raise DataError(f"{at}: key {key!r} is not plain text")
+            check_plain_config(item, where, f"{field}.{key}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain_config(item, where, f"{field}[{i}]", depth + 1)
+    elif not isinstance(value, PLAIN_SCALARS):
+        raise DataError(f"{at}: a {type(value).__name__}, not plain data (text, numbers, lists, mappings)")
+    elif isinstance(value, str) and "${" in value:
+        raise DataError(f"{at}: holds an interpolation '${{...}}' ({value[:60]!r}); configs read from "
+                        "files are plain data and never resolved (a resolver can run code)")
+
+
+def read_yaml(path, what: str = "YAML file"):
+    """The plain data in the YAML file `path` (:func:`check_plain_config`); DataError
+    naming the file if it is missing, damaged, or tagged to build objects (``!!python/...``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        value = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {what} is not text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: {what} is not plain YAML ({first})") from None
+    check_plain_config(value, str(path), what)
+    return value
+
+
 def sha256_of(path, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -21,7 +21,7 @@ from ase.calculators.mixing import MixedCalculator, SumCalculator
 
 from .data import check_cell_fits_cutoff, check_species_known
 from .errors import DataError
-from .files import atomic_write, atomic_write_json, check_same_content, fingerprint, read_json
+from .files import atomic_write, atomic_write_json, check_plain_config, check_same_content, fingerprint, read_json
 from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
 from .teacher import check_confirmed, external_calculator
 
@@ -96,27 +96,79 @@ MODEL_PARTS = frozenset({
 })
 
 
+# Upper bounds on a model config's sizes, checked before a model is built: a
+# 40 kB file asking for 100 000 layers would otherwise take minutes and all memory.
+# key -> largest allowed value; keys ending in one of SIZE_SUFFIXES share a bound.
+SIZE_LIMITS = {"num_layers": 16, "l_max": 6, "r_max": 20.0, "type_names": 118}
+SIZE_SUFFIXES = {"_depth": 16, "_features": 2048, "_width": 4096, "_dim": 4096, "num_bessels": 256}
+LARGEST_PLAIN_INT = 10**6  # any other integer in a config (a seed may be larger: it sizes nothing)
+
+
+def check_model_config(config: dict, where: str) -> None:
+    """DataError unless `config` is plain data with an allow-listed builder and
+    parts, no interpolation, and sizes within :data:`SIZE_LIMITS` (all before
+    anything is built)."""
+    check_plain_config(config, where)
+    check_builders_allowed(config, where)
+    check_model_sizes(config, where)
+
+
 def check_builders_allowed(config: dict, where: str) -> None:
     """DataError unless the config's builder and every nested `_target_` are on
-    the allow-lists above."""
+    the allow-lists above, and no other hydra key (``_args_``, ``_partial_``...) appears."""
     if not isinstance(config, dict) or config.get("_target_") not in MODEL_BUILDERS:
         target = config.get("_target_") if isinstance(config, dict) else config
         raise DataError(f"{where}, field 'config._target_': {target!r} is not an allowed model builder "
                         f"(allowed: {sorted(MODEL_BUILDERS)})")
-    for key, target in _nested_targets(config):
-        if target not in MODEL_PARTS:
-            raise DataError(f"{where}, field 'config.{key}._target_': {target!r} is not an allowed "
+    for key, value in walk_config(config):
+        name = key.rsplit(".", 1)[-1]
+        if name == "_target_" and key != "_target_" and value not in MODEL_PARTS:
+            raise DataError(f"{where}, field 'config.{key}': {value!r} is not an allowed "
                             f"model part (allowed: {sorted(MODEL_PARTS)})")
+        if name.startswith("_") and name.endswith("_") and name != "_target_":
+            raise DataError(f"{where}, field 'config.{key}': hydra key {name!r} is not allowed in a model config")
 
 
-def _nested_targets(value, key=""):
-    """(dotted key, target) of every `_target_` below the top level of `value`."""
+def check_model_sizes(config: dict, where: str) -> None:
+    """DataError naming the first size past its bound (:data:`SIZE_LIMITS`)."""
+    names = config.get("type_names")
+    if not isinstance(names, list) or not 1 <= len(names) <= SIZE_LIMITS["type_names"]:
+        raise DataError(f"{where}, field 'config.type_names': must be a list of 1 to "
+                        f"{SIZE_LIMITS['type_names']} species (got {_short(names)})")
+    r_max = config.get("r_max")
+    if not _is_number(r_max) or not 0 < r_max <= SIZE_LIMITS["r_max"]:
+        raise DataError(f"{where}, field 'config.r_max': the cutoff must be a number in (0, "
+                        f"{SIZE_LIMITS['r_max']}] Å (got {_short(r_max)})")
+    for key, value in walk_config(config):
+        name = key.rsplit(".", 1)[-1]
+        if name.isdigit():  # an element of a list: bounded like the list it belongs to
+            name = key.rsplit(".", 2)[-2]
+        limit = SIZE_LIMITS.get(name) or next((v for s, v in SIZE_SUFFIXES.items() if name.endswith(s)), None)
+        if name in ("r_max", "type_names") or not _is_number(value):
+            continue
+        if limit is None and isinstance(value, int) and "seed" not in name:
+            limit = LARGEST_PLAIN_INT
+        if limit is not None and abs(value) > limit:
+            raise DataError(f"{where}, field 'config.{key}': {value!r} is larger than mtsmlip allows "
+                            f"({limit}); a model this size would not fit in memory or time")
+
+
+def walk_config(value, key=""):
+    """(dotted key, value) of every entry below the top level of nested dicts and lists."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for k, v in items:
         sub = f"{key}.{k}" if key else str(k)
-        if isinstance(v, dict) and "_target_" in v:
-            yield sub, v["_target_"]
-        yield from _nested_targets(v, sub)
+        yield sub, v
+        yield from walk_config(v, sub)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -124,7 +176,7 @@ def build_model(config: dict) -> torch.nn.Module:
     only allow-listed builders (:data:`MODEL_BUILDERS`)."""
     from hydra.utils import instantiate
 
-    check_builders_allowed(config, "model config")
+    check_model_config(config, "model config")
     ensure_global_state()
     return instantiate(copy.deepcopy(config), _recursive_=False, _convert_="all")
 
@@ -148,7 +200,15 @@ def save_model(path, model: torch.nn.Module, config: dict, metadata: dict | None
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": metadata or {},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: save_deterministic(payload, tmp))
+
+
+def save_deterministic(payload, path) -> None:
+    """torch.save through an open file: torch names the archive's folder after a
+    path it is given (a temporary file's random name), so the same weights would
+    get a new SHA-256 each time; through a file object it is always 'archive'."""
+    with open(path, "wb") as f:
+        torch.save(payload, f)
 
 
 @dataclass
@@ -179,7 +239,7 @@ def load_model(path) -> LoadedModel:
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
     payload = _read_payload(path)
-    check_builders_allowed(payload["config"], str(path))
+    check_model_config(payload["config"], str(path))
     module = build_model(payload["config"])
     try:
         module.load_state_dict(payload["state_dict"])
@@ -251,8 +311,10 @@ class TrainedModels:
     calculators; ``.models[name]`` are the :class:`LoadedModel` objects.
     """
 
-    def __init__(self, directory, models: dict[str, LoadedModel], manifest: dict, hashes: dict | None = None):
+    def __init__(self, directory, models: dict[str, LoadedModel], manifest: dict, hashes: dict | None = None,
+                 teacher_spec: str | None = None):
         self.directory = Path(directory)
+        self.teacher_spec = teacher_spec  # the external teacher as the user gave it (never read from a file)
         self.models = models
         self.manifest = manifest
         self.hashes = dict(hashes or {})
@@ -271,28 +333,32 @@ class TrainedModels:
                 "(an interrupted run can be continued with `mtsmlip train --resume`)"
             )
         manifest = read_json(manifest_path, "model manifest")
+        check_plain_config(manifest, str(manifest_path), "manifest")
         if manifest.get("complete") is not True:
             raise DataError(f"{manifest_path}: training did not finish (complete=false)")
-        recorded = manifest.get("model_files", {})
+        recorded = manifest.get("model_files") or {}
         models, hashes = {}, {}
         for name, fname in MODEL_FILES.items():
             if (directory / fname).is_file():
-                models[name] = load_model(directory / fname)
-                now = fingerprint(directory / fname)
-                if name in recorded:  # a bit flipped in the weights still loads: the hash tells
+                now = fingerprint(directory / fname)  # before the file is read: a changed file is never unpickled
+                if name in recorded:
                     check_same_content(recorded[name], now, f"the {name} model that {MANIFEST} lists")
+                models[name] = load_model(directory / fname)
                 hashes[name] = now["sha256"]
-        distilled = manifest.get("teacher")
+        distilled = recorded_teacher(manifest, manifest_path)
         for required in ("fast",) if distilled else ("fast", "slow"):
             if required not in models:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
+        if distilled and distilled["kind"] == "mtsmlip-model" and "baseline" not in models:
+            raise DataError(f"{directory}: missing {MODEL_FILES['baseline']} (the teacher's model, copied when the pair "
+                            "was distilled); mtsmlip never builds a teacher from what a file records")
         if distilled and distilled["kind"] != "mtsmlip-model":
             check_confirmed(distilled, teacher, str(directory))
             hashes["teacher"] = distilled.get("sha256") or distilled["spec"]
         elif teacher is not None:
             raise DataError(f"{directory}: --teacher is only for pairs distilled from an external teacher; "
                             "this directory holds its own models")
-        return cls(directory, models, manifest, hashes)
+        return cls(directory, models, manifest, hashes, teacher_spec=teacher)
 
     @property
     def teacher(self) -> dict | None:
@@ -347,8 +413,11 @@ class TrainedModels:
         if self.teacher is not None and name == "baseline" and "baseline" not in self.models:
             # built once per device (SevenNet-0 takes seconds to load) and shared: an ASE
             # calculator recomputes whenever it is asked about other atoms
+            if self.teacher_spec is None:
+                raise DataError(f"{self.directory}: the teacher is built only from a spec the user gives "
+                                "(--teacher, or teacher= in Python), never from what a file records")
             if device not in self._teacher_calculators:
-                self._teacher_calculators[device] = external_calculator(self.teacher["spec"], device)
+                self._teacher_calculators[device] = external_calculator(self.teacher_spec, device)
             return self._teacher_calculators[device]
         if name not in self.models:
             raise DataError(f"{self.directory}: no '{name}' model (have {sorted(self.models)})")
@@ -356,6 +425,20 @@ class TrainedModels:
 
     fast, slow, total, baseline = (property(lambda self, n=n: self.calculator(n), doc=f"ASE calculator: {n}")
                                    for n in ("fast", "slow", "total", "baseline"))
+
+
+def recorded_teacher(manifest: dict, where) -> dict | None:
+    """The teacher record of a distilled pair's manifest (kind, spec, hash), checked
+    to be one mtsmlip knows; None for a co-trained pair. Only read, never built."""
+    from .teacher import EXTERNAL_KINDS
+
+    record = manifest.get("teacher")
+    if record is None:
+        return None
+    kinds = ("mtsmlip-model", *EXTERNAL_KINDS)
+    if not isinstance(record, dict) or record.get("kind") not in kinds or not isinstance(record.get("spec"), str):
+        raise DataError(f"{where}, field 'teacher': not a teacher record (a kind among {list(kinds)} and a spec)")
+    return record
 
 
 def write_model_dir(directory, models: dict, manifest: dict) -> None:

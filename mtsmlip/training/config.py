@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError
+from ..files import read_yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_default.yaml"
 CONFIG_FILE = "train_config.yaml"
@@ -45,7 +46,9 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
     saved = Path(out_dir) / CONFIG_FILE
     if not saved.is_file():
         return None
-    cfg = yaml.safe_load(saved.read_text())
+    cfg = read_yaml(saved, "saved training config")
+    if not isinstance(cfg, dict):
+        raise DataError(f"{saved}: the saved training config is not a mapping")
     _merge_file_and_options(cfg, path, overrides)
     check_config(cfg, str(saved))
     return cfg
@@ -54,9 +57,10 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 def _merge_file_and_options(cfg: dict, path, overrides: dict) -> None:
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: config file not found")
-        _merge(cfg, yaml.safe_load(path.read_text()) or {}, str(path))
+        given = read_yaml(path, "config file") or {}
+        if not isinstance(given, dict):
+            raise DataError(f"{path}: the config file must hold a mapping of config keys")
+        _merge(cfg, given, str(path))
     _merge(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
 
 

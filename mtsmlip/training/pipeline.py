@@ -16,9 +16,9 @@ import yaml
 from .. import data as data_mod
 from ..data import frames_of
 from ..errors import DataError
-from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json
+from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json, read_yaml
 from ..system import fitted_defaults, profile
-from ..models import BASELINE_PRESET, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from ..models import BASELINE_PRESET, check_model_config, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config
 from .data import check_frames_fit
 from .stages import check_stage_sound, co_training_stages, done_dir, run_stage, stage_identity
@@ -68,6 +68,8 @@ def plan_training(data_path, cfg, split=None) -> dict:
     slow = fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
     # runs from before `baseline_model` existed trained the slow architecture as their baseline
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
+    for name, model_cfg in (("fast_model", fast), ("slow_model", slow), ("baseline_model", base)):
+        check_model_config(model_cfg, f"training config, {name}")
     check_frames_fit(frames, max(fast["r_max"], slow["r_max"], base["r_max"] if cfg["baseline"] else 0.0), path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
@@ -87,7 +89,7 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
     only on the same data file (by content: a fingerprint is recorded at the start)."""
     saved, record = out_dir / CONFIG_FILE, out_dir / DATA_RECORD
     if resume and saved.is_file():
-        old = yaml.safe_load(saved.read_text())
+        old = read_yaml(saved, "saved training config")
         if old != cfg:
             changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
             raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
