@@ -321,6 +321,10 @@ def serve(p) -> None:
                    help="the system i-PI runs (species in i-PI's atom order; any ase.io format, last frame)")
     p.add_argument("--wait-s", type=positive, default=120.0,
                    help="how long to wait for i-PI to listen, at the start and after a lost connection (s)")
+    p.add_argument("--read-timeout-s", type=positive, default=600.0,
+                   help="how long i-PI may send nothing while serve waits for its next message or the rest of one "
+                        "(s); i-PI asks only when it needs this force, so raise it when another force field of the "
+                        "run takes longer than this per step")
     p.add_argument("--skin-A", type=non_negative, default=1.0, help="neighbour-list skin (Å)")
     add_device(p)
 
@@ -358,6 +362,7 @@ def export(p) -> None:
     add_model_and_teacher(p)
     p.add_argument("--part", required=True, choices=["fast", "slow", "baseline"], help="which model to export")
     p.add_argument("--to", required=True, help="output file, ending in .nequip.zip")
+    p.add_argument("--overwrite", action="store_true", help="replace the --to file if it exists")
     p.add_argument("--structure", default=None,
                    help="example structure packaged for nequip-compile (default: a small cluster of the model's "
                         "species)")

@@ -80,6 +80,15 @@ def main(argv=None) -> int:
     except DataError as exc:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted (Ctrl-C); files written so far are complete (every write is atomic), "
+              "and a run with --resume continues from its last saved state", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, permissions, a symlink loop: the path and the cause, not a traceback
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"{prefix}: error: {where}: {exc.strerror or exc} (operating system error {exc.errno}); "
+              "nothing half-written was kept as finished", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .data import Split, frames_of, read_structure
 from .errors import DataError
-from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
+from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, output_lock, read_json, run_files_in
 from .models import count_parameters, load_model, resolve_model_dir, write_model_dir
 from .teacher import external_calculator, first_of_each_species, label_frames, teacher_kind, teacher_md_frames, teacher_record
 from .training import TrainSettings, check_config, plan_training, stage_result
@@ -90,20 +90,23 @@ def distill(teacher_spec: str, out_dir, cfg: dict, data_path=None, md: TeacherMD
     cfg = {**cfg, "baseline": False}  # the teacher is the baseline: nothing else is trained
     if data_path is None and md is None:
         raise DataError("distill needs configurations: --data FILE (relabelled) and/or --structure FILE (teacher MD)")
+    if md is not None:
+        check_md_frames(md, data_path is not None)
     teacher = resolve_teacher(teacher_spec, device)
     check_teacher_covers(teacher, data_path, md, cfg)  # before anything is written
     request = {"teacher": teacher.record, "config": cfg, "data": None if data_path is None else fingerprint(data_path),
                "teacher_md": None if md is None else {**dataclasses.asdict(md), "structure": fingerprint(md.structure)}}
-    _prepare_out_dir(out_dir, request, resume)
-    labels = labelled_frames(out_dir, teacher, request, data_path, md, cfg, progress)
-    split = Split(**{part: labels["split"][part] for part in ("train", "val", "test")}, seed=int(cfg["seed"]))
-    plan = plan_training(out_dir / LABELS, cfg, split)
-    result = stage_result(distill_stage(plan, cfg), plan, TrainSettings.from_config(cfg, plan), out_dir, resume, callbacks)
-    models = {"fast": result["models"]["fast"]}
-    if teacher.loaded is not None:
-        models["baseline"] = teacher.loaded
-    manifest = build_manifest(plan, cfg, teacher, labels, result, models)
-    write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
+    with output_lock(out_dir, "distill"):
+        _prepare_out_dir(out_dir, request, resume)
+        labels = labelled_frames(out_dir, teacher, request, data_path, md, cfg, progress)
+        split = Split(**{part: labels["split"][part] for part in ("train", "val", "test")}, seed=int(cfg["seed"]))
+        plan = plan_training(out_dir / LABELS, cfg, split)
+        result = stage_result(distill_stage(plan, cfg), plan, TrainSettings.from_config(cfg, plan), out_dir, resume, callbacks)
+        models = {"fast": result["models"]["fast"]}
+        if teacher.loaded is not None:
+            models["baseline"] = teacher.loaded
+        manifest = build_manifest(plan, cfg, teacher, labels, result, models)
+        write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
     return manifest
 
 
@@ -132,7 +135,7 @@ def _prepare_out_dir(out_dir: Path, request: dict, resume: bool) -> None:
             raise DataError(f"{saved}: --resume with a different {', '.join(changed)}; resume with the same "
                             "teacher, data and options, or use a new --out")
         return
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if run_files_in(out_dir):
         raise DataError(f"{out_dir}: output directory is not empty; use --resume to continue it or a new --out")
     atomic_write_json(saved, request)
 
@@ -170,6 +173,8 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
     frames = parts["train"] + parts["val"] + parts["test"]
     bounds = [0, len(parts["train"]), len(parts["train"]) + len(parts["val"]), len(frames)]
     split = {p: list(range(bounds[k], bounds[k + 1])) for k, p in enumerate(("train", "val", "test"))}
+    print(f"mtsmlip distill: {len(frames)} teacher-labelled frames ({n_md} from teacher MD): "
+          f"{len(split['train'])} train, {len(split['val'])} validation, {len(split['test'])} test", file=sys.stderr)
     _write_frames(out_dir / LABELS, frames)
     record = {"request": _plain(request), "split": split, "n_md_frames": n_md, "wall_time_s": time.time() - t0,
               "source_split": None if source_split is None else source_split.as_dict()}
@@ -177,11 +182,28 @@ def labelled_frames(out_dir: Path, teacher: Teacher, request: dict, data_path, m
     return record
 
 
+def md_frame_counts(frames: int) -> list[int]:
+    """`frames` teacher-MD frames shared out over the temperatures, exactly (the
+    first temperatures take one more when they do not divide evenly)."""
+    share, extra = divmod(int(frames), len(MD_TEMPERATURE_FACTORS))
+    return [share + (k < extra) for k in range(len(MD_TEMPERATURE_FACTORS))]
+
+
+def check_md_frames(md: "TeacherMD", has_data: bool) -> None:
+    """DataError unless --frames gives every temperature a frame and leaves
+    frames to train on (every 10th goes to validation, and without --data the
+    5th of each ten to the test set)."""
+    smallest = 2 if has_data else 3
+    if md.frames < max(smallest, len(MD_TEMPERATURE_FACTORS)):
+        raise DataError(f"--frames {md.frames}: teacher MD needs at least {max(smallest, len(MD_TEMPERATURE_FACTORS))} "
+                        f"frames (one per temperature, {len(MD_TEMPERATURE_FACTORS)} temperatures, and some for "
+                        "training beside validation" + ("" if has_data else " and test") + ")")
+
+
 def generate_md_frames(teacher: Teacher, md: TeacherMD, seed: int, progress: bool) -> list:
     structure = read_structure(md.structure)
     temperatures = [md.temperature_K * f for f in MD_TEMPERATURE_FACTORS]
-    per_temperature = max(1, md.frames // len(temperatures))
-    return teacher_md_frames(teacher.calculator, structure, temperatures, per_temperature, md.timestep_fs,
+    return teacher_md_frames(teacher.calculator, structure, temperatures, md_frame_counts(md.frames), md.timestep_fs,
                              md.interval, seed, md.structure, progress)
 
 

@@ -7,6 +7,9 @@ target, so a reader (or a resumed run after a SIGKILL) never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -144,3 +147,48 @@ def check_output_dir(path, option: str = "--out") -> Path:
     except OSError as exc:
         raise DataError(f"{path}: {option} cannot be written ({existing}: {exc.strerror})") from None
     return path
+
+
+LOCK_FILE = ".mtsmlip.lock"
+
+
+@contextlib.contextmanager
+def output_lock(out_dir, command: str, option: str = "--out"):
+    """Hold an exclusive lock on the output folder `out_dir` while a run writes
+    into it: a second run into the same folder gets a DataError naming the process
+    that holds it. The lock is the kernel's (flock), so a killed run releases it.
+    A folder this made and left holding nothing but the lock is removed again, so
+    a run refused on bad input writes nothing."""
+    out_dir = check_output_dir(out_dir, option)
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out_dir}: {option} cannot be made ({exc.strerror})") from None
+    path = out_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another process"
+            raise DataError(f"{out_dir}: {option} is in use by another run ({holder}); wait for it to end, "
+                            f"or use another {option}") from None
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()}, mtsmlip {command}, since {started}\n".encode(), 0)
+        yield out_dir
+    finally:
+        if made and run_files_in(out_dir) == []:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                out_dir.rmdir()
+        os.close(fd)
+
+
+def run_files_in(out_dir) -> list[Path]:
+    """What a folder holds besides the lock of the run writing it (sorted)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.name != LOCK_FILE)

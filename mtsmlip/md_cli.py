@@ -10,7 +10,7 @@ import numpy as np
 from .arguments import check_thermostat_rates
 from .data import read_structure
 from .errors import DataError
-from .files import check_output_dir
+from .files import output_lock
 from .md.engine import Engine, MDInstability, initialise_momenta
 from .md.outputs import RunFiles
 from .md.settings import RunSettings
@@ -64,24 +64,33 @@ def chosen_n_inner(engine, atoms, settings: RunSettings, out, resume: bool, prob
 
 def run(args) -> int:
     check_thermostat_rates(args)
-    out = check_output_dir(args.out)
-    files = RunFiles(out, args.traj_every)
-    if not args.resume and files.restart_path.exists():
-        raise DataError(f"{out}: holds a previous run; use --resume to continue it or another --out")
-    engine, probe = build_engine(args, out)
-    if probe is not None:
-        files.log_notes(probe.lines())
-    if args.resume:
-        files.resume(engine)
-        if engine.step > args.steps:
-            raise DataError(f"--steps {args.steps}: the run in {out} is already at step {engine.step} "
-                            "(--steps is the total of the whole run)")
-    files.attach(engine)
+    with output_lock(args.out, "md") as out:
+        files = RunFiles(out, args.traj_every)
+        files.check_can_start(args.resume)
+        engine, probe = build_engine(args, out)
+        if probe is not None:
+            files.log_notes(probe.lines())
+        if args.resume:
+            files.resume(engine)
+            if engine.step > args.steps:
+                raise DataError(f"--steps {args.steps}: the run in {out} is already at step {engine.step} "
+                                "(--steps is the total of the whole run)")
+        files.attach(engine)
+        return run_to_end(engine, files, args)
+
+
+def run_to_end(engine, files: RunFiles, args) -> int:
+    """Run to --steps total; an instability or Ctrl-C ends with a message saying
+    what was kept (the restart is at most --traj-every steps old)."""
+    out = files.out_dir
     try:
         engine.run(args.steps - engine.step, progress=not args.no_progress)
     except MDInstability as exc:
         print(f"mtsmlip md: unstable: {exc}; saved to {out / 'last_good.extxyz'} and {files.restart_path}",
               file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"mtsmlip md: interrupted at step {engine.step}; {files.saved_step_note()}", file=sys.stderr)
+        return 130
     print(f"mtsmlip md: {engine.step} steps ({engine.time_ps():.4f} ps) done; output in {out}")
     return 0

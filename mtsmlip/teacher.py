@@ -217,7 +217,8 @@ def first_of_each_species(frames) -> list[int]:
 def teacher_md_frames(calc, structure: Atoms, temperatures_K, frames_per_temperature: int, timestep_fs: float,
                       interval: int, seed: int, where: str, progress: bool = True) -> list[Atoms]:
     """Configurations MTS will visit: Langevin MD with the teacher (ASE's
-    integrator, friction 0.01/fs, centre of mass fixed) from `structure` at each temperature, one frame
+    integrator, friction 0.01/fs, centre of mass fixed) from `structure` at each
+    temperature (`frames_per_temperature`: one count for all, or one each), one frame
     every `interval` steps after `interval`·5 steps of settling; each frame
     carries the teacher's energy and forces."""
     from ase import units
@@ -225,9 +226,11 @@ def teacher_md_frames(calc, structure: Atoms, temperatures_K, frames_per_tempera
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
+    counts = ([int(frames_per_temperature)] * len(temperatures_K) if np.ndim(frames_per_temperature) == 0
+              else [int(c) for c in frames_per_temperature])
     out, rng = [], np.random.default_rng(seed)
-    bar = progress_bar(len(temperatures_K) * frames_per_temperature, "frame", enabled=progress, desc="teacher MD")
-    for temperature in temperatures_K:
+    bar = progress_bar(sum(counts), "frame", enabled=progress, desc="teacher MD")
+    for temperature, frames_here in zip(temperatures_K, counts):
         atoms = Atoms(numbers=structure.numbers, positions=structure.positions, cell=structure.cell,
                       pbc=structure.pbc)
         atoms.calc = calc
@@ -237,7 +240,7 @@ def teacher_md_frames(calc, structure: Atoms, temperatures_K, frames_per_tempera
         md = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature, friction=0.01 / units.fs,
                       rng=rng, fixcm=False)
         md.run(5 * interval)
-        for k in range(frames_per_temperature):
+        for k in range(frames_here):
             md.run(interval)
             out.append(labelled_by(calc, atoms, f"{where}: teacher MD at {temperature} K, frame {k}"))
             bar.update(1)

@@ -62,7 +62,7 @@ def test_same_seed_same_start_and_baseline_runs(md_inputs, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [(["--n-inner", "0"], "argument --n-inner: must be an integer >= 1"),
                                             (["--timestep-fs", "-1"], "argument --timestep-fs: must be a finite"),
-                                            (["--resume"], "no restart file")])
+                                            (["--resume"], "no restart.npz to resume from")])
 def test_bad_settings_fail_clearly_before_any_step(md_inputs, tmp_path, capsys, extra, message):
     assert md(md_inputs, tmp_path / "out", "--steps", "2", *extra) == 2
     assert message in capsys.readouterr().err

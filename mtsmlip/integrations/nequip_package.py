@@ -171,6 +171,8 @@ def run(args) -> int:
     from ..data import read_structure
     from ..models import TrainedModels
 
+    if Path(args.to).exists() and not args.overwrite:
+        raise DataError(f"--to {args.to}: the file exists; pass --overwrite to replace it, or choose another name")
     models = TrainedModels.load(args.model, teacher=args.teacher)
     if args.part not in models.models:
         distilled = models.teacher is not None and args.part in ("slow", "baseline")

@@ -11,6 +11,7 @@ trajectory hold, and a resumed run first drops what was written after it.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import MISSING, asdict, fields
@@ -20,7 +21,7 @@ import ase.io
 import numpy as np
 
 from ..errors import DataError
-from ..files import atomic_write
+from ..files import atomic_write, run_files_in
 from .respa import MDState
 from .settings import RunSettings
 
@@ -102,10 +103,25 @@ def read_restart(path: Path) -> tuple[dict, dict]:
         raise DataError(f"{path}: damaged restart file, cannot be read ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != "mtsmlip-restart-1":
         raise DataError(f"{path}: not an mtsmlip restart file")
+    check_restart_meta(meta, path)
     missing = [k for k in RESTART_ARRAYS if k not in arrays]
     if missing:
         raise DataError(f"{path}, field '{missing[0]}': missing from the restart file")
     return meta, arrays
+
+
+def check_restart_meta(meta: dict, path) -> None:
+    """DataError naming the field of a restart's metadata that is not what a run writes."""
+    step = meta.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise DataError(f"{path}, field 'step': must be an integer >= 0 (got {step!r})")
+    for field in ("settings", "thermostat"):
+        if not isinstance(meta.get(field), dict):
+            raise DataError(f"{path}, field '{field}': missing or not a mapping")
+    for field in ("energy_fast_eV", "energy_slow_eV"):
+        value = meta.get(field)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise DataError(f"{path}, field '{field}': must be a finite number (got {value!r})")
 
 
 def restore(engine, path) -> None:
@@ -170,10 +186,51 @@ class RunFiles:
         """Lines kept under the log's header (as '# ' comments) when it is created."""
         self.writers[1].notes = list(lines)
 
+    def check_can_start(self, resume: bool) -> None:
+        """A new run needs a folder without a previous run's files; a resumed one
+        needs the previous run's restart."""
+        previous = [p.name for p in run_files_in(self.out_dir)]
+        if not resume and previous:
+            raise DataError(f"{self.out_dir}: holds a previous run ({', '.join(previous[:4])}); use --resume to "
+                            "continue it, or another --out")
+        if resume and not self.restart_path.is_file():
+            held = f"holds {', '.join(previous[:4])} but" if previous else "holds"
+            raise DataError(f"{self.out_dir}: {held} no {self.restart_path.name} to resume from; the run cannot "
+                            "be continued: start it again in another --out")
+
+    def saved_step_note(self) -> str:
+        """Where a stopped run can continue from, as a sentence."""
+        if not self.restart_path.is_file():
+            return f"nothing saved yet in {self.out_dir}"
+        try:
+            step = read_restart(self.restart_path)[0]["step"]
+        except DataError:
+            return f"{self.restart_path} cannot be read"
+        return f"the last restart (step {step}) is in {self.restart_path}; continue with --resume"
+
     def resume(self, engine) -> None:
-        """Continue from OUT/restart.npz; drop log rows and frames written after it."""
+        """Continue from OUT/restart.npz; drop log rows and frames written after it
+        (at most the one write a stop interrupted: more means the restart is not
+        this folder's, and nothing is dropped)."""
         restore(engine, self.restart_path)
+        check_written_after(self.out_dir, engine.step, self.restart_path)
         trim_outputs_to(self.out_dir, engine.step)
+
+
+def check_written_after(out_dir: Path, step: int, restart_path) -> None:
+    """DataError if more than one log row or trajectory frame lies past the
+    restart's `step`: a run writes frame, row and restart together, so a stop
+    leaves at most one of each after the restart it kept."""
+    log, traj = out_dir / "md.log", out_dir / "trajectory.extxyz"
+    rows = [s for line in (log.read_text().splitlines(keepends=True) if log.is_file() else ())
+            if (s := _row_step(line)) is not None]
+    frames = [s for _, s in _extxyz_frames(traj.read_text())] if traj.is_file() else []
+    for name, steps in (("md.log rows", rows), ("trajectory frames", frames)):
+        after = [s for s in steps if s > step]
+        if len(after) > 1:
+            raise DataError(f"{restart_path}, field 'step': the restart is at step {step} but {len(after)} {name} "
+                            f"in {out_dir} come after it (up to step {max(after)}); a restart of this run would be "
+                            "at most one write behind them. Nothing was changed")
 
 
 def trim_outputs_to(out_dir: Path, step: int) -> None:

@@ -16,7 +16,8 @@ import yaml
 from .. import data as data_mod
 from ..data import frames_of
 from ..errors import DataError
-from ..files import atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, read_json, read_yaml
+from ..files import (atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, output_lock,
+                     read_json, read_yaml, run_files_in)
 from ..system import fitted_defaults, profile
 from ..models import BASELINE_PRESET, check_model_config, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config
@@ -38,14 +39,15 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=(), reu
     check_config(cfg, "training config")
     reuse_from = [_check_run_dir(d) for d in reuse_from]
     plan = plan_training(data_path, cfg)  # reads and checks everything before anything is written
-    cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
-    settings = TrainSettings.from_config(cfg, plan)
-    results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
-               for stage in co_training_stages(plan, cfg, out_dir)}
-    models = written_models(results)
-    moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
-    manifest = {**build_manifest(plan, cfg, results), "fast_energy_offset_moved_eV": moved}
-    write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
+    with output_lock(out_dir, "train"):
+        cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
+        settings = TrainSettings.from_config(cfg, plan)
+        results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
+                   for stage in co_training_stages(plan, cfg, out_dir)}
+        models = written_models(results)
+        moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
+        manifest = {**build_manifest(plan, cfg, results), "fast_energy_offset_moved_eV": moved}
+        write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
     return manifest
 
 
@@ -100,7 +102,7 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
         else:  # a run from before fingerprints were recorded: record this one from now on
             atomic_write_json(record, data_fingerprint)
         return old
-    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+    if run_files_in(out_dir) and not resume:
         raise DataError(f"{out_dir}: output directory is not empty; use --resume to continue it or a new --out")
     atomic_write_json(record, data_fingerprint)
     atomic_write(saved, lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))

@@ -1,0 +1,130 @@
+"""An output folder belongs to one run: a second run into it is refused by name,
+a restart is validated before anything is trimmed, a previous run's files are
+never appended to or overwritten, and Ctrl-C ends a run with a message and a
+state it can resume from."""
+
+import io
+import json
+import signal
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from mtsmlip.cli import main
+from mtsmlip.files import LOCK_FILE
+from tests.test_kill import spawn
+from tests.test_md_cli import md, read_log
+
+
+def md_argv(md_inputs, out, *extra):
+    model, structure = md_inputs
+    return ["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.25", "--n-inner", "2",
+            "--temperature-K", "100", "--seed", "3", "--no-progress", "--traj-every", "2", "--out", str(out), *extra]
+
+
+def wait_for_rows(proc, log, rows, timeout_s=300.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.is_file() and log.read_text().count("\n") >= rows + 1:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"ended (exit {proc.returncode}) too early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the run never wrote its first rows")
+
+
+def frame_steps(out):
+    return [int(line.split("step=")[1].split()[0]) for line in (out / "trajectory.extxyz").read_text().splitlines()
+            if "step=" in line]
+
+
+def test_two_concurrent_md_runs_into_one_folder(md_inputs, tmp_path):
+    out = tmp_path / "shared"
+    first = spawn(md_argv(md_inputs, out, "--steps", "100000"))
+    try:
+        wait_for_rows(first, out / "md.log", 2)
+        second = spawn(md_argv(md_inputs, out, "--steps", "100000", "--resume"))
+        assert second.wait(timeout=120) == 2
+        err = second.stderr.read().decode()
+        assert f"is in use by another run (process {first.pid}, mtsmlip md" in err and "Traceback" not in err
+        assert first.poll() is None  # the first run goes on, untouched
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    steps = frame_steps(out)
+    assert steps == sorted(set(steps))  # every step once
+
+
+def test_ctrl_c_ends_md_with_a_message_and_it_resumes(md_inputs, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = spawn(md_argv(md_inputs, out, "--steps", "100000"))
+    wait_for_rows(proc, out / "md.log", 3)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    err = proc.stderr.read().decode()
+    assert "interrupted at step" in err and "continue with --resume" in err and "Traceback" not in err
+    with np.load(out / "restart.npz") as z:
+        step = int(json.loads(str(z["meta"]))["step"])
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", str(step + 4), "--resume") == 0
+    assert read_log(out)[1][-1, 0] == step + 4
+
+
+def tamper_restart(path, **changes):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta.update(changes)
+    arrays["meta"] = json.dumps(meta)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def outputs(out):
+    return {p.name: p.read_bytes() for p in out.iterdir() if p.name not in ("restart.npz", LOCK_FILE)}
+
+
+@pytest.mark.parametrize("step, message", [(-50, "field 'step': must be an integer >= 0 (got -50)"),
+                                           (2, "the restart is at step 2 but 3 md.log rows"),
+                                           (1.5, "field 'step': must be an integer >= 0 (got 1.5)")])
+def test_a_tampered_restart_changes_nothing(md_inputs, tmp_path, capsys, step, message):
+    out = tmp_path / "run"
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", "8") == 0
+    before = outputs(out)
+    tamper_restart(out / "restart.npz", step=step)
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", "12", "--resume") == 2
+    assert message in capsys.readouterr().err
+    assert outputs(out) == before
+
+
+def test_a_run_without_its_restart_is_still_a_previous_run(md_inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", "4") == 0
+    (out / "restart.npz").unlink()
+    log = (out / "md.log").read_text()
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", "4") == 2
+    assert "holds a previous run (md.log, trajectory.extxyz)" in capsys.readouterr().err
+    assert md(md_inputs, out, "--traj-every", "2", "--steps", "8", "--resume") == 2
+    assert "no restart.npz to resume from" in capsys.readouterr().err
+    assert (out / "md.log").read_text() == log
+
+
+def test_a_refused_run_leaves_no_folder_and_a_finished_one_no_lock_in_the_way(md_inputs, tmp_path):
+    assert md(md_inputs, tmp_path / "bad", "--steps", "2", "--resume") == 2
+    assert not (tmp_path / "bad").exists()
+    assert md(md_inputs, tmp_path / "ok", "--steps", "2") == 0
+    assert md(md_inputs, tmp_path / "ok", "--steps", "4", "--resume") == 0
+
+
+def test_export_does_not_overwrite_without_being_asked(md_inputs, tmp_path, capsys):
+    model, _ = md_inputs
+    target = tmp_path / "fast.nequip.zip"
+    target.write_bytes(b"someone's earlier package")
+    assert main(["export", "--model", str(model), "--part", "fast", "--to", str(target)]) == 2
+    assert "the file exists; pass --overwrite" in capsys.readouterr().err
+    assert target.read_bytes() == b"someone's earlier package"
+    assert main(["export", "--model", str(model), "--part", "fast", "--to", str(target), "--overwrite"]) == 0
+    assert zipfile.is_zipfile(target)
