@@ -57,9 +57,20 @@ def integer_list(minimum: int):
     return parse
 
 
+def n_inner_value(text: str) -> int:
+    """An inner-step count: an integer from 1 to :data:`mtsmlip.limits.MAX_N_INNER`."""
+    from .limits import MAX_N_INNER
+
+    value = integer(1)(text)
+    if value > MAX_N_INNER:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_N_INNER} (got {text!r}); an outer "
+                                         "step this long is far past the slow force's resonance limit")
+    return value
+
+
 def at_least_one_or_auto(text: str):
-    """An integer >= 1, or 'auto' (the probe of mtsmlip.probe chooses)."""
-    return "auto" if text.strip() == "auto" else integer(1)(text)
+    """An inner-step count (:func:`n_inner_value`), or 'auto' (the probe of mtsmlip.probe chooses)."""
+    return "auto" if text.strip() == "auto" else n_inner_value(text)
 
 
 def n_inner_list(text: str) -> tuple:
@@ -68,6 +79,8 @@ def n_inner_list(text: str) -> tuple:
     if items.count("auto") > 1:
         raise argparse.ArgumentTypeError(f"'auto' may appear once (got {text!r})")
     numbers = integer_list(1)(",".join(x for x in items if x != "auto")) if len(items) > items.count("auto") else ()
+    for n in numbers:
+        n_inner_value(str(n))
     return numbers + (("auto",) if "auto" in items else ())
 
 

@@ -134,6 +134,13 @@ def check_output_dir(path, option: str = "--out") -> Path:
     """Refuse an output folder that is a file, lies under a file, or cannot be
     written, before anything is written. Creates nothing; returns the path."""
     path = Path(path)
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        if path.is_symlink():
+            raise DataError(f"{path}: {option} is a symbolic link to nothing ({os.readlink(path)})") from None
+    except OSError as exc:  # a symlink loop (ELOOP), a name too long, a folder that cannot be entered
+        raise DataError(f"{path}: {option} cannot be used ({exc.strerror})") from None
     if path.exists() and not path.is_dir():
         raise DataError(f"{path}: {option} is a file, not a directory")
     existing = path

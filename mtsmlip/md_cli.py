@@ -11,6 +11,7 @@ from .arguments import check_thermostat_rates
 from .data import read_structure
 from .errors import DataError
 from .files import output_lock
+from .limits import check_atoms
 from .md.engine import Engine, MDInstability, initialise_momenta
 from .md.outputs import RunFiles
 from .md.settings import RunSettings
@@ -24,6 +25,7 @@ def build_engine(args, out=None):
 
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
+    check_atoms(len(atoms), args.replicas)
     if args.replicas > 1:
         from .md.replicas import replicate
 
@@ -39,7 +41,7 @@ def build_engine(args, out=None):
     def engine(a, run: RunSettings) -> Engine:
         fast, slow = models.providers(a, run.baseline, skin_A=args.skin_A, device=args.device)
         return Engine(a, fast, slow, run, seed=args.seed, device=args.device,
-                      provenance={"model_sha256": models.model_hashes()})
+                      provenance={"model_sha256": models.model_hashes(), "seed": args.seed})
 
     probe = None
     if args.n_inner == "auto" and not args.baseline:

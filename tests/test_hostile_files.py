@@ -137,3 +137,20 @@ def test_interpolation_in_a_saved_training_config_is_refused(tmp_path, capsys):
     shutil.copy(data_file(), tmp_path / "data.extxyz")
     assert main(["train", "--data", str(tmp_path / "data.extxyz"), "--out", str(out), "--resume"]) == 2
     assert "field 'saved training config.seed': holds an interpolation" in capsys.readouterr().err
+
+
+def test_repeated_frames_are_reported(tmp_path, capsys):
+    """60 copies of one frame would train with train = validation = test and no word."""
+    from mtsmlip.training import load_config
+    from mtsmlip.training.pipeline import plan_training
+    from tests.training_helpers import labelled_frames, write_frames
+
+    frames = labelled_frames(2)
+    path = write_frames(tmp_path / "repeated.extxyz", [frames[0]] * 20 + [frames[1]])
+    cfg = load_config(None, train_frames=10, seed=0)
+    cfg.update(val_frames=3, **{k: TINY_CONFIG[k] for k in ("fast_model", "slow_model", "baseline_model")})
+    plan_training(path, cfg)
+    err = capsys.readouterr().err
+    assert "19 of 21 frames repeat an earlier one" in err and "held-out errors there are training errors" in err
+    plan_training(write_frames(tmp_path / "distinct.extxyz", labelled_frames(14)), cfg)
+    assert "repeat" not in capsys.readouterr().err

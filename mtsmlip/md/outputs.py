@@ -149,8 +149,9 @@ def check_restart_matches(engine, meta: dict, arrays: dict, path) -> None:
     recorded = meta.get("provenance") or {}
     changed = sorted(k for k in recorded if k in engine.provenance and recorded[k] != engine.provenance[k])
     if changed:
-        raise DataError(f"{path}, field 'provenance': the restart was written with other {', '.join(changed)} "
-                        f"(another --model?); resume with the same, or start a new --out")
+        was = ", ".join(f"{k} ({recorded[k]!r})" if k == "seed" else k for k in changed)
+        raise DataError(f"{path}, field 'provenance': the restart was written with another {was}; resume with "
+                        "the same --model and --seed, or start a new --out")
     if not np.array_equal(arrays["numbers"], engine.template.numbers):
         raise DataError(f"{path}, field 'numbers': restart holds a different structure")
 

@@ -72,11 +72,36 @@ def plan_training(data_path, cfg, split=None) -> dict:
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
     for name, model_cfg in (("fast_model", fast), ("slow_model", slow), ("baseline_model", base)):
         check_model_config(model_cfg, f"training config, {name}")
+        if not model_cfg["avg_num_neighbors"] > 0:
+            raise DataError(f"{path}: no atom of the training frames has a neighbour within the {name}'s cutoff "
+                            f"({model_cfg['r_max']} Å; single atoms or atoms far apart): there is no interaction "
+                            "to learn")
+    warn_duplicate_frames(frames, split, path)
     check_frames_fit(frames, max(fast["r_max"], slow["r_max"], base["r_max"] if cfg["baseline"] else 0.0), path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
             "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
             "batch_size": defaults["batch_size"] if cfg["batch_size"] == "auto" else int(cfg["batch_size"])}
+
+
+def warn_duplicate_frames(frames, split, path) -> None:
+    """Say on stderr when frames repeat (same species, positions and cell): a
+    repeated frame in the validation or test set is not held out, and its errors
+    are training errors."""
+    first_seen, train = {}, set(split.train)
+    repeats = []
+    for i, atoms in enumerate(frames):
+        key = (atoms.numbers.tobytes(), atoms.positions.round(8).tobytes(), atoms.cell.array.round(8).tobytes())
+        if key in first_seen:
+            repeats.append((first_seen[key], i))
+        else:
+            first_seen[key] = i
+    leaked = [(a, b) for a, b in repeats if (a in train) != (b in train)]
+    if repeats:
+        print(f"mtsmlip train: warning: {path}: {len(repeats)} of {len(frames)} frames repeat an earlier one "
+              f"(e.g. frame {repeats[0][1]} = frame {repeats[0][0]}); {len(leaked)} of them sit on both sides of "
+              "the train / held-out split, so held-out errors there are training errors. Remove repeated frames "
+              "for an honest validation", file=sys.stderr)
 
 
 def config_split(n_frames: int, cfg: dict):
