@@ -7,6 +7,14 @@ all of them alike. Each run then continues in NVE for its energy drift; a short
 n = 1 segment of the pair samples fast and slow forces every δt for the
 scale-separation analysis. OUT/ gets compare.json, report.md and PNG plots;
 an interrupted compare resumes where it stopped (finished blocks are kept).
+
+An MTS run that blows up (the safety check's MDInstability) fails its n, in
+its production, its NVE segment or the --n-inner auto probe alike, and the
+comparison goes on; a force-spectrum segment that blows up leaves the report
+without spectra, saying why. Each failure is saved where the segment's result
+would be (nve_unstable.json, force_series_unstable.json, n_inner_auto.json),
+so a rerun re-analyses it. Only an unstable baseline (equilibration,
+production or NVE) ends the comparison: there is nothing to compare against.
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ from .errors import DataError
 from .md.engine import Engine, initialise_momenta
 from .md.masses import repartitioned_masses
 from .md.outputs import restore, write_restart
+from .md.safety import MDInstability
 from .md.settings import RunSettings
 from .progress import progress_bar
-from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, read_json
+from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, output_lock, read_json
 from .shipped import resolve_model_dir
 from .system import check_kind
 
 STATE_FILE = "progress.json"
+NVE_UNSTABLE_FILE = "nve_unstable.json"  # in a run's folder, in nve.npz's place: why its NVE segment stopped
+FORCES_UNSTABLE_FILE = "force_series_unstable.json"  # in force_series.npz's place
 SYSTEM_KINDS = ("auto", "liquid", "crystal", "molecule")
 
 
@@ -187,6 +198,7 @@ class RunRecord:
     nve_conserved_eV: np.ndarray
     nve_kinetic_eV: np.ndarray | None  # None for a trace saved before compare recorded it
     unstable: str | None = None  # why an MTS run stopped (its result: it fails), else None
+    unstable_in: str = "production"  # the segment it stopped in: "production" or "nve"
 
     @property
     def simulated_ps(self) -> float:
@@ -196,7 +208,8 @@ class RunRecord:
 @dataclass(frozen=True)
 class Records:
     """Everything the report needs: the structure, the compare settings, one
-    RunRecord per run (baseline first) and the force series of the pair, or None."""
+    RunRecord per run (baseline first) and the force series of the pair, or None
+    ({"unstable": why} when the force-spectrum segment blew up)."""
 
     template: Atoms
     settings: CompareSettings
@@ -225,7 +238,11 @@ def equilibrated_start(models, atoms, cfg: CompareSettings, out: Path, progress=
         eq = make_engine(models, atoms, run, cfg, cfg.seed)
         _say(f"equilibrating {cfg.equilibrate_ps} ps with the baseline model "
              f"(Langevin, {cfg.temperature_K} K, friction {cfg.equilibrate_friction_per_fs}/fs)")
-        eq.run(run.steps_for(cfg.equilibrate_ps), progress=progress)
+        try:
+            eq.run(run.steps_for(cfg.equilibrate_ps), progress=progress)
+        except MDInstability as exc:
+            raise MDInstability(f"the equilibration with the baseline model stopped: {exc}; "
+                                "nothing to compare against") from None
         atoms = eq.atoms()
     atomic_write(path, lambda tmp: ase.io.write(tmp, atoms, format="extxyz"))
     return ase.io.read(path)
@@ -270,15 +287,13 @@ class Production:
                     bar.update(min(run.simulated_ps(steps), bar.total - bar.n))  # no float overshoot
 
     def advance(self, run: RunSettings, steps: int) -> None:
-        from .md.safety import MDInstability
-
         engine, run_dir = self.engines[run.label], self.out / "runs" / run.label
         clock = time.perf_counter()
         try:
             engine.run(steps, progress=False)
         except MDInstability as exc:
             if run.baseline:  # nothing to compare against
-                raise
+                raise MDInstability(f"the baseline run stopped: {exc}; nothing to compare against") from None
             # an MTS run that blows up is that n's result: record it, keep the others going
             _say(f"{run.label} stopped: {exc}; it fails, the other runs go on")
             self.progress[run.label]["unstable"] = str(exc)
@@ -324,11 +339,58 @@ def saved_arrays(path: Path, compute, what: str) -> dict:
 
 def saved_nve_trace(models, engine, cfg: CompareSettings, run_dir: Path) -> tuple:
     """:func:`nve_trace`, saved in the run's folder (nve.npz) and reused; the
-    kinetic energy is None in a trace saved before compare recorded it."""
-    arrays = saved_arrays(run_dir / "nve.npz", lambda: dict(zip(("time_ps", "conserved_eV", "kinetic_eV"),
-                                                                 nve_trace(models, engine, cfg))),
-                          f"NVE segment of {run_dir.name} for the energy drift and fluctuation")
+    kinetic energy is None in a trace saved before compare recorded it. A
+    segment that blows up raises MDInstability, saved (nve_unstable.json in
+    nve.npz's place) and raised again when reused."""
+    failed = run_dir / NVE_UNSTABLE_FILE
+    if failed.is_file() and not (run_dir / "nve.npz").is_file():
+        raise MDInstability(read_json(failed, "NVE segment failure")["unstable"])
+    try:
+        arrays = saved_arrays(run_dir / "nve.npz", lambda: dict(zip(("time_ps", "conserved_eV", "kinetic_eV"),
+                                                                     nve_trace(models, engine, cfg))),
+                              f"NVE segment of {run_dir.name} for the energy drift and fluctuation")
+    except MDInstability as exc:
+        atomic_write_json(failed, {"unstable": str(exc)})
+        raise
     return arrays["time_ps"], arrays["conserved_eV"], arrays.get("kinetic_eV")
+
+
+def run_record(models, production: Production, run: RunSettings, cfg: CompareSettings, out: Path) -> RunRecord:
+    """One run's record: its production and its NVE segment. An MTS run that
+    blew up in either fails its n (``unstable``, and the segment in
+    ``unstable_in``); a baseline that blows up in NVE ends the comparison."""
+    no_trace = (np.zeros(0), np.zeros(0), None)
+    if production.unstable(run):
+        return production.record(run, no_trace)
+    run_dir = out / "runs" / run.label
+    fresh = not (run_dir / NVE_UNSTABLE_FILE).is_file()
+    try:
+        return production.record(run, saved_nve_trace(models, production.engines[run.label], cfg, run_dir))
+    except MDInstability as exc:
+        if run.baseline:
+            raise MDInstability(f"the baseline's NVE segment stopped: {exc}; nothing to compare against") from None
+        if fresh:
+            _say(f"{run.label} stopped in its NVE segment: {exc}; it fails, the other runs go on")
+        return replace(production.record(run, no_trace), unstable=str(exc), unstable_in="nve")
+
+
+def saved_force_series(models, start: Atoms, cfg: CompareSettings, out: Path) -> dict | None:
+    """:func:`force_series`, saved in OUT/force_series.npz and reused; None
+    without a spectrum segment. A segment that blows up gives {"unstable": why},
+    saved (force_series_unstable.json) and reused: the report then has no
+    spectra and says why, and every run is judged as before."""
+    if not cfg.spectrum_ps > 0:
+        return None
+    failed = out / FORCES_UNSTABLE_FILE
+    if failed.is_file() and not (out / "force_series.npz").is_file():
+        return {"unstable": read_json(failed, "force-spectrum segment failure")["unstable"]}
+    try:
+        return saved_arrays(out / "force_series.npz", lambda: force_series(models, start, cfg),
+                            "force spectra (n = 1 segment of the pair)")
+    except MDInstability as exc:
+        _say(f"the force-spectrum segment (the pair at n = 1) stopped: {exc}; the report goes on without spectra")
+        atomic_write_json(failed, {"unstable": str(exc)})
+        return {"unstable": str(exc)}
 
 
 def force_series(models, start: Atoms, cfg: CompareSettings) -> dict:
@@ -358,32 +420,47 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
     check_kind(structure, structure_path)
     check_system_option(structure, cfg.system, structure_path)
     cfg = cfg.for_structure(structure)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_same_settings(out, cfg, models, structure_path)
-    start = equilibrated_start(models, structure, cfg, out, progress_bar)
-    probe = saved_probe(models, start, cfg, out) if "auto" in cfg.n_inner else None
-    if probe is not None:
-        cfg = cfg.with_auto(probe.n_inner)
-    production = run_production(models, start, cfg, out, progress_bar)
-    runs = [production.record(r, (np.zeros(0), np.zeros(0), None) if production.unstable(r) else
-                              saved_nve_trace(models, production.engines[r.label], cfg, out / "runs" / r.label))
-            for r in cfg.runs]
-    forces = saved_arrays(out / "force_series.npz", lambda: force_series(models, start, cfg),
-                          "force spectra (n = 1 segment of the pair)") if cfg.spectrum_ps > 0 else None
-    template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
-    template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
-    records = Records(template, cfg, runs, forces, None if probe is None else probe.as_dict())
-    write_report(analyse(records), records, out)
-    return read_json(out / "compare.json", "comparison result")
+    check_fits_in_memory(cfg, len(structure))
+    with output_lock(out, "compare"):
+        _check_same_settings(out, cfg, models, structure_path)
+        start = equilibrated_start(models, structure, cfg, out, progress_bar)
+        probe = saved_probe(models, start, cfg, out) if "auto" in cfg.n_inner else None
+        if probe is not None:
+            cfg = cfg.with_auto(probe.n_inner)
+        production = run_production(models, start, cfg, out, progress_bar)
+        runs = [run_record(models, production, r, cfg, out) for r in cfg.runs]
+        forces = saved_force_series(models, start, cfg, out)
+        template = Atoms(numbers=start.numbers, cell=start.cell, pbc=start.pbc)
+        template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
+        records = Records(template, cfg, runs, forces, None if probe is None else probe.as_dict())
+        write_report(analyse(records), records, out)
+        return read_json(out / "compare.json", "comparison result")
+
+
+SAMPLE_BYTES_PER_ATOM = 4 * 3 * 4  # positions, velocities, fast and slow forces: 3 float32 each (Samples)
+
+
+def check_fits_in_memory(cfg: CompareSettings, n_atoms: int) -> None:
+    """Every run keeps a sample per outer step in memory until the report: refuse
+    a --ps that would not fit, before any work (mtsmlip.limits)."""
+    from .limits import check_kept_samples
+
+    auto = ("auto",) if "auto" in cfg.n_inner else ()
+    runs = cfg.with_auto(1).runs if auto else cfg.runs
+    samples = sum(run.steps_for(cfg.ps) + 1 for run in runs)
+    check_kept_samples(samples, n_atoms, SAMPLE_BYTES_PER_ATOM, f"--ps {cfg.ps:g} with {len(runs)} runs")
 
 
 def saved_probe(models, start: Atoms, cfg: CompareSettings, out: Path):
     """The probe's choice for --n-inner auto (:mod:`mtsmlip.probe`) from the
-    equilibrated start, saved in OUT/n_inner_auto.json and reused on resume."""
+    equilibrated start, saved in OUT/n_inner_auto.json and reused on resume.
+    A pair that blows up in the probe fails the probe at that n, n = 1 included
+    (auto then adds n = 1, which the comparison judges): the comparison goes on."""
     from . import probe
 
     return probe.saved_probe(out / "n_inner_auto.json", lambda atoms, run: make_engine(models, atoms, run, cfg, cfg.seed),
-                             start, cfg.run(1), probe.ProbeSettings(nve_fs=cfg.probe_fs), say=_say)
+                             start, cfg.run(1), probe.ProbeSettings(nve_fs=cfg.probe_fs), say=_say,
+                             unstable_reference_fails=True)
 
 
 def check_system_option(atoms: Atoms, system: str, path) -> None:
@@ -464,7 +541,6 @@ def settings_from_args(args) -> CompareSettings:
 
 def run(args) -> int:
     from .compare_report import format_table
-    from .md.safety import MDInstability
 
     try:
         result = compare(args.model, args.structure, settings_from_args(args), args.out,

@@ -11,8 +11,10 @@ diffusion). Drift, species temperatures and VDOS are judged for all.
 
 compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
 RDF difference, NVE drift, diffusion ± block error, mean temperature (and each
-species' ± block error) and the verdict; ``largest_n_within_tolerance``; ``scale_separation`` (power of the slow
-and fast forces above each outer step's Nyquist frequency); ``tolerance``.
+species' ± block error) and the verdict (a run that blew up: ``unstable``, why,
+and ``unstable_in``, "production" or "nve"; it fails); ``largest_n_within_tolerance``;
+``scale_separation`` (power of the slow and fast forces above each outer step's
+Nyquist frequency, or ``unstable``: why its n = 1 segment blew up); ``tolerance``.
 The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
 a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
 Diffusion is judged only for the species that diffuse in the baseline run
@@ -205,10 +207,14 @@ def speed_numbers(record) -> dict:
 
 
 def unstable_numbers(record, base_numbers: dict) -> dict:
-    """What is known of an MTS run that the safety check stopped: its speed
-    until then and why it stopped; it fails."""
-    numbers = {**speed_numbers(record), "unstable": record.unstable, "within_tolerance": False,
-               "sampling_ok": False, "reasons": [f"unstable after {record.simulated_ps:.3f} ps: {record.unstable}"]}
+    """What is known of an MTS run that the safety check stopped, in its
+    production or in its NVE segment (``unstable_in``): its speed in production
+    and why it stopped; it fails."""
+    segment = getattr(record, "unstable_in", "production")
+    where = f"in its NVE segment (after {record.simulated_ps:.3f} ps NVT)" if segment == "nve" \
+        else f"after {record.simulated_ps:.3f} ps"
+    numbers = {**speed_numbers(record), "unstable": record.unstable, "unstable_in": segment,
+               "within_tolerance": False, "sampling_ok": False, "reasons": [f"unstable {where}: {record.unstable}"]}
     numbers["speedup"] = numbers["ns_per_day"] / base_numbers["ns_per_day"]
     return numbers
 
@@ -249,7 +255,10 @@ def vdos_noise_floor(baseline, template) -> float:
 
 
 def scale_separation(forces: dict | None, cfg) -> dict | None:
-    """Power of the slow and the fast force above each n's outer Nyquist frequency."""
+    """Power of the slow and the fast force above each n's outer Nyquist
+    frequency; {"unstable": why} when the segment that samples them blew up."""
+    if forces is not None and "unstable" in forces:
+        return {"unstable": str(forces["unstable"])}
     if forces is None or len(forces["step"]) < 8:
         return None
     spectra = {name: an.force_spectrum(forces[name].astype(float), cfg.timestep_fs)
@@ -456,7 +465,7 @@ def write_plots(result, records, out: Path) -> list[str]:
     plots.plot_energy(drift, out / "nve_energy.png", per_atom_n=len(template))
     names += ["vdos.png", "nve_energy.png"]
     sep = result["scale_separation"]
-    if sep:
+    if sep and "_spectra" in sep:
         spectra = {"fast force": sep["_spectra"]["forces_fast"], "slow force": sep["_spectra"]["forces_slow"]}
         plots.plot_force_spectrum(spectra, out / "force_spectrum.png",
                                   nyquist_THz=an.nyquist_THz(cfg.run(max(cfg.n_inner)).outer_fs))
@@ -493,6 +502,9 @@ def write_report(result, records, out: Path) -> None:
 def _separation_lines(sep) -> list[str]:
     if not sep:
         return []
+    if "unstable" in sep:
+        return ["## Scale separation", "", f"Not measured: the n = 1 segment of the pair that samples the forces "
+                f"blew up ({sep['unstable']}).", ""]
     lines = ["## Scale separation", "",
              f"RMS fast force {sep['fast_force_rms_eV_per_A']:.3f} eV/Å, slow force "
              f"{sep['slow_force_rms_eV_per_A']:.3f} eV/Å (n = 1 segment of the pair).", "",

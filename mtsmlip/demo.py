@@ -3,11 +3,14 @@
 Builds a box of water molecules at a given density itself (no dataset needed),
 equilibrates it with the baseline model, runs ``compare`` (baseline velocity
 Verlet against r-RESPA at several n) and prints the table and where the report is.
+An MTS run that blows up fails its n in the table; a baseline that blows up
+ends the demo with a message and exit code 3, as in ``compare``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import ase.io
 import numpy as np
@@ -50,6 +53,7 @@ def run(args) -> int:
     from .compare import CompareSettings, compare
     from .compare_report import format_table
     from .files import check_output_dir
+    from .md.safety import MDInstability
     from .shipped import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model)
@@ -62,7 +66,11 @@ def run(args) -> int:
     cfg = CompareSettings(ps=args.ps, n_inner=tuple(args.n_inner), temperature_K=args.temperature_K,
                           equilibrate_ps=args.equilibrate_ps, seed=args.seed, system="liquid")
     print(f"mtsmlip demo: {args.molecules} water molecules at 1 g/cm³, models from {model_dir}")
-    result = compare(model_dir, structure, cfg, out, progress_bar=not args.no_progress)
+    try:
+        result = compare(model_dir, structure, cfg, out, progress_bar=not args.no_progress)
+    except MDInstability as exc:  # the baseline blew up (an MTS run that does fails its n in the report)
+        print(f"mtsmlip demo: unstable: {exc}", file=sys.stderr)
+        return 3
     print(format_table(result))
     print(f"report: {out / 'report.md'}")
     return 0

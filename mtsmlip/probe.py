@@ -31,6 +31,11 @@ segment): slow power above 1/(3Δt) 0.0004 at n = 4 and 0.0013 at n = 5;
 4 / 5 / 6 / 8. Both checks put the limit at n = 4, where the 2 ps
 comparisons found it.
 
+A segment that blows up (the safety check's MDInstability) fails its n: the
+probe keeps the n before it. At n = 1 there is none before it: `mtsmlip md`
+refuses such a pair (no safe n), while `mtsmlip compare` records n = 1 as
+failed and compares n = 1, where the failure shows in its own runs.
+
 The first check is cheap and says why; the second measures what the first
 predicts. The result (every candidate's numbers and the reason the next one
 failed) is printed and kept in the run's log.
@@ -80,7 +85,7 @@ class Candidate:
     n_inner: int
     outer_fs: float
     limit_THz: float
-    slow_power_above: float
+    slow_power_above: float | None  # None: the n = 1 segment that measures it blew up
     fluctuation_ratio: float | None = None
     drift_meV_per_atom_per_ps: float | None = None
     failed: str | None = None  # why this n is not safe
@@ -103,11 +108,16 @@ class ProbeResult:
         for c in self.candidates:
             ratio = "-" if c.fluctuation_ratio is None else f"{c.fluctuation_ratio:.4f}"
             drift = "-" if c.drift_meV_per_atom_per_ps is None else f"{c.drift_meV_per_atom_per_ps:.2f}"
-            out.append(f"{c.n_inner:>4}{c.outer_fs:>7.2f}{c.limit_THz:>11.1f}{c.slow_power_above:>12.5f}"
+            power = "-" if c.slow_power_above is None else f"{c.slow_power_above:.5f}"
+            out.append(f"{c.n_inner:>4}{c.outer_fs:>7.2f}{c.limit_THz:>11.1f}{power:>12}"
                        f"{ratio:>9}{drift:>9}  {'ok' if c.failed is None else 'FAIL: ' + c.failed}")
         failed = next((c for c in self.candidates if c.failed), None)
         why = f" (n = {failed.n_inner}: {failed.failed})" if failed else " (every candidate passed)"
-        out.append(f"n-inner auto: chose n = {self.n_inner}, Δt = {self.n_inner * self.timestep_fs:g} fs{why}")
+        if failed is not None and failed.n_inner == 1:
+            out.append(f"n-inner auto: no n passed, not even n = 1{why}; kept n = 1, Δt = {self.timestep_fs:g} fs "
+                       "(a shorter --timestep-fs?)")
+        else:
+            out.append(f"n-inner auto: chose n = {self.n_inner}, Δt = {self.n_inner * self.timestep_fs:g} fs{why}")
         return out
 
     def as_dict(self) -> dict:
@@ -148,32 +158,50 @@ def reference_segment(make_engine, atoms, run: RunSettings, fs: float):
     """The pair at n = 1 (velocity Verlet on fast + slow) in NVE with `run`'s
     step and masses for `fs` from `atoms`: (trace, (freq_THz, power) of the
     slow force's fluctuations)."""
-    timestep_fs = run.timestep_fs
     try:
-        trace = _nve_segment(make_engine, atoms, run.nve(1), fs, keep_forces=True)
+        return _reference(make_engine, atoms, run, fs)
     except MDInstability as exc:
         from .errors import DataError
 
         raise DataError(f"n-inner auto: the pair is unstable already at n = 1 (velocity Verlet at δt = "
-                        f"{timestep_fs} fs): {exc}; there is no safe n to find (a shorter --timestep-fs?)") from None
-    return trace, an.force_spectrum(np.array(trace.slow), timestep_fs)
+                        f"{run.timestep_fs} fs): {exc}; there is no safe n to find "
+                        "(a shorter --timestep-fs?)") from None
+
+
+def _reference(make_engine, atoms, run: RunSettings, fs: float):
+    """:func:`reference_segment`, MDInstability if it blows up."""
+    trace = _nve_segment(make_engine, atoms, run.nve(1), fs, keep_forces=True)
+    return trace, an.force_spectrum(np.array(trace.slow), run.timestep_fs)
 
 
 def probe_n_inner(make_engine, atoms, run: RunSettings, settings: ProbeSettings = ProbeSettings(),
-                  say=None) -> ProbeResult:
+                  say=None, unstable_reference_fails: bool = False) -> ProbeResult:
     """The largest safe n for the pair that ``make_engine(atoms, RunSettings)``
     integrates, from `atoms` (with momenta: the state the run starts from), for
     a run with the step and masses of `run` (its thermostat and n are not used:
-    the probe runs NVE). `say(line)` reports progress (default: stderr)."""
+    the probe runs NVE). `say(line)` reports progress (default: stderr). A
+    pair that blows up already at n = 1 is a DataError, or with
+    `unstable_reference_fails` a result with n = 1 failed (and kept: no n is safe)."""
     settings.check()
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     timestep_fs, nve = run.timestep_fs, run.nve(1)
     say(f"n-inner auto: {settings.nve_fs:g} fs of the pair at n = 1 (NVE) for the force spectrum")
-    reference, (freq_THz, power) = reference_segment(make_engine, atoms, nve, settings.nve_fs)
     result = ProbeResult(1, timestep_fs, settings)
+
+    def limit_THz(n):  # 1/(k·Δt)
+        return an.nyquist_THz(n * timestep_fs) * 2.0 / settings.periods_per_outer_step
+
+    segment = _reference if unstable_reference_fails else reference_segment
+    try:
+        reference, (freq_THz, power) = segment(make_engine, atoms, nve, settings.nve_fs)
+    except MDInstability as exc:  # only with unstable_reference_fails: reference_segment says DataError
+        result.candidates.append(Candidate(1, timestep_fs, limit_THz(1), None, failed=f"unstable in NVE: {exc}"))
+        for line in result.lines():
+            say(line)
+        return result
     for n in sorted(set(settings.candidates)):
         outer_fs = n * timestep_fs
-        limit = an.nyquist_THz(outer_fs) * 2.0 / settings.periods_per_outer_step  # 1/(k·Δt)
+        limit = limit_THz(n)
         c = Candidate(n, outer_fs, limit, an.power_above_frequency_fraction(freq_THz, power, limit))
         result.candidates.append(c)
         if c.slow_power_above > settings.slow_power_max:
@@ -206,7 +234,7 @@ def probe_n_inner(make_engine, atoms, run: RunSettings, settings: ProbeSettings 
 
 
 def saved_probe(path, make_engine, atoms, run: RunSettings, settings: ProbeSettings, say=None,
-                reuse: bool = True) -> ProbeResult:
+                reuse: bool = True, unstable_reference_fails: bool = False) -> ProbeResult:
     """:func:`probe_n_inner`, kept in `path` (JSON, written atomically); with
     `reuse`, a probe an earlier run saved there is read back instead."""
     from .files import atomic_write_json, read_json
@@ -214,7 +242,7 @@ def saved_probe(path, make_engine, atoms, run: RunSettings, settings: ProbeSetti
     path = Path(path)
     if reuse and path.is_file():
         return ProbeResult.from_dict(read_json(path, "n-inner probe"))
-    result = probe_n_inner(make_engine, atoms, run, settings, say)
+    result = probe_n_inner(make_engine, atoms, run, settings, say, unstable_reference_fails)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, result.as_dict())
     return result
