@@ -194,19 +194,13 @@ def perpendicular_widths_A(cell) -> np.ndarray:
     return 1.0 / np.linalg.norm(inv, axis=0)
 
 
-def check_cell_fits_cutoff(atoms: Atoms, r_max_A: float, where: str) -> None:
-    """Raise DataError if a periodic direction is narrower than the cutoff,
-    so that an atom would interact with its own periodic image inside r_max."""
-    if not atoms.pbc.any():
-        return
-    if abs(atoms.cell.volume) < 1e-12:
+def check_periodic_cell(atoms: Atoms, where: str) -> None:
+    """Raise DataError if a periodic frame has no cell (zero volume). A cell
+    narrower than a model's cutoff is fine: every periodic image within the
+    cutoff is a neighbour (as in nequip's and vesin's neighbour lists), which is
+    what small DFT cells of solids (primitive and strained cells) need."""
+    if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-12:
         raise DataError(f"{where}, field 'cell': periodic frame without a cell")
-    widths = perpendicular_widths_A(atoms.cell.array)[atoms.pbc]
-    if widths.min() < r_max_A:
-        raise DataError(
-            f"{where}, field 'cell': cell width {widths.min():.3f} Å is smaller than "
-            f"the model cutoff {r_max_A:.3f} Å"
-        )
 
 
 def check_species_known(atoms: Atoms, type_names, where: str) -> None:

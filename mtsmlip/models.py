@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from ase.calculators.mixing import MixedCalculator, SumCalculator
 
-from .data import check_cell_fits_cutoff, check_species_known
+from .data import check_periodic_cell, check_species_known
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_plain_config, check_same_content, fingerprint, read_json
 from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
@@ -285,7 +285,7 @@ def _nequip_calculator_class():
 
 class MLIPCalculator(_nequip_calculator_class()):
     """ASE calculator for one mtsmlip model: nequip's calculator plus clear errors
-    for species the model never saw and cells narrower than its cutoff."""
+    for species the model never saw and periodic frames without a cell."""
 
     def __init__(self, loaded: LoadedModel, device="cpu", **kwargs):
         from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
@@ -300,7 +300,7 @@ class MLIPCalculator(_nequip_calculator_class()):
     def atoms_to_data(self, atoms):
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, self.loaded.type_names, where)
-        check_cell_fits_cutoff(atoms, self.loaded.r_max, where)
+        check_periodic_cell(atoms, where)
         return super().atoms_to_data(atoms)
 
 

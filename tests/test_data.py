@@ -7,7 +7,7 @@ import pytest
 
 from mtsmlip.data import (
     DataError,
-    check_cell_fits_cutoff,
+    check_periodic_cell,
     check_species_known,
     make_split,
     read_frames,
@@ -74,15 +74,17 @@ def test_mixed_periodicity(tmp_path):
         read_frames(write_frames(tmp_path / "f.extxyz", frames))
 
 
-def test_cell_too_small_for_cutoff():
+def test_a_periodic_frame_needs_a_cell_of_any_width():
     atoms = labelled_frames(1)[0]
-    check_cell_fits_cutoff(atoms, 6.0, "x")  # 6.2 Å box
-    with pytest.raises(DataError, match="x, field 'cell': cell width 6.200 Å is smaller than the model cutoff 6.500"):
-        check_cell_fits_cutoff(atoms, 6.5, "x")
+    atoms.cell = np.eye(3) * 1.5  # narrower than any cutoff: fine
+    check_periodic_cell(atoms, "x")
+    atoms.cell = np.zeros((3, 3))
+    with pytest.raises(DataError, match="x, field 'cell': periodic frame without a cell"):
+        check_periodic_cell(atoms, "x")
 
 
 def test_non_periodic_frames_need_no_cell():
-    check_cell_fits_cutoff(labelled_frames(1, vacuum=True)[0], 50.0, "x")
+    check_periodic_cell(labelled_frames(1, vacuum=True)[0], "x")
 
 
 def test_unknown_species():

@@ -126,10 +126,6 @@ def test_bad_input_is_refused_before_any_step(pair, tmp_path):
     unknown[0].symbol = "C"
     with pytest.raises(DataError, match=r"\['C'\] unknown to the model"):
         providers_for(pair, unknown, baseline=False)
-    small = water()
-    small.cell = small.cell * 0.5
-    with pytest.raises(DataError, match="smaller than the model cutoff"):
-        providers_for(pair, small, baseline=False)
     no_cell = water()
     no_cell.cell = np.zeros((3, 3))
     with pytest.raises(DataError, match="periodic frame without a cell"):
@@ -198,3 +194,21 @@ def test_bussi_thermalises_the_degrees_of_freedom_the_dynamics_leaves_free(perio
     mean_T = 2 * np.mean(kinetic) / (n_dof * units.kB)
     assert abs(mean_T / target_K - 1) < 0.05, mean_T
     assert abs(engine.temperature_K(engine.state) - 2 * kinetic[-1] / (n_dof * units.kB)) < 1e-9
+
+
+def test_the_engine_sees_every_periodic_image_of_a_cell_narrower_than_the_cutoff(pair):
+    """The engine's skin neighbour list gives a cell narrower than the cutoff the
+    same forces as its 2×2×2 supercell, image by image, and the same as ASE's path."""
+    from tests.test_models import small_cell_and_supercell
+
+    small, supercell = small_cell_and_supercell()
+    forces = {}
+    for name, atoms in (("small", small), ("super", supercell)):
+        fast, slow = providers_for(pair, atoms, baseline=False)
+        x = torch.as_tensor(atoms.positions)
+        (e_fast, f_fast), (e_slow, f_slow) = fast(x), slow(x)
+        forces[name] = (float(e_fast + e_slow), (f_fast + f_slow).numpy())
+    assert forces["super"][0] == pytest.approx(8 * forces["small"][0], rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(forces["super"][1], np.tile(forces["small"][1], (8, 1)), atol=1e-9)
+    small.calc = pair.total
+    np.testing.assert_allclose(small.get_forces(), forces["small"][1], atol=1e-9)

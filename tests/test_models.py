@@ -34,11 +34,24 @@ def test_unknown_species_is_named(loaded):
         energy_forces(loaded.calculator(), atoms)
 
 
-def test_cell_narrower_than_cutoff_is_rejected(loaded):
+def small_cell_and_supercell():
+    """One water molecule in a 2.5 Å cell (narrower than every tiny cutoff) and
+    the same crystal as a 2×2×2 supercell."""
     atoms = small_water_box(n_side=1)
     atoms.cell = np.eye(3) * 2.5
-    with pytest.raises(DataError, match="smaller than the model cutoff"):
-        energy_forces(loaded.calculator(), atoms)
+    atoms.wrap()
+    return atoms, atoms.repeat(2)
+
+
+def test_a_cell_narrower_than_the_cutoff_sees_every_periodic_image(loaded):
+    """The energy is extensive and the forces periodic: the small cell must give
+    1/8 of its 2×2×2 supercell's energy and the same force on every image."""
+    small, supercell = small_cell_and_supercell()
+    e_small, f_small = energy_forces(loaded.calculator(), small)
+    e_super, f_super = energy_forces(loaded.calculator(), supercell)
+    assert e_super == pytest.approx(8 * e_small, rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(f_super, np.tile(f_small, (8, 1)), atol=1e-9)
+    assert np.abs(f_small).max() > 1e-6  # the images exert real forces
 
 
 def test_loading_a_non_model_file_fails_clearly(tmp_path):

@@ -295,9 +295,15 @@ def test_train_mixed_periodicity(capsys, tmp_path):
     assert "frame 3, field 'pbc'" in _train_error(capsys, tmp_path, frames)
 
 
-def test_train_cell_smaller_than_slow_cutoff(capsys, tmp_path):
-    err = _train_error(capsys, tmp_path, labelled_frames(16), slow_model={**TINY_CONFIG["slow_model"], "r_max": 6.5})
-    assert "frame 0, field 'cell'" in err and "smaller than the model cutoff 6.500" in err
+def test_a_cell_narrower_than_a_cutoff_is_planned_not_refused(tmp_path):
+    """Small periodic cells are valid training data (every image within the
+    cutoff is a neighbour): the plan counts the images among the neighbours."""
+    from mtsmlip.training import load_config
+    from mtsmlip.training.pipeline import plan_training
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", slow_model={**TINY_CONFIG["slow_model"], "r_max": 6.5}))
+    plan = plan_training(write_frames(tmp_path / "d.extxyz", labelled_frames(16)), cfg)  # 6.2 Å boxes
+    assert plan["slow"]["r_max"] == 6.5 and plan["slow"]["avg_num_neighbors"] > len(labelled_frames(1)[0]) - 1
 
 
 def test_train_too_few_frames(capsys, tmp_path):

@@ -77,7 +77,7 @@ def data_module(file_path, split, type_names, r_max_A: float, batch_size: int, s
     )
 
 
-def check_frames_fit(frames, r_max_A, path) -> None:
-    """Every periodic cell must be wider than the largest model cutoff."""
+def check_frames_fit(frames, path) -> None:
+    """Every periodic frame must have a cell (any width: see :func:`mtsmlip.data.check_periodic_cell`)."""
     for i, atoms in enumerate(frames):
-        data_mod.check_cell_fits_cutoff(atoms, r_max_A, f"{path}, frame {i}")
+        data_mod.check_periodic_cell(atoms, f"{path}, frame {i}")

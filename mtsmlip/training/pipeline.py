@@ -77,7 +77,7 @@ def plan_training(data_path, cfg, split=None) -> dict:
                             f"({model_cfg['r_max']} Å; single atoms or atoms far apart): there is no interaction "
                             "to learn")
     warn_duplicate_frames(frames, split, path)
-    check_frames_fit(frames, max(fast["r_max"], slow["r_max"], base["r_max"] if cfg["baseline"] else 0.0), path)
+    check_frames_fit(frames, path)
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
             "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
