@@ -176,6 +176,12 @@ def add_device(p) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the models and the state, e.g. cpu, cuda")
 
 
+def add_max_minutes(p) -> None:
+    p.add_argument("--max-minutes", type=positive, default=None,
+                   help="wall-clock cap of the whole training (minutes), shared equally by its stages; each "
+                        "stage ends after the epoch that reaches its share")
+
+
 def add_no_progress(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -192,9 +198,11 @@ def train(p) -> None:
     p.add_argument("--seed", type=seed_value, default=None,
                    help="overrides `seed` (split, initialisation, shuffling; config default 0)")
     p.add_argument("--train-frames", type=at_least_one, default=None,
-                   help="overrides `train_frames` (config default 300)")
+                   help="overrides `train_frames` (config default auto: all but the validation and test shares)")
     p.add_argument("--epochs", type=at_least_one, default=None,
-                   help="overrides `epochs` of each stage (config default 10)")
+                   help="overrides `epochs` of each stage (config default auto: about `steps` optimiser steps, "
+                        "ended early when the validation loss reaches a plateau)")
+    add_max_minutes(p)
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
     p.add_argument("--reuse-stages-from", action="append", default=[], metavar="RUN",
                    help="an earlier run directory (repeatable): a stage it finished with the same models, "
@@ -220,6 +228,7 @@ def distill(p) -> None:
     p.add_argument("--train-frames", type=at_least_one, default=None,
                    help="overrides `train_frames` (frames of --data to train on)")
     p.add_argument("--epochs", type=at_least_one, default=None, help="overrides `epochs`")
+    add_max_minutes(p)
     p.add_argument("--seed", type=seed_value, default=None, help="overrides `seed` (split, initialisation, MD)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_device(p)

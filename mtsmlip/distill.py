@@ -100,7 +100,7 @@ def distill(teacher_spec: str, out_dir, cfg: dict, data_path=None, md: TeacherMD
         _prepare_out_dir(out_dir, request, resume)
         labels = labelled_frames(out_dir, teacher, request, data_path, md, cfg, progress)
         split = Split(**{part: labels["split"][part] for part in ("train", "val", "test")}, seed=int(cfg["seed"]))
-        plan = plan_training(out_dir / LABELS, cfg, split)
+        plan = {**plan_training(out_dir / LABELS, cfg, split), "n_stages": 1}
         result = stage_result(distill_stage(plan, cfg), plan, TrainSettings.from_config(cfg, plan), out_dir, resume, callbacks)
         models = {"fast": result["models"]["fast"]}
         if teacher.loaded is not None:
@@ -239,7 +239,8 @@ def build_manifest(plan, cfg, teacher, labels, result, models) -> dict:
 def run(args) -> int:
     from . import training
 
-    overrides = {"seed": args.seed, "train_frames": args.train_frames, "epochs": args.epochs}
+    overrides = {"seed": args.seed, "train_frames": args.train_frames, "epochs": args.epochs,
+                 "max_minutes": args.max_minutes}
     cfg = training.load_config(args.config, **overrides)
     md = None
     if args.structure is not None:

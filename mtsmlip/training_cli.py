@@ -9,7 +9,7 @@ def run(args) -> int:
     from . import training
 
     overrides = {"seed": args.seed, "train_frames": args.train_frames, "epochs": args.epochs,
-                 "baseline": False if args.no_baseline else None}
+                 "max_minutes": args.max_minutes, "baseline": False if args.no_baseline else None}
     cfg = training.resume_config(args.out, args.config, **overrides) if args.resume else None
     if cfg is None:
         cfg = training.load_config(args.config, **overrides)

@@ -2,9 +2,12 @@
 an interrupted run resumes to the same numbers, and bad input is named."""
 
 
+import json
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import mtsmlip
 from mtsmlip import training
@@ -454,3 +457,52 @@ def test_test_split_last_holds_out_the_last_frames():
     cfg = training.load_config(config_file(), test_split="last", test_frames=3)
     split = training.plan_training(data_file(), cfg)["split"]
     assert split.test == [13, 14, 15] and max(split.train + split.val) < 13
+
+
+def tiny_architectures():
+    return {k: TINY_CONFIG[k] for k in ("fast_model", "slow_model", "baseline_model", "model_dtype", "batch_size")}
+
+
+def test_twenty_frames_train_with_the_default_split_and_budget(tmp_path):
+    """A 20-frame file trains with the default frame counts and budget (tiny
+    architectures and a short step budget keep the test quick): 2 validation and
+    2 test frames, 16 to train on, and epochs from the step budget."""
+    data = write_frames(tmp_path / "twenty.extxyz", labelled_frames(20))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**tiny_architectures(), "steps": 24}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    chosen = json.loads((tmp_path / "run" / "manifest.json").read_text())["chosen"]
+    assert (chosen["train_frames"], chosen["val_frames"], chosen["test_frames"]) == (16, 2, 2)
+    assert chosen["epochs_per_stage"] == 3  # 24 steps of 8 batches of 2 frames
+    assert all(1 <= n <= 3 for n in chosen["epochs_run"].values())
+
+
+def test_a_plateau_ends_a_stage(tmp_path):
+    """With a learning rate too small to move the weights the validation loss
+    never improves: the stage stops `plateau_epochs` epochs after its first."""
+    data = write_frames(tmp_path / "d.extxyz", labelled_frames(16))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 12, "plateau_epochs": 2, "learning_rate": 1e-12,
+                                      "baseline": False}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["chosen"]["epochs_run"] == {"stage1": 3, "stage2": 3}
+
+
+def test_too_few_frames_for_an_automatic_split_are_named(tmp_path, capsys):
+    data = write_frames(tmp_path / "d.extxyz", labelled_frames(8))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_architectures()))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "train_frames auto needs at least 10 frames" in capsys.readouterr().err
+
+
+def test_the_time_cap_ends_each_stage_after_an_epoch(tmp_path):
+    data = write_frames(tmp_path / "d.extxyz", labelled_frames(16))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 6, "baseline": False}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--max-minutes", "0.0001"]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["chosen"]["epochs_run"] == {"stage1": 1, "stage2": 1}
+    assert manifest["chosen"]["why"]["max_minutes"] == 0.0001

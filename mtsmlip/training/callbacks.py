@@ -24,6 +24,40 @@ class LambdaSchedule(lightning.Callback):
             module.loss.set_coeffs({**self.base, FAST_FORCE_TERM: self.schedule[max(due)]})
 
 
+class PlateauStop(lightning.Callback):
+    """Ends a stage once its validation loss (the force RMSE, nequip's
+    ``weighted_sum``) has not improved by `min_improvement` (relative) on its best
+    for `patience` epochs: a plateau, so more epochs would buy nothing. Its state is
+    checkpointed, so a resumed stage stops where an uninterrupted one would."""
+
+    MONITOR = "val0_epoch/weighted_sum"
+
+    def __init__(self, stage: str, patience: int, min_improvement: float = 0.01):
+        self.stage, self.patience, self.min_improvement = stage, int(patience), float(min_improvement)
+        self.best, self.waited, self.stopped_at = None, 0, None
+
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking or self.MONITOR not in trainer.callback_metrics:
+            return
+        loss = float(trainer.callback_metrics[self.MONITOR])
+        if self.best is None or loss < self.best * (1.0 - self.min_improvement):
+            self.best, self.waited = loss, 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            trainer.should_stop = True
+            self.stopped_at = int(trainer.current_epoch) + 1
+            if trainer.is_global_zero:
+                print(f"[{self.stage}] validation loss on a plateau for {self.patience} epochs (best {self.best:.4g}): "
+                      f"stage ends at epoch {self.stopped_at}", flush=True)
+
+    def state_dict(self):
+        return {"best": self.best, "waited": self.waited, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state):
+        self.best, self.waited, self.stopped_at = state["best"], state["waited"], state.get("stopped_at")
+
+
 class EpochReport(lightning.Callback):
     """Prints one line per epoch with the current errors; keeps the history."""
 

@@ -18,12 +18,12 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "train_def
 CONFIG_FILE = "train_config.yaml"
 ARCHITECTURE_KEYS = ("fast_model", "slow_model", "baseline_model")
 
-AUTO_KEYS = ("batch_size",)  # may be "auto": fitted to the system (mtsmlip.system)
+AUTO_KEYS = ("batch_size", "train_frames", "val_frames", "epochs")  # may be "auto": fitted to the data
 
 # key -> (kind, smallest allowed value, whether the smallest is allowed itself)
 CONFIG_NUMBERS = {
     "seed": (int, 0, True), "train_frames": (int, 1, True), "val_frames": (int, 1, True),
-    "epochs": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
+    "epochs": (int, 1, True), "steps": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
     "lr_min_factor": (float, 0.0, True), "ema_decay": (float, 0.0, True), "fast_lr_factor": (float, 0.0, True),
     "loss.energy_weight": (float, 0.0, True), "loss.force_weight": (float, 0.0, True),
     "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
@@ -46,12 +46,24 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
     saved = Path(out_dir) / CONFIG_FILE
     if not saved.is_file():
         return None
-    cfg = read_yaml(saved, "saved training config")
-    if not isinstance(cfg, dict):
-        raise DataError(f"{saved}: the saved training config is not a mapping")
+    cfg = saved_config(saved)
     _merge_file_and_options(cfg, path, overrides)
     check_config(cfg, str(saved))
     return cfg
+
+
+# keys added since a run may have saved its config, with the values that keep such
+# a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
+KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None}
+
+
+def saved_config(path) -> dict:
+    """The training config a run saved (train_config.yaml), completed with
+    :data:`KEYS_OF_OLDER_RUNS` where it predates them."""
+    cfg = read_yaml(path, "saved training config")
+    if not isinstance(cfg, dict):
+        raise DataError(f"{path}: the saved training config is not a mapping")
+    return {**KEYS_OF_OLDER_RUNS, **cfg}
 
 
 def _merge_file_and_options(cfg: dict, path, overrides: dict) -> None:
@@ -89,10 +101,14 @@ def check_config(cfg: dict, where: str) -> None:
                             f"(got {value!r})")
     if cfg["ema_decay"] >= 1.0:
         raise DataError(f"{where}: config key 'ema_decay' must be below 1 (got {cfg['ema_decay']!r})")
-    for key in ("test_frames", "baseline_epochs"):
+    for key in ("test_frames", "baseline_epochs", "plateau_epochs"):
         value = cfg.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
+    minutes = cfg.get("max_minutes")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
+                                    and math.isfinite(minutes) and minutes > 0):
+        raise DataError(f"{where}: config key 'max_minutes' must be null or a number > 0 (got {minutes!r})")
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,9 @@ class TrainSettings:
     """What every stage of a run shares: the seed (initialisation, shuffling,
     slowness velocities), frames per optimiser step, Adam's learning rate
     (cosine-annealed over a stage to ``learning_rate·lr_min_factor``), the EMA
-    decay of the weights, and the options passed to ``lightning.Trainer``."""
+    decay of the weights, the options passed to ``lightning.Trainer``, the
+    plateau that ends a stage (epochs without a 1 % better validation loss) and
+    each stage's share of the run's wall-clock cap (minutes)."""
 
     seed: int
     batch_size: int
@@ -109,6 +127,8 @@ class TrainSettings:
     ema_decay: float
     progress_bar: bool = False
     trainer: dict = field(default_factory=dict)
+    plateau_epochs: int | None = None
+    max_minutes_per_stage: float | None = None
 
     @classmethod
     def from_config(cls, cfg: dict, plan: dict | None = None) -> TrainSettings:
@@ -116,7 +136,10 @@ class TrainSettings:
         `plan` (:func:`mtsmlip.training.plan_training`) fitted it to the data."""
         if plan is None and cfg["batch_size"] == "auto":
             raise ValueError("batch_size 'auto' is fitted to the data: pass the training plan")
+        minutes = cfg.get("max_minutes")
+        stages = int((plan or {}).get("n_stages", 3 if cfg.get("baseline", True) else 2))
         return cls(seed=int(cfg["seed"]), batch_size=int(plan["batch_size"] if plan else cfg["batch_size"]),
                    learning_rate=float(cfg["learning_rate"]), lr_min_factor=float(cfg["lr_min_factor"]),
                    ema_decay=float(cfg["ema_decay"]), progress_bar=bool(cfg["progress_bar"]),
-                   trainer=dict(cfg["trainer"]))
+                   trainer=dict(cfg["trainer"]), plateau_epochs=cfg.get("plateau_epochs"),
+                   max_minutes_per_stage=None if minutes is None else float(minutes) / stages)

@@ -5,6 +5,7 @@ resume), the energy-offset balance, and the model directory with its manifest.""
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 import sys
@@ -17,10 +18,10 @@ from .. import data as data_mod
 from ..data import frames_of
 from ..errors import DataError
 from ..files import (atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, output_lock,
-                     read_json, read_yaml, run_files_in)
+                     read_json, run_files_in)
 from ..system import fitted_defaults, profile
 from ..models import BASELINE_PRESET, check_model_config, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
-from .config import CONFIG_FILE, TrainSettings, check_config
+from .config import CONFIG_FILE, TrainSettings, check_config, saved_config
 from .data import check_frames_fit
 from .stages import check_stage_sound, co_training_stages, done_dir, run_stage, stage_identity
 from .statistics import balance_energy_offsets, fitted_model_config
@@ -78,10 +79,11 @@ def plan_training(data_path, cfg, split=None) -> dict:
                             "to learn")
     warn_duplicate_frames(frames, split, path)
     check_frames_fit(frames, path)
+    batch_size = defaults["batch_size"] if cfg["batch_size"] == "auto" else int(cfg["batch_size"])
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
             "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
             "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
-            "batch_size": defaults["batch_size"] if cfg["batch_size"] == "auto" else int(cfg["batch_size"])}
+            "batch_size": batch_size, "epochs": stage_epochs(cfg, len(split.train), batch_size)}
 
 
 def warn_duplicate_frames(frames, split, path) -> None:
@@ -104,11 +106,43 @@ def warn_duplicate_frames(frames, split, path) -> None:
               "for an honest validation", file=sys.stderr)
 
 
+MIN_AUTO_FRAMES = 10  # fewer frames cannot be split into train, validation and test
+MAX_AUTO_TRAIN_FRAMES = 1000
+MAX_AUTO_EPOCHS = 200
+
+
+def frame_counts(n_frames: int, cfg: dict) -> tuple[int, int]:
+    """(train_frames, val_frames) of `cfg` for a file of `n_frames` frames; "auto"
+    takes 10 % of the file for validation (2 to 100 frames), keeps as many again
+    out as a test set, and trains on the rest (at most 1000 frames)."""
+    held_out = int(cfg["test_frames"] or 0) if cfg.get("test_split", "random") == "last" else 0
+    pool = n_frames - held_out
+    auto = [k for k in ("train_frames", "val_frames") if cfg[k] == "auto"]
+    if auto and pool < MIN_AUTO_FRAMES:
+        raise DataError(f"{auto[0]} auto needs at least {MIN_AUTO_FRAMES} frames to split into train, validation "
+                        f"and test (the data has {pool}{' once the test frames are held out' if held_out else ''})")
+    share = min(100, max(2, round(0.1 * n_frames)))
+    val = share if cfg["val_frames"] == "auto" else int(cfg["val_frames"])
+    test = 0 if held_out else (share if cfg["test_frames"] is None else int(cfg["test_frames"]))
+    train = min(MAX_AUTO_TRAIN_FRAMES, pool - val - test) if cfg["train_frames"] == "auto" else int(cfg["train_frames"])
+    return train, val
+
+
+def stage_epochs(cfg: dict, n_train: int, batch_size: int) -> int:
+    """Epochs of each stage: `epochs`, or for "auto" as many as `steps` optimiser
+    steps take (at least 1, at most :data:`MAX_AUTO_EPOCHS`)."""
+    if cfg["epochs"] != "auto":
+        return int(cfg["epochs"])
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    return max(1, min(MAX_AUTO_EPOCHS, math.ceil(int(cfg["steps"]) / steps_per_epoch)))
+
+
 def config_split(n_frames: int, cfg: dict):
     """The train/validation/test split of `n_frames` frames that `cfg` asks for
     (train_frames, val_frames, test_frames, test_split, seed)."""
-    return data_mod.make_split(n_frames, int(cfg["train_frames"]), int(cfg["val_frames"]), int(cfg["seed"]),
-                               cfg["test_frames"], cfg.get("test_split", "random"))
+    train, val = frame_counts(n_frames, cfg)
+    return data_mod.make_split(n_frames, train, val, int(cfg["seed"]), cfg["test_frames"],
+                               cfg.get("test_split", "random"))
 
 
 def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:
@@ -116,7 +150,7 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
     only on the same data file (by content: a fingerprint is recorded at the start)."""
     saved, record = out_dir / CONFIG_FILE, out_dir / DATA_RECORD
     if resume and saved.is_file():
-        old = read_yaml(saved, "saved training config")
+        old = saved_config(saved)
         if old != cfg:
             changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
             raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
@@ -205,6 +239,7 @@ def build_manifest(plan, cfg, results) -> dict:
         "data": {**plan["data_fingerprint"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
         "system": plan["system"], "batch_size": plan["batch_size"],
         "split": plan["split"].as_dict(),
+        "chosen": chosen_budget(plan, cfg, results),
         "config": cfg,
         "architectures": {n: m.config for n, m in models.items()},
         "cutoffs_A": {n: m.r_max for n, m in models.items()},
@@ -212,6 +247,24 @@ def build_manifest(plan, cfg, results) -> dict:
         "stages": {s: {k: r[k] for k in ("wall_time_s", "final", "history", "parameters")} for s, r in results.items()},
         "final_losses": {s: r["final"] for s, r in results.items()},
         "wall_time_s": {s: r["wall_time_s"] for s, r in results.items()},
+    }
+
+
+def chosen_budget(plan: dict, cfg: dict, results: dict) -> dict:
+    """What the run chose for the frame counts and the training budget, and why,
+    and how many epochs each stage ran (a plateau or the time cap can end one early)."""
+    split = plan["split"]
+    return {
+        "train_frames": len(split.train), "val_frames": len(split.val), "test_frames": len(split.test),
+        "batch_size": plan["batch_size"], "epochs_per_stage": plan.get("epochs"),
+        "epochs_run": {name: len(r["history"]) for name, r in results.items()},
+        "why": {"frames": "auto: 10 % validation (2-100), as many held out, the rest (<= 1000) trained on"
+                if "auto" in (cfg["train_frames"], cfg["val_frames"]) else "set in the config",
+                "epochs": f"auto: about {cfg['steps']} optimiser steps (<= {MAX_AUTO_EPOCHS} epochs)"
+                if cfg["epochs"] == "auto" else "set in the config",
+                "stop": f"a stage ends after {cfg['plateau_epochs']} epochs without a 1 % better validation loss"
+                if cfg.get("plateau_epochs") else "every epoch runs",
+                "max_minutes": cfg.get("max_minutes")},
     }
 
 

@@ -27,7 +27,7 @@ import torch
 from ..errors import DataError
 from ..files import sha256_of
 from ..models import check_finite_weights, load_model
-from .callbacks import EpochReport, LambdaSchedule
+from .callbacks import EpochReport, LambdaSchedule, PlateauStop
 from .config import TrainSettings
 from .data import data_module
 from .loss import LossWeights, validation_metrics
@@ -60,7 +60,7 @@ class Stage:
 
 def stage1(plan: dict, cfg: dict) -> Stage:
     """Stage 1: the fast model alone on the reference energies and forces."""
-    return Stage("stage1", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=int(cfg["epochs"]))
+    return Stage("stage1", {"fast": plan["fast"]}, _conventional_loss(cfg), epochs=plan_epochs(plan, cfg))
 
 
 def distill_stage(plan: dict, cfg: dict) -> Stage:
@@ -83,7 +83,7 @@ def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
     # the scale is part of the stage's identity (a finished stage is reused by it)
     scale = float(f"{residual_force_rms_eV_per_A(fast, plan['train_frames']):.6g}")
     slow["per_type_energy_scales"] = dict.fromkeys(plan["type_names"], scale)
-    return Stage("stage2", {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=int(cfg["epochs"]),
+    return Stage("stage2", {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=plan_epochs(plan, cfg),
                  init_from={"fast": str(fast_file)}, frozen=() if cfg["fast_finetune"] else ("fast",),
                  lr_factors={"fast": float(cfg["fast_lr_factor"])})
 
@@ -92,8 +92,13 @@ def baseline(plan: dict, cfg: dict) -> Stage:
     """The baseline: the conventional model every claim is measured against
     (`baseline_model`, chosen apart from the slow model), trained alone like
     stage 1 for `baseline_epochs` (null: `epochs`)."""
-    epochs = int(cfg.get("baseline_epochs") or cfg["epochs"])
+    epochs = int(cfg.get("baseline_epochs") or plan_epochs(plan, cfg))
     return Stage("baseline", {"baseline": plan["baseline"]}, _conventional_loss(cfg), epochs=epochs)
+
+
+def plan_epochs(plan: dict, cfg: dict) -> int:
+    """Epochs of a stage: as the plan fitted them (``epochs: auto``), else the config's."""
+    return int(plan["epochs"]) if "epochs" in plan else int(cfg["epochs"])
 
 
 def stage_identity(stage: Stage, plan: dict, settings: TrainSettings) -> str:
@@ -106,9 +111,20 @@ def stage_identity(stage: Stage, plan: dict, settings: TrainSettings) -> str:
     record = {"stage": stage.name, "models": stage.models, "loss": dataclasses.asdict(stage.loss),
               "epochs": stage.epochs, "init_from": {n: sha256_of(f) for n, f in stage.init_from.items()},
               "frozen": sorted(stage.frozen), "lr_factors": stage.lr_factors,
-              "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("progress_bar", "trainer")},
+              "settings": identity_settings(settings),
               "data_sha256": plan["data_fingerprint"]["sha256"], "split": plan["split"].as_dict()}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def identity_settings(settings: TrainSettings) -> dict:
+    """The shared settings that decide a stage's result: not the progress bar, the
+    Trainer's devices or the time cap; the plateau stop only where it is set (so
+    stages of runs from before it existed keep their identity)."""
+    record = {k: v for k, v in dataclasses.asdict(settings).items()
+              if k not in ("progress_bar", "trainer", "max_minutes_per_stage")}
+    if record.get("plateau_epochs") is None:
+        record.pop("plateau_epochs", None)
+    return record
 
 
 def co_training_stages(plan: dict, cfg: dict, out_dir):
@@ -156,7 +172,7 @@ def run_stage(stage: Stage, plan: dict, settings: TrainSettings, out_dir, resume
     ckpt_dir = checkpoint_dir(out_dir, stage.name)
     report = EpochReport(stage.name)
     trainer = lightning.Trainer(
-        max_epochs=stage.epochs, callbacks=[*_stage_callbacks(stage, ckpt_dir), report, *callbacks],
+        max_epochs=stage.epochs, callbacks=[*_stage_callbacks(stage, ckpt_dir, settings), report, *callbacks],
         inference_mode=False, logger=False, enable_progress_bar=settings.progress_bar,
         enable_model_summary=False, num_sanity_val_steps=0, deterministic=False, **settings.trainer,
     )
@@ -167,12 +183,16 @@ def run_stage(stage: Stage, plan: dict, settings: TrainSettings, out_dir, resume
     return module, report.history
 
 
-def _stage_callbacks(stage: Stage, ckpt_dir: Path) -> list:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def _stage_callbacks(stage: Stage, ckpt_dir: Path, settings: TrainSettings) -> list:
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 
     # Lightning >= 2.5 writes last.ckpt only when a top-k checkpoint was written in
     # the same step, so keep the newest epoch checkpoint (monitor=None, top 1) too
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1)]
+    if settings.plateau_epochs is not None:
+        callbacks.append(PlateauStop(stage.name, settings.plateau_epochs))
+    if settings.max_minutes_per_stage is not None:  # checked after each epoch, so at least one finishes
+        callbacks.append(Timer(duration={"minutes": settings.max_minutes_per_stage}, interval="epoch"))
     if stage.loss.fast_force_schedule:
         callbacks.append(LambdaSchedule(stage.loss.fast_force_schedule, stage.loss.coeffs()))
     return callbacks
