@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import ase.io
+from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 import numpy as np
@@ -23,7 +24,7 @@ import yaml
 from mtsmlip.cli import main
 from tests.systems import small_water_box
 from tests.systems import write_tiny_pair
-from tests.training_helpers import TINY_CONFIG, labelled_frames, trained_dir, write_frames
+from tests.training_helpers import TINY_CONFIG, config_file, labelled_frames, trained_dir, write_frames
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
 
@@ -74,15 +75,29 @@ def build_inputs(root: Path) -> dict:
     write_frames(root / "good.extxyz", labelled_frames(16))
     (root / "epochs0.yaml").write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 0}))
     (root / "a_file").write_text("not a directory\n")
+    (root / "a_file.nequip.zip").write_text("someone's earlier package\n")
     silicon = bulk("Si", "diamond", 5.43, cubic=True)
     silicon.calc = SinglePointCalculator(silicon, energy=0.0, forces=np.zeros((len(silicon), 3)))
     write_frames(root / "silicon.extxyz", [silicon] * 4)
     (root / "junk.nequip.zip").write_bytes(b"not a zip archive")
+    (root / "python_tag.yaml").write_text("epochs: !!python/object/apply:os.getpid []\n")
+    (root / "interpolation.yaml").write_text("learning_rate: ${oc.env:HOME}\n")
+    (root / "loop").symlink_to("loop")
+    lone = []
+    for k in range(24):
+        atom = Atoms("O", positions=[[0.0, 0.0, 0.01 * k]], cell=np.eye(3) * 10.0)
+        atom.calc = SinglePointCalculator(atom, energy=-1.0 - 0.01 * k, forces=np.zeros((1, 3)))
+        lone.append(atom)
+    write_frames(root / "single_atoms.extxyz", lone)
 
     for name, damage in (("malicious", None), ("truncated", "truncate"), ("flipped", "flip"),
                          ("foreign_builder", "builder")):
         shutil.copytree(p["pair"], root / name)
         fast = root / name / "fast.pt"
+        if damage != "flip":  # no recorded hashes, so the file itself is read: its own guards must hold
+            manifest = json.loads((root / name / "manifest.json").read_text())
+            del manifest["model_files"]
+            (root / name / "manifest.json").write_text(json.dumps(manifest))
         if damage is None:
             malicious_model(fast, root / "PWNED")
         elif damage == "truncate":
@@ -212,6 +227,7 @@ CASES = [
     ("`serve --part medium`", lambda p: serve_args(p, part="medium")),
     ("`serve --address water` (neither unix:NAME nor HOST:PORT)", lambda p: serve_args(p, address="water")),
     ("`serve` with no i-PI listening (`--wait-s 0.5`)", lambda p: serve_args(p)),
+    ("`serve --read-timeout-s 0`", lambda p: serve_args(p, "--read-timeout-s", "0")),
     ("`serve` on a structure with a species the model lacks", lambda p: serve_args(p, structure="silicon.extxyz")),
     ("`ipi-input --beads 4 --contract-beads 3`",
      lambda p: ipi_input_args(p, "--beads", "4", "--contract-beads", "3", "--temperature-K", "300")),
@@ -220,6 +236,23 @@ CASES = [
      lambda p: ipi_input_args(p, structure="silicon.extxyz")),
     ("`export --to` a name without .nequip.zip", lambda p: export_args(p, to="fast.zip")),
     ("`export --part total` (not one model)", lambda p: export_args(p, part="total")),
+    ("`--config` YAML with a `!!python` tag", lambda p: train_args(p, "good.extxyz", "t", "--config",
+                                                                  str(p["root"] / "python_tag.yaml"))),
+    ("`--config` YAML with a `${...}` interpolation", lambda p: train_args(p, "good.extxyz", "t", "--config",
+                                                                       str(p["root"] / "interpolation.yaml"))),
+    ("training frames of single atoms (no neighbours)",
+     lambda p: train_args(p, "single_atoms.extxyz", "t", "--config", str(config_file()))),
+    ("`--out` is a symbolic link to itself", lambda p: train_args(p, "good.extxyz", "loop")),
+    ("`md --n-inner 100000000`", lambda p: md_args(p, "o17", "--n-inner", "100000000")),
+    ("`compare --n-inner 2,100000000`", lambda p: compare_args(p, "--n-inner", "2,100000000")),
+    ("`compare --ps 1000000` (samples that would not fit in memory)", lambda p: compare_args(p, "--ps", "1000000")),
+    ("`md --replicas 100000000` of a molecule",
+     lambda p: md_args(p, "o18", "--replicas", "100000000", "--thermostat", "langevin", structure="molecule.extxyz")),
+    ("`md --resume` with another `--seed`", lambda p: md_args(p, "run", "--resume", "--steps", "4", "--seed", "9")),
+    ("`distill --frames 2` of teacher MD (no --data)",
+     lambda p: ["distill", "--teacher", "ase.calculators.emt:EMT", "--structure", str(p["root"] / "water.extxyz"),
+                "--frames", "2", "--out", str(p["root"] / "d2"), "--no-progress"]),
+    ("`export --to` a file that exists", lambda p: export_args(p, to="a_file.nequip.zip")),
     ("`demo --molecules 0`", lambda p: ["demo", "--molecules", "0", "--out", str(p["root"] / "demo")]),
 ]
 
@@ -320,9 +353,22 @@ def test_messages_name_what_is_wrong(outcomes):
         "`serve --address water` (neither unix:NAME nor HOST:PORT)": ["--address 'water'", "unix:NAME or HOST:PORT"],
         "`serve` with no i-PI listening (`--wait-s 0.5`)": ["unix:mtsmlip-nobody-listens", "within 0.5 s"],
         "`serve` on a structure with a species the model lacks": ["Si"],
+        "`serve --read-timeout-s 0`": ["--read-timeout-s", "> 0"],
         "`ipi-input --beads 4 --contract-beads 3`": ["--contract-beads 3", "divide"],
         "`ipi-input` on a structure with a species the model lacks": ["Si"],
         "`export --to` a name without .nequip.zip": ["fast.zip", ".nequip.zip"],
+        "`--config` YAML with a `!!python` tag": ["python_tag.yaml", "not plain YAML"],
+        "`--config` YAML with a `${...}` interpolation": ["interpolation.yaml", "'config file.learning_rate'",
+                                                          "interpolation"],
+        "training frames of single atoms (no neighbours)": ["single_atoms.extxyz", "no atom", "neighbour"],
+        "`--out` is a symbolic link to itself": ["loop", "symbolic links"],
+        "`md --n-inner 100000000`": ["--n-inner", "from 1 to 1000"],
+        "`compare --n-inner 2,100000000`": ["--n-inner", "from 1 to 1000"],
+        "`compare --ps 1000000` (samples that would not fit in memory)": ["--ps 1e+06", "GiB in memory"],
+        "`md --replicas 100000000` of a molecule": ["--replicas 100000000", "at most 1000000"],
+        "`md --resume` with another `--seed`": ["restart.npz", "provenance", "seed (0)"],
+        "`distill --frames 2` of teacher MD (no --data)": ["--frames 2", "at least 3"],
+        "`export --to` a file that exists": ["a_file.nequip.zip", "--overwrite"],
     }
     for name, parts in expected.items():
         for part in parts:
