@@ -62,6 +62,14 @@ SLOW_PRESET = {
 BASELINE_PRESET = {**SLOW_PRESET, "num_layers": 3, "num_features": 32}
 
 
+def zbl_wall(type_names) -> dict:
+    """nequip's ZBL screened-nuclear repulsion (eV, Å) as a model's pair term: a
+    physical wall that grows like Z_i Z_j / r as two atoms meet, so no trained
+    model has a hole at distances the data never shows. The network learns what
+    remains, so inside the data's range the wall costs no expressiveness."""
+    return {"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal", "chemical_species": list(type_names)}
+
+
 def ensure_global_state() -> None:
     """nequip needs its global state (dtype, TF32 flags) set before building models."""
     from nequip.utils.global_state import global_state_initialized, set_global_state
@@ -89,6 +97,7 @@ MODEL_BUILDERS = frozenset({
     "nequip.model.PresetNequIPGNNModel",
 })
 MODEL_PARTS = frozenset({
+    "nequip.nn.pair_potential.ZBL",
     "allegro.nn.TwoBodyBesselScalarEmbed",
     "allegro.nn.TwoBodySplineScalarEmbed",
     "allegro.nn.TwoBodySphericalHarmonicTensorEmbed",

@@ -54,7 +54,8 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
-KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None}
+KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None}
+SHORT_RANGE_WALLS = (None, "zbl")
 
 
 def saved_config(path) -> dict:
@@ -105,6 +106,9 @@ def check_config(cfg: dict, where: str) -> None:
         value = cfg.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
+    if cfg.get("short_range_wall") not in SHORT_RANGE_WALLS:
+        raise DataError(f"{where}: config key 'short_range_wall' must be one of {list(SHORT_RANGE_WALLS)} "
+                        f"(got {cfg.get('short_range_wall')!r})")
     minutes = cfg.get("max_minutes")
     if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
                                     and math.isfinite(minutes) and minutes > 0):

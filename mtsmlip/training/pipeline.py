@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..files import (atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, output_lock,
                      read_json, run_files_in)
 from ..system import fitted_defaults, profile
-from ..models import BASELINE_PRESET, check_model_config, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from ..models import BASELINE_PRESET, check_model_config, zbl_wall, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config, saved_config
 from .data import check_frames_fit
 from .stages import check_stage_sound, co_training_stages, done_dir, run_stage, stage_identity
@@ -67,7 +67,8 @@ def plan_training(data_path, cfg, split=None) -> dict:
     defaults = fitted_defaults(system)
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
                             type_names=type_names)
-    fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **cfg["fast_model"]}, seed)
+    wall = {"pair_potential": zbl_wall(type_names)} if cfg.get("short_range_wall") == "zbl" else {}
+    fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **wall, **cfg["fast_model"]}, seed)
     slow = fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
     # runs from before `baseline_model` existed trained the slow architecture as their baseline
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
