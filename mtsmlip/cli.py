@@ -81,8 +81,12 @@ def main(argv=None) -> int:
         print(f"{prefix}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted (Ctrl-C); files written so far are complete (every write is atomic), "
-              "and a run with --resume continues from its last saved state", file=sys.stderr)
+        again = {"train": "--resume continues it from its last finished epoch",
+                 "distill": "--resume continues it from its last finished epoch",
+                 "md": "--resume continues it from its last restart",
+                 "compare": "the same command continues it where it stopped"}.get(command, "nothing to continue")
+        print(f"{prefix}: interrupted (Ctrl-C); every file written so far is complete (writes are atomic); "
+              f"{again}", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permissions, a symlink loop: the path and the cause, not a traceback
         where = exc.filename if exc.filename is not None else "a file"

@@ -39,7 +39,7 @@ from .md.outputs import restore, write_restart
 from .md.safety import MDInstability
 from .md.settings import RunSettings
 from .progress import progress_bar
-from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, output_lock, read_json
+from .files import atomic_write, atomic_write_json, check_output_dir, fingerprint, output_lock, read_json, run_files_in
 from .shipped import resolve_model_dir
 from .system import check_kind
 
@@ -447,8 +447,10 @@ def check_fits_in_memory(cfg: CompareSettings, n_atoms: int) -> None:
 
     auto = ("auto",) if "auto" in cfg.n_inner else ()
     runs = cfg.with_auto(1).runs if auto else cfg.runs
-    samples = sum(run.steps_for(cfg.ps) + 1 for run in runs)
-    check_kept_samples(samples, n_atoms, SAMPLE_BYTES_PER_ATOM, f"--ps {cfg.ps:g} with {len(runs)} runs")
+    samples = sum(run.steps_for(cfg.ps) + run.steps_for(cfg.nve_ps) + 2 for run in runs)
+    samples += cfg.run(1).steps_for(cfg.spectrum_ps) + 1  # the force series of the n = 1 segment
+    check_kept_samples(samples, n_atoms, SAMPLE_BYTES_PER_ATOM,
+                       f"--ps {cfg.ps:g}, --nve-ps {cfg.nve_ps:g} and --spectrum-ps {cfg.spectrum_ps:g} with {len(runs)} runs")
 
 
 def saved_probe(models, start: Atoms, cfg: CompareSettings, out: Path):
@@ -499,6 +501,9 @@ def _load_json(path) -> dict:
 ANALYSIS_ONLY = ("system",)  # CompareSettings fields that change the verdicts, not the runs
 
 
+OWN_INPUTS = ("water_box.extxyz",)  # what `mtsmlip demo` puts in OUT before its comparison starts
+
+
 def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path) -> None:
     """A resumed compare must be the same comparison (settings, model files by
     content, starting structure by content); refuse to mix two, naming what differs.
@@ -521,6 +526,10 @@ def _check_same_settings(out: Path, cfg: CompareSettings, models, structure_path
             raise DataError(f"{path}: OUT holds a comparison with other {', '.join(changed)}; "
                             "use the same options and files, or another --out")
         return
+    strays = [p.name for p in run_files_in(out) if p.name not in OWN_INPUTS]
+    if strays:  # not a comparison of ours (no settings.json): its files are neither reused nor overwritten
+        raise DataError(f"{out}: --out holds {', '.join(strays[:4])} but no settings.json: not a comparison "
+                        "to continue; use an empty or new --out")
     atomic_write_json(path, wanted)
 
 

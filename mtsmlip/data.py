@@ -203,6 +203,24 @@ def check_periodic_cell(atoms: Atoms, where: str) -> None:
         raise DataError(f"{where}, field 'cell': periodic frame without a cell")
 
 
+MAX_IMAGE_ATOMS = 50_000_000  # atoms of all periodic images a neighbour search may have to place
+
+
+def check_image_count(atoms: Atoms, cutoff_A: float, where: str) -> None:
+    """DataError if a periodic cell is so narrow against `cutoff_A` that the
+    neighbour search would place more than :data:`MAX_IMAGE_ATOMS` image atoms
+    (a 0.01 Å cell and a 5 Å cutoff would mean a billion images)."""
+    check_periodic_cell(atoms, where)
+    if not atoms.pbc.any():
+        return
+    widths = perpendicular_widths_A(atoms.cell.array)
+    images = np.prod([2 * np.ceil(cutoff_A / w) + 1 for w, periodic in zip(widths, atoms.pbc) if periodic])
+    if images * len(atoms) > MAX_IMAGE_ATOMS:
+        raise DataError(f"{where}, field 'cell': widths {np.round(widths, 3).tolist()} Å against a {cutoff_A:g} Å "
+                        f"cutoff mean {int(images)} periodic images of each of {len(atoms)} atoms: too narrow a "
+                        "cell to search (replicate the structure instead)")
+
+
 def check_species_known(atoms: Atoms, type_names, where: str) -> None:
     """Raise DataError naming species the model was never trained on."""
     unknown = sorted(set(atoms.get_chemical_symbols()) - set(type_names))

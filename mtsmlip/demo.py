@@ -52,16 +52,21 @@ def _placed_water(centre_A, rng) -> Atoms:
 def run(args) -> int:
     from .compare import CompareSettings, compare
     from .compare_report import format_table
+    from .errors import DataError
     from .files import check_output_dir
+    from .limits import check_atoms
     from .md.safety import MDInstability
     from .shipped import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model)
     out = check_output_dir(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_atoms(3 * args.molecules)
     structure = out / "water_box.extxyz"
+    box = water_box(args.molecules, 1.0, args.seed)
+    if structure.is_file() and len(ase.io.read(structure)) != len(box):
+        raise DataError(f"{structure}: a demo of {len(ase.io.read(structure)) // 3} molecules is in {out}; "
+                        f"give --molecules {len(ase.io.read(structure)) // 3} to continue it, or another --out")
     if not structure.is_file():
-        box = water_box(args.molecules, 1.0, args.seed)
         atomic_write(structure, lambda tmp: ase.io.write(tmp, box, format="extxyz"))
     cfg = CompareSettings(ps=args.ps, n_inner=tuple(args.n_inner), temperature_K=args.temperature_K,
                           equilibrate_ps=args.equilibrate_ps, seed=args.seed, system="liquid")

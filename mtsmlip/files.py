@@ -50,6 +50,8 @@ def read_json(path, what: str = "JSON file") -> dict:
         raise DataError(f"{path}: {what} not found")
     try:
         value = json.loads(path.read_text())
+    except RecursionError:
+        raise DataError(f"{path}: {what} is nested too deep to be a file mtsmlip writes") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: {what} is damaged, not valid JSON ({exc})") from None
     if not isinstance(value, dict):
@@ -72,8 +74,8 @@ def check_plain_config(value, where: str, field: str = "config", depth: int = 0)
         raise DataError(f"{at}: nested more than {MAX_CONFIG_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or "${" in key:
-                raise DataError(f"{at}: key {key!r} is not plain text")
+            if not isinstance(key, (str, int)) or isinstance(key, bool) or "${" in str(key):
+                raise DataError(f"{at}: key {key!r} is not plain text or an integer")
             check_plain_config(item, where, f"{field}.{key}", depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
@@ -97,6 +99,8 @@ def read_yaml(path, what: str = "YAML file"):
         value = yaml.safe_load(path.read_text())
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: {what} is not text ({exc.reason})") from None
+    except RecursionError:
+        raise DataError(f"{path}: {what} is nested too deep to be a config") from None
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:200]
         raise DataError(f"{path}: {what} is not plain YAML ({first})") from None
@@ -173,7 +177,8 @@ def output_lock(out_dir, command: str, option: str = "--out"):
     except OSError as exc:
         raise DataError(f"{out_dir}: {option} cannot be made ({exc.strerror})") from None
     path = out_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_lock_file(path, option)
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -181,16 +186,35 @@ def output_lock(out_dir, command: str, option: str = "--out"):
             holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another process"
             raise DataError(f"{out_dir}: {option} is in use by another run ({holder}); wait for it to end, "
                             f"or use another {option}") from None
+        locked = True
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}, mtsmlip {command}, since {started}\n".encode(), 0)
         yield out_dir
     finally:
-        if made and run_files_in(out_dir) == []:
+        if locked and made and run_files_in(out_dir) == []:  # only the holder of the lock tidies up
             with contextlib.suppress(OSError):
                 path.unlink()
                 out_dir.rmdir()
         os.close(fd)
+
+
+def open_lock_file(path: Path, option: str) -> int:
+    """The lock file, opened without following a symbolic link (a link planted
+    there would have the run truncate the file it points to); DataError unless
+    it is a regular file of this user."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise DataError(f"{path}: the lock file of {option} cannot be opened ({exc.strerror}; a symbolic "
+                        "link there is refused)") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(fd)
+        raise DataError(f"{path}: the lock file of {option} is not a regular file of this user")
+    return fd
 
 
 def run_files_in(out_dir) -> list[Path]:

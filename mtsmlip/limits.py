@@ -20,9 +20,11 @@ def check_n_inner(n_inner: int, option: str = "--n-inner") -> None:
 
 
 def check_atoms(n_atoms: int, replicas: int = 1) -> None:
+    """DataError if one engine would hold more than :data:`MAX_ATOMS` atoms."""
     total = n_atoms * replicas
     if total > MAX_ATOMS:
-        raise DataError(f"--replicas {replicas} × {n_atoms} atoms = {total} atoms in one run: at most {MAX_ATOMS}")
+        copies = f" (--replicas {replicas} × {n_atoms} atoms)" if replicas > 1 else ""
+        raise DataError(f"{total} atoms in one run{copies}: at most {MAX_ATOMS}")
 
 
 def machine_memory_bytes() -> int:

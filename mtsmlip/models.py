@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from ase.calculators.mixing import MixedCalculator, SumCalculator
 
-from .data import check_periodic_cell, check_species_known
+from .data import check_image_count, check_species_known
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_plain_config, check_same_content, fingerprint, read_json
 from .shipped import DEFAULT_MODEL, SHIPPED_DIR, resolve_model_dir  # noqa: F401 (part of this room's API)
@@ -249,7 +249,14 @@ def load_model(path) -> LoadedModel:
         raise DataError(f"{path}: model file not found")
     payload = _read_payload(path)
     check_model_config(payload["config"], str(path))
-    module = build_model(payload["config"])
+    try:
+        module = build_model(payload["config"])
+    except DataError:
+        raise
+    except Exception as exc:  # a key the builder does not take, a value of the wrong kind
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise DataError(f"{path}, field 'config': the model cannot be built from it ({type(exc).__name__}: "
+                        f"{first})") from None
     try:
         module.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
@@ -309,7 +316,7 @@ class MLIPCalculator(_nequip_calculator_class()):
     def atoms_to_data(self, atoms):
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, self.loaded.type_names, where)
-        check_periodic_cell(atoms, where)
+        check_image_count(atoms, self.loaded.r_max, where)
         return super().atoms_to_data(atoms)
 
 
@@ -345,16 +352,21 @@ class TrainedModels:
         check_plain_config(manifest, str(manifest_path), "manifest")
         if manifest.get("complete") is not True:
             raise DataError(f"{manifest_path}: training did not finish (complete=false)")
-        recorded = manifest.get("model_files") or {}
+        recorded = recorded_model_files(manifest, manifest_path)
+        distilled = recorded_teacher(manifest, manifest_path)
         models, hashes = {}, {}
         for name, fname in MODEL_FILES.items():
             if (directory / fname).is_file():
+                if name == "baseline" and distilled and distilled["kind"] != "mtsmlip-model":
+                    raise DataError(f"{directory / fname}: a pair distilled from an external teacher has no "
+                                    f"{fname} (its baseline is the --teacher); remove the file")
                 now = fingerprint(directory / fname)  # before the file is read: a changed file is never unpickled
-                if name in recorded:
+                if recorded is not None and name not in recorded:
+                    raise DataError(f"{directory / fname}: not listed in {MANIFEST}'s model_files (an added file)")
+                if recorded is not None:
                     check_same_content(recorded[name], now, f"the {name} model that {MANIFEST} lists")
                 models[name] = load_model(directory / fname)
                 hashes[name] = now["sha256"]
-        distilled = recorded_teacher(manifest, manifest_path)
         for required in ("fast",) if distilled else ("fast", "slow"):
             if required not in models:
                 raise DataError(f"{directory}: missing {MODEL_FILES[required]}")
@@ -434,6 +446,17 @@ class TrainedModels:
 
     fast, slow, total, baseline = (property(lambda self, n=n: self.calculator(n), doc=f"ASE calculator: {n}")
                                    for n in ("fast", "slow", "total", "baseline"))
+
+
+def recorded_model_files(manifest: dict, where) -> dict | None:
+    """The manifest's {name: fingerprint} of its model files, checked to be that;
+    None for a manifest from before they were recorded."""
+    record = manifest.get("model_files")
+    if record is None:
+        return None
+    if not isinstance(record, dict) or not all(isinstance(v, dict) for v in record.values()):
+        raise DataError(f"{where}, field 'model_files': not a mapping of model names to file fingerprints")
+    return record
 
 
 def recorded_teacher(manifest: dict, where) -> dict | None:

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from . import analysis as an
+from .errors import DataError
 from .md.respa import kinetic_energy_eV
 from .md.safety import MDInstability
 from .md.settings import RunSettings
@@ -233,6 +234,23 @@ def probe_n_inner(make_engine, atoms, run: RunSettings, settings: ProbeSettings 
     return result
 
 
+def saved_result(path, record: dict) -> ProbeResult:
+    """The ProbeResult an earlier run saved at `path`, its fields checked: a
+    damaged or edited file is a named error, and its n stays within the bounds
+    of the command line (mtsmlip.limits)."""
+    from .limits import check_n_inner
+
+    try:
+        result = ProbeResult.from_dict(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: not a probe result mtsmlip wrote ({type(exc).__name__}: {exc}); delete it to "
+                        "probe again") from None
+    if result.n_inner < 1:
+        raise DataError(f"{path}, field 'n_inner': must be >= 1 (got {result.n_inner})")
+    check_n_inner(result.n_inner, f"{path}, field 'n_inner':")
+    return result
+
+
 def saved_probe(path, make_engine, atoms, run: RunSettings, settings: ProbeSettings, say=None,
                 reuse: bool = True, unstable_reference_fails: bool = False) -> ProbeResult:
     """:func:`probe_n_inner`, kept in `path` (JSON, written atomically); with
@@ -241,7 +259,7 @@ def saved_probe(path, make_engine, atoms, run: RunSettings, settings: ProbeSetti
 
     path = Path(path)
     if reuse and path.is_file():
-        return ProbeResult.from_dict(read_json(path, "n-inner probe"))
+        return saved_result(path, read_json(path, "n-inner probe"))
     result = probe_n_inner(make_engine, atoms, run, settings, say, unstable_reference_fails)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, result.as_dict())

@@ -135,11 +135,12 @@ def test_hydrogen_mass_repartitioning_applies_to_every_run(setup, tmp_path, caps
     assert compare(setup, tmp_path / "gas", "--hmr-amu", "1.0") == 2  # separate atoms: no bonds to move mass along
     assert "H atom 9 has no heavy atom within 1.5 Å" in capsys.readouterr().err
     ase.io.write(tmp_path / "water.extxyz", small_water_box(seed=4))
-    assert compare((model, tmp_path / "water.extxyz"), tmp_path, "--hmr-amu", "1.0", "--ps", "0.004",
+    out = tmp_path / "cmp"
+    assert compare((model, tmp_path / "water.extxyz"), out, "--hmr-amu", "1.0", "--ps", "0.004",
                    "--n-inner", "2", "--spectrum-ps", "0") == 0
-    assert json.loads((tmp_path / "compare.json").read_text())["hmr_amu"] == 1.0
-    assert "Hydrogen mass repartitioning: 1.0 amu" in (tmp_path / "report.md").read_text()
-    with np.load(tmp_path / "runs" / "baseline" / "restart.npz") as z:
+    assert json.loads((out / "compare.json").read_text())["hmr_amu"] == 1.0
+    assert "Hydrogen mass repartitioning: 1.0 amu" in (out / "report.md").read_text()
+    with np.load(out / "runs" / "baseline" / "restart.npz") as z:
         assert json.loads(str(z["meta"]))["settings"]["hmr_amu"] == 1.0
 
 

@@ -154,3 +154,61 @@ def test_repeated_frames_are_reported(tmp_path, capsys):
     assert "19 of 21 frames repeat an earlier one" in err and "held-out errors there are training errors" in err
     plan_training(write_frames(tmp_path / "distinct.extxyz", labelled_frames(14)), cfg)
     assert "repeat" not in capsys.readouterr().err
+
+
+def test_integer_keys_of_a_schedule_are_plain_data(tmp_path):
+    from mtsmlip.training import load_config
+
+    config = tmp_path / "schedule.yaml"
+    config.write_text("loss:\n  fast_force_weight_schedule: {0: 1.0, 5: 0.1}\n")
+    assert load_config(config)["loss"]["fast_force_weight_schedule"] == {0: 1.0, 5: 0.1}
+
+
+@pytest.mark.parametrize("trainer", [{"min_epochs": 50}, {"devices": 100000}, {"strategy": "my.module:Strategy"}])
+def test_only_documented_trainer_options_reach_lightning(tmp_path, trainer):
+    from mtsmlip.training import load_config
+
+    config = tmp_path / "trainer.yaml"
+    config.write_text(yaml.safe_dump({"trainer": trainer}))
+    with pytest.raises(DataError, match=r"trainer.*(min_epochs|devices|strategy)"):
+        load_config(config)
+
+
+def test_an_external_teachers_pair_takes_no_baseline_file_and_no_unlisted_file(pair_dir):
+    manifest = json.loads((pair_dir / "manifest.json").read_text())
+    manifest["teacher"] = {"kind": "ase-calculator", "spec": "ase.calculators.emt:EMT"}
+    (pair_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="baseline.pt: a pair distilled from an external teacher has no baseline.pt"):
+        mtsmlip.load(pair_dir, teacher="ase.calculators.emt:EMT")
+    del manifest["teacher"], manifest["model_files"]["baseline"]
+    (pair_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="baseline.pt: not listed in manifest.json's model_files"):
+        mtsmlip.load(pair_dir)
+
+
+def test_a_checkpoint_cannot_name_files_outside_its_folder_for_lightning_to_delete(tmp_path):
+    """Lightning restores these paths on resume and removes the 'old best' one
+    recursively: an edited checkpoint must not make that a folder of the user's."""
+    from mtsmlip.training.callbacks import ContainedCheckpoint
+
+    home, victim = tmp_path / "checkpoints" / "stage1", tmp_path / "victim"
+    home.mkdir(parents=True)
+    victim.mkdir()
+    callback = ContainedCheckpoint(dirpath=home, save_last=True, save_top_k=1, every_n_epochs=1)
+    state = {**callback.state_dict(), "best_model_path": f"local://{victim}",
+             "last_model_path": str(home / ".." / ".." / "victim"), "kth_best_model_path": str(home / "epoch=1.ckpt"),
+             "best_k_models": {str(victim): 0.0, str(home / "epoch=1.ckpt"): 0.0}}
+    callback.load_state_dict(state)
+    assert callback.best_model_path == "" and callback.last_model_path == ""
+    assert callback.kth_best_model_path == str(home / "epoch=1.ckpt")
+    assert list(callback.best_k_models) == [str(home / "epoch=1.ckpt")]
+
+
+def test_a_cell_too_narrow_to_search_is_refused_by_name(pair):
+    from ase import Atoms
+
+    from mtsmlip.md.torch_forces import ModelForces
+
+    atoms = Atoms("H", positions=[[0, 0, 0]], cell=[0.01, 0.01, 0.01], pbc=True)
+    with pytest.raises(DataError, match="field 'cell'.*too narrow a cell to search"):
+        ModelForces(pair.models["fast"], atoms)

@@ -128,3 +128,50 @@ def test_export_does_not_overwrite_without_being_asked(md_inputs, tmp_path, caps
     assert target.read_bytes() == b"someone's earlier package"
     assert main(["export", "--model", str(model), "--part", "fast", "--to", str(target), "--overwrite"]) == 0
     assert zipfile.is_zipfile(target)
+
+
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_untouched(md_inputs, tmp_path, capsys):
+    victim = tmp_path / "important.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / LOCK_FILE).symlink_to(victim)
+    assert md(md_inputs, out, "--steps", "2") == 2
+    assert "a symbolic link there is refused" in capsys.readouterr().err
+    assert victim.read_text() == "precious\n"
+
+
+def test_train_resume_into_a_folder_that_is_no_training_run_is_refused(tmp_path, capsys):
+    from tests.training_helpers import config_file, data_file
+
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    argv = ["train", "--data", str(data_file()), "--config", str(config_file()), "--out", str(out), "--resume"]
+    assert main(argv) == 2
+    assert "no train_config.yaml: not a training run to continue" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir() if p.name != LOCK_FILE] == ["manifest.json"]
+
+
+def test_compare_does_not_take_over_a_folder_that_is_no_comparison(md_inputs, tmp_path, capsys):
+    model, structure = md_inputs
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "report.md").write_text("my notes\n")
+    argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.01", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 2
+    assert "holds report.md but no settings.json: not a comparison" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "my notes\n"
+
+
+def test_an_edited_probe_result_is_refused(tmp_path):
+    from mtsmlip.errors import DataError
+    from mtsmlip.probe import saved_result
+
+    with pytest.raises(DataError, match="field 'n_inner'.*at most 1000"):
+        saved_result(tmp_path / "n_inner_auto.json",
+                     {"n_inner": 100000000, "timestep_fs": 0.5, "candidates": [],
+                      "settings": {"candidates": [1, 2]}})
+    with pytest.raises(DataError, match="not a probe result mtsmlip wrote"):
+        saved_result(tmp_path / "n_inner_auto.json", {"n_inner": 4})

@@ -278,6 +278,8 @@ def _extxyz_frames(text: str):
             n_atoms = int(lines[i])
         except ValueError:
             return
+        if n_atoms < 0:
+            return
         frame = lines[i:i + n_atoms + 2]
         match = re.search(r"\bstep=(\d+)", frame[1]) if len(frame) > 1 else None
         if len(frame) < n_atoms + 2 or not frame[-1].endswith("\n") or match is None:

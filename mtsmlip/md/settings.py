@@ -8,14 +8,16 @@ import math
 from dataclasses import dataclass, replace
 
 from ..errors import DataError
+from ..limits import check_n_inner
 
 
 def check_step_settings(timestep_fs, n_inner) -> None:
     """Clear errors for time steps that cannot run."""
     if not (isinstance(timestep_fs, (int, float)) and math.isfinite(timestep_fs) and timestep_fs > 0):
         raise DataError(f"timestep_fs must be a positive number (got {timestep_fs!r})")
-    if int(n_inner) != n_inner or n_inner < 1:
+    if not isinstance(n_inner, (int, float)) or int(n_inner) != n_inner or n_inner < 1:
         raise DataError(f"n_inner must be an integer >= 1 (got {n_inner!r})")
+    check_n_inner(int(n_inner), "n_inner")
 
 
 @dataclass(frozen=True)

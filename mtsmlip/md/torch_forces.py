@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from vesin import NeighborList
 
-from ..data import check_periodic_cell, check_species_known
+from ..data import check_image_count, check_species_known
 from ..errors import DataError
 
 DEFAULT_SKIN_A = 1.0
@@ -116,7 +116,7 @@ class ModelForces:
         device = torch_device(device)
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, loaded.type_names, where)
-        check_periodic_cell(atoms, where)
+        check_image_count(atoms, loaded.r_max + skin_A, where)
         self.model, self.r_max = loaded.module.eval().to(device), loaded.r_max
         self.n_atoms = len(atoms)
         index = {name: k for k, name in enumerate(loaded.type_names)}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 
 import lightning
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from .loss import FAST_FORCE_TERM
 
@@ -22,6 +25,39 @@ class LambdaSchedule(lightning.Callback):
         due = [e for e in self.schedule if e <= trainer.current_epoch]
         if due:
             module.loss.set_coeffs({**self.base, FAST_FORCE_TERM: self.schedule[max(due)]})
+
+
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def inside_folder(path, folder) -> bool:
+    """Whether `path` is a plain local path inside `folder` (no URL scheme such as
+    ``local://``, no way out through ``..`` or a symbolic link)."""
+    if not isinstance(path, str) or not path or URL_SCHEME.match(path):
+        return False
+    home = os.path.realpath(folder)
+    return os.path.commonpath([home, os.path.realpath(path)]) == home
+
+
+class ContainedCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that, on resume, takes back only the checkpoint
+    paths that lie in its own folder. Lightning restores them from the checkpoint
+    file and later removes the 'old best' with ``fs.rm(recursive=True)``, so a
+    checkpoint edited to name another folder (or a run moved since) would have a
+    resumed stage delete something outside it. Its state keeps Lightning's key,
+    so checkpoints written by ModelCheckpoint resume as before."""
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict) -> None:
+        home = self.dirpath
+        clean = {k: (v if inside_folder(v, home) else "") if k.endswith("_path") else v
+                 for k, v in state_dict.items()}
+        clean["best_k_models"] = {p: v for p, v in (state_dict.get("best_k_models") or {}).items()
+                                  if inside_folder(p, home)}
+        super().load_state_dict(clean)
 
 
 class PlateauStop(lightning.Callback):

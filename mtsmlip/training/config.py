@@ -64,6 +64,10 @@ def saved_config(path) -> dict:
     cfg = read_yaml(path, "saved training config")
     if not isinstance(cfg, dict):
         raise DataError(f"{path}: the saved training config is not a mapping")
+    known = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise DataError(f"{path}: not a config mtsmlip saved (unknown keys {unknown})")
     return {**KEYS_OF_OLDER_RUNS, **cfg}
 
 
@@ -93,7 +97,10 @@ def check_config(cfg: dict, where: str) -> None:
     for key, (kind, minimum, inclusive) in CONFIG_NUMBERS.items():
         if key in AUTO_KEYS and cfg.get(key) == "auto":
             continue
-        value = functools.reduce(lambda d, k: d[k], key.split("."), cfg)
+        try:
+            value = functools.reduce(lambda d, k: d[k], key.split("."), cfg)
+        except (KeyError, TypeError):
+            raise DataError(f"{where}: config key '{key}' is missing") from None
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = number and (kind is float or value == int(value)) and (value >= minimum if inclusive else value > minimum)
         if not ok:
@@ -106,6 +113,7 @@ def check_config(cfg: dict, where: str) -> None:
         value = cfg.get(key)
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
+    check_trainer_options(cfg.get("trainer"), where)
     if cfg.get("short_range_wall") not in SHORT_RANGE_WALLS:
         raise DataError(f"{where}: config key 'short_range_wall' must be one of {list(SHORT_RANGE_WALLS)} "
                         f"(got {cfg.get('short_range_wall')!r})")
@@ -113,6 +121,31 @@ def check_config(cfg: dict, where: str) -> None:
     if minutes is not None and not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
                                     and math.isfinite(minutes) and minutes > 0):
         raise DataError(f"{where}: config key 'max_minutes' must be null or a number > 0 (got {minutes!r})")
+
+
+TRAINER_OPTIONS = {"accelerator": ("auto", "cpu", "gpu", "cuda", "mps"), "devices": 1024, "num_nodes": 1024,
+                   "strategy": ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp"),
+                   "precision": ("32", "64", "32-true", "64-true", "bf16-mixed", "16-mixed", 32, 64)}
+
+
+def check_trainer_options(trainer, where: str) -> None:
+    """DataError unless `trainer` (passed to lightning.Trainer) holds only the
+    device options mtsmlip documents, each with a known value or a bounded count."""
+    if not isinstance(trainer, dict):
+        raise DataError(f"{where}: config key 'trainer' must be a mapping (got {trainer!r})")
+    for key, value in trainer.items():
+        allowed = TRAINER_OPTIONS.get(key)
+        if allowed is None:
+            raise DataError(f"{where}: config key 'trainer.{key}' is not one mtsmlip passes to Lightning "
+                            f"(known: {sorted(TRAINER_OPTIONS)})")
+        if isinstance(allowed, int):
+            ok = value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= allowed)
+            if key == "devices" and isinstance(value, list):
+                ok = all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < allowed for v in value)
+        else:
+            ok = value in allowed
+        if not ok:
+            raise DataError(f"{where}: config key 'trainer.{key}' cannot be {value!r}")
 
 
 @dataclass(frozen=True)

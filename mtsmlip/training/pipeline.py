@@ -164,6 +164,10 @@ def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: d
         return old
     if run_files_in(out_dir) and not resume:
         raise DataError(f"{out_dir}: output directory is not empty; use --resume to continue it or a new --out")
+    others = [p.name for p in run_files_in(out_dir) if p.name != DATA_RECORD]
+    if resume and others:  # files, but no saved config: not a training run this can continue
+        raise DataError(f"{out_dir}: --resume, but this folder holds {', '.join(others[:4])} and no {CONFIG_FILE}: "
+                        "not a training run to continue; use a new --out")
     atomic_write_json(record, data_fingerprint)
     atomic_write(saved, lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))
     return cfg

@@ -27,7 +27,7 @@ import torch
 from ..errors import DataError
 from ..files import sha256_of
 from ..models import check_finite_weights, load_model
-from .callbacks import EpochReport, LambdaSchedule, PlateauStop
+from .callbacks import ContainedCheckpoint, EpochReport, LambdaSchedule, PlateauStop
 from .config import TrainSettings
 from .data import data_module
 from .loss import LossWeights, validation_metrics
@@ -184,11 +184,11 @@ def run_stage(stage: Stage, plan: dict, settings: TrainSettings, out_dir, resume
 
 
 def _stage_callbacks(stage: Stage, ckpt_dir: Path, settings: TrainSettings) -> list:
-    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+    from lightning.pytorch.callbacks import Timer
 
     # Lightning >= 2.5 writes last.ckpt only when a top-k checkpoint was written in
     # the same step, so keep the newest epoch checkpoint (monitor=None, top 1) too
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1)]
+    callbacks = [ContainedCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1, every_n_epochs=1)]
     if settings.plateau_epochs is not None:
         callbacks.append(PlateauStop(stage.name, settings.plateau_epochs))
     if settings.max_minutes_per_stage is not None:  # checked after each epoch, so at least one finishes
@@ -240,6 +240,7 @@ def resumable_checkpoint(ckpt_dir: Path):
         except Exception as exc:  # truncated, bit-flipped, or holding objects that could run code
             problems.append(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
             continue
+
         if problems:
             print(f"mtsmlip train: {'; '.join(problems)}; resuming from {path} instead", file=sys.stderr)
         return path
