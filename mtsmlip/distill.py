@@ -245,8 +245,16 @@ def run(args) -> int:
     md = None
     if args.structure is not None:
         md = TeacherMD(args.structure, args.temperature_K, args.frames, args.md_timestep_fs, args.md_interval)
+    from .stability import check_stability
+
     manifest = distill(args.teacher, args.out, cfg, args.data, md, resume=args.resume,
                        progress=not args.no_progress, device=args.device)
+    external = manifest["teacher"]["kind"] != "mtsmlip-model"
+    stability = check_stability(args.out, Path(args.out) / LABELS, cfg, teacher=args.teacher if external else None,
+                                say=lambda line: print(f"mtsmlip distill: {line}", file=sys.stderr, flush=True))
     print(json.dumps({"out": str(args.out), "teacher": manifest["teacher"], "final": manifest["final_losses"],
-                      "wall_time_s": manifest["wall_time_s"]}, indent=2), file=sys.stdout)
+                      "wall_time_s": manifest["wall_time_s"],
+                      "stability": None if stability is None else
+                      {k: stability[k] for k in ("pair_stable", "baseline_stable", "recommended_n_inner")}},
+                     indent=2), file=sys.stdout)
     return 0

@@ -16,6 +16,7 @@ LAYERS = [
     {"models"},
     {"training", "evaluate"},
     {"probe"},
+    {"stability"},
     {"compare_report"},
     {"compare", "md_cli", "training_cli", "distill", "integrations"},
     {"demo"},

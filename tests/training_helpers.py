@@ -24,6 +24,7 @@ TINY_CONFIG = {
                    "allegro_mlp_hidden_layers_width": 8, "readout_mlp_hidden_layers_width": 8},
     "slow_model": {"r_max": 3.0, "num_layers": 2, "num_features": 8, "radial_mlp_width": 8},
     "baseline_model": {"r_max": 3.0, "num_layers": 2, "num_features": 8, "radial_mlp_width": 8},
+    "stability_md_fs": 0,  # the stability check has tests of its own (tests/test_stability.py)
 }
 
 

@@ -28,6 +28,7 @@ CONFIG_NUMBERS = {
     "loss.energy_weight": (float, 0.0, True), "loss.force_weight": (float, 0.0, True),
     "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
     "loss.slowness_temperature_K": (float, 0.0, False),
+    "stability_md_fs": (float, 0.0, True), "stability_temperature_K": (float, 0.0, False),
 }
 
 
@@ -54,7 +55,8 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
-KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None}
+KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
+                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0}
 SHORT_RANGE_WALLS = (None, "zbl")
 
 

@@ -1,0 +1,147 @@
+"""The stability check at the end of `train` (and `distill`): is the pair fit to
+run, before a user spends hours on it?
+
+Short Langevin MD from validation frames, at T and 1.5·T: the pair at n = 1, the
+baseline, and the pair at the n that the probe (:mod:`mtsmlip.probe`) recommends.
+Beside it, the held-out force error per species, pair against baseline. A pair
+that blows up anywhere is never reported as fine: the summary says where, and
+what to try. The result is kept in the model directory's manifest.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+
+from ase import Atoms
+
+from .errors import DataError
+from .md.engine import Engine, initialise_momenta
+from .md.safety import MDInstability
+from .md.settings import RunSettings
+
+TEMPERATURE_FACTORS = (1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class StabilitySettings:
+    """Langevin MD of `md_fs` per run at `timestep_fs`, from `frames` validation
+    frames, at `temperature_K` and 1.5 times it; the probe's NVE segments last `probe_fs`."""
+
+    temperature_K: float = 300.0
+    timestep_fs: float = 0.5
+    md_fs: float = 500.0
+    frames: int = 2
+    friction_per_fs: float = 0.01
+    probe_fs: float = 100.0
+    seed: int = 0
+
+    def run(self, temperature_K: float, n_inner: int = 1, baseline: bool = False) -> RunSettings:
+        return RunSettings(self.timestep_fs, n_inner, "langevin", temperature_K,
+                           friction_per_fs=self.friction_per_fs, baseline=baseline)
+
+
+def md_segment(models, atoms: Atoms, run: RunSettings, md_fs: float, seed: int) -> dict:
+    """Langevin MD of `md_fs` from `atoms` (fresh Maxwell–Boltzmann momenta):
+    {"stable": bool, "fs": simulated fs, "problem": what stopped it, or None}."""
+    start = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    initialise_momenta(start, run.temperature_K, seed)
+    fast, slow = models.providers(start, run.baseline)
+    engine = Engine(start, fast, slow, run, seed=seed)
+    try:
+        engine.run(run.steps_for(md_fs / 1000.0), progress=False)
+    except MDInstability as exc:
+        return {"stable": False, "fs": engine.step * run.outer_fs, "problem": str(exc)}
+    return {"stable": True, "fs": engine.step * run.outer_fs, "problem": None}
+
+
+def recommended_n(models, atoms: Atoms, settings: StabilitySettings, say) -> tuple[int, list[str]]:
+    """The probe's n from `atoms` at the check temperature, and its table."""
+    from .probe import ProbeSettings, probe_n_inner
+
+    start = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    initialise_momenta(start, settings.temperature_K, settings.seed)
+
+    def make_engine(a, run):
+        fast, slow = models.providers(a, run.baseline)
+        return Engine(a, fast, slow, run, seed=settings.seed)
+
+    result = probe_n_inner(make_engine, start, settings.run(settings.temperature_K),
+                           ProbeSettings(nve_fs=settings.probe_fs), say=lambda line: None,
+                           unstable_reference_fails=True)
+    return result.n_inner, result.lines()
+
+
+def stability_check(models, frames, settings: StabilitySettings = StabilitySettings(), say=None) -> dict:
+    """The check of the module doc on `models` (a TrainedModels) from the first
+    `settings.frames` of `frames` (validation frames); a plain record for the manifest."""
+    say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+    starts = list(frames)[:settings.frames]
+    if not starts:
+        raise DataError("the stability check needs at least one validation frame")
+    has_baseline = "baseline" in models.models or models.teacher is not None
+    say(f"stability check: Langevin MD, {settings.timestep_fs:g} fs steps, {settings.md_fs:g} fs per run, from "
+        f"{len(starts)} validation frame(s) at {settings.temperature_K:g} K and "
+        f"{settings.temperature_K * TEMPERATURE_FACTORS[-1]:g} K")
+    n_auto, probe_lines = recommended_n(models, starts[0], settings, say)
+    runs = []
+    for k, atoms in enumerate(starts):
+        for factor in TEMPERATURE_FACTORS:
+            temperature = settings.temperature_K * factor
+            kinds = [("pair", 1, False)] + ([("pair", n_auto, False)] if n_auto > 1 else []) \
+                + ([("baseline", 1, True)] if has_baseline else [])
+            for name, n, baseline in kinds:
+                result = md_segment(models, atoms, settings.run(temperature, n, baseline), settings.md_fs,
+                                    settings.seed + k)
+                runs.append({"model": name, "n_inner": n, "frame": k, "temperature_K": temperature, **result})
+                say(f"  {name} n = {n}, frame {k}, {temperature:g} K: "
+                    + ("stable" if result["stable"] else f"BLEW UP after {result['fs']:g} fs ({result['problem']})"))
+    pair_failures = [r for r in runs if r["model"] == "pair" and not r["stable"]]
+    record = {"settings": asdict(settings), "recommended_n_inner": n_auto, "probe": probe_lines, "runs": runs,
+              "pair_stable": not pair_failures,
+              "baseline_stable": all(r["stable"] for r in runs if r["model"] == "baseline") if has_baseline else None}
+    for line in verdict_lines(record):
+        say(line)
+    return record
+
+
+def verdict_lines(record: dict) -> list[str]:
+    """What the check means, in words: fine, or what failed and what to try."""
+    n = record["recommended_n_inner"]
+    if record["pair_stable"]:
+        return [f"stability check: the pair ran stably everywhere; the probe recommends n = {n}"]
+    failed = [r for r in record["runs"] if r["model"] == "pair" and not r["stable"]]
+    first = failed[0]
+    lines = [f"stability check: FAILED: the pair blew up in {len(failed)} run(s), first at n = {first['n_inner']}, "
+             f"{first['temperature_K']:g} K, after {first['fs']:g} fs ({first['problem']})"]
+    if record["baseline_stable"] is False:
+        lines.append("  the baseline blew up too: the data may not cover these temperatures; check the data or "
+                     "lower the temperature of the check")
+    elif all(r["n_inner"] > 1 for r in failed):
+        lines.append("  only at n > 1: use a smaller --n-inner (n = 1 ran stably)")
+    else:
+        lines.append("  try: a longer training (--epochs, --max-minutes, config `steps`), more frames near the "
+                     "configurations MD visits, or distilling from a stable potential (`mtsmlip distill`)")
+    return lines
+
+
+def check_stability(out, frames_path, cfg: dict, say=None, teacher: str | None = None) -> dict | None:
+    """The check on the model directory `out` just written, from the validation
+    frames (its manifest's split) of `frames_path`, kept in its manifest under
+    ``stability``; None when the config skips it (``stability_md_fs: 0``)."""
+    from pathlib import Path
+
+    from .data import frames_of
+    from .files import atomic_write_json, read_json
+    from .models import MANIFEST, TrainedModels
+
+    if float(cfg.get("stability_md_fs", 0)) <= 0:
+        return None
+    models = TrainedModels.load(out, teacher=teacher)
+    frames = frames_of(frames_path)
+    settings = StabilitySettings(temperature_K=float(cfg["stability_temperature_K"]),
+                                 md_fs=float(cfg["stability_md_fs"]), seed=int(cfg["seed"]))
+    record = stability_check(models, [frames[i] for i in models.manifest["split"]["val"]], settings, say)
+    written = read_json(Path(out) / MANIFEST, "model manifest")
+    atomic_write_json(Path(out) / MANIFEST, {**written, "stability": record})
+    return record

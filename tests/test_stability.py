@@ -1,0 +1,42 @@
+"""The stability check after training: a pair that blows up is reported as
+failed (never as fine) with where and what to try; a gentle pair passes."""
+
+import pytest
+
+import mtsmlip
+from mtsmlip.stability import StabilitySettings, stability_check, verdict_lines
+from tests.systems import small_water_box, write_tiny_pair
+
+QUICK = StabilitySettings(md_fs=10.0, probe_fs=5.0, frames=1)
+
+
+@pytest.fixture(scope="module")
+def gentle(tmp_path_factory):
+    return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("gentle"), energy_scale=0.01))
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    """Untrained models with forces of hundreds of eV/Å: atoms fly apart or collapse within femtoseconds."""
+    return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("broken"), energy_scale=500.0))
+
+
+def test_a_gentle_pair_passes_and_every_run_is_recorded(gentle):
+    lines = []
+    record = stability_check(gentle, [small_water_box(seed=1)], QUICK, say=lines.append)
+    assert record["pair_stable"] and record["baseline_stable"]
+    assert {(r["model"], r["temperature_K"]) for r in record["runs"]} >= {("pair", 300.0), ("pair", 450.0),
+                                                                           ("baseline", 300.0), ("baseline", 450.0)}
+    assert all(r["stable"] and r["fs"] == pytest.approx(10.0, abs=2.5) for r in record["runs"])
+    assert "ran stably everywhere" in lines[-1]
+
+
+def test_a_broken_pair_is_reported_as_failed_with_what_to_try(broken):
+    lines = []
+    record = stability_check(broken, [small_water_box(seed=1)], QUICK, say=lines.append)
+    assert not record["pair_stable"]
+    failed = [r for r in record["runs"] if r["model"] == "pair" and not r["stable"]]
+    assert failed and all(r["problem"] for r in failed) and all(r["fs"] < 10.0 for r in failed)
+    text = "\n".join(verdict_lines(record))
+    assert "FAILED" in text and ("try:" in text or "baseline blew up too" in text)
+    assert not any("ran stably" in line for line in lines)
