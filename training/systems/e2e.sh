@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end, untuned, as a new user would run it: `mtsmlip train` with the
-# default config (300 training frames, 10 epochs a stage, defaults fitted to the
+# default config (split, step budget and plateau stop fitted to the data, defaults fitted to the
 # system), `mtsmlip eval` on the held-out frames, then `mtsmlip compare` for
 # 2 ps at n = 2, 4, 6, 8 (Bussi, 300 K, 0.5 fs) from the last training frame.
 # Usage: bash training/systems/e2e.sh SYSTEM [OUT]   (SYSTEM: ethanol, aspirin,
