@@ -29,19 +29,24 @@ def spawn(argv) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout_s=300.0) -> None:
-    """SIGKILL `proc` as soon as `ready()` is true; fail if it ends first."""
+def wait_until(proc: subprocess.Popen, ready, timeout_s=300.0) -> None:
+    """Return as soon as `ready()` is true while `proc` runs; fail if it ends first or never gets there."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
             return
         if proc.poll() is not None:
-            pytest.fail(f"finished (exit {proc.returncode}) before it could be killed: {proc.stderr.read()[-2000:]}")
+            pytest.fail(f"finished (exit {proc.returncode}) too early: {proc.stderr.read()[-2000:]}")
         time.sleep(0.05)
     proc.kill()
-    pytest.fail("never reached the point to kill it at")
+    pytest.fail("never reached the point it was waited for")
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout_s=300.0) -> None:
+    """SIGKILL `proc` as soon as `ready()` is true; fail if it ends first."""
+    wait_until(proc, ready, timeout_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
 
 
 def test_md_killed_resumes_to_the_uninterrupted_state(md_inputs, tmp_path):

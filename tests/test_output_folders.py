@@ -6,7 +6,6 @@ state it can resume from."""
 import io
 import json
 import signal
-import time
 import zipfile
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from mtsmlip.cli import main
 from mtsmlip.files import LOCK_FILE
-from tests.test_kill import spawn
+from tests.test_kill import spawn, wait_until
 from tests.test_md_cli import md, read_log
 
 
@@ -25,15 +24,7 @@ def md_argv(md_inputs, out, *extra):
 
 
 def wait_for_rows(proc, log, rows, timeout_s=300.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.is_file() and log.read_text().count("\n") >= rows + 1:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"ended (exit {proc.returncode}) too early: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the run never wrote its first rows")
+    wait_until(proc, lambda: log.is_file() and log.read_text().count("\n") >= rows + 1, timeout_s)
 
 
 def frame_steps(out):
