@@ -3,6 +3,7 @@ an interrupted run resumes to the same numbers, and bad input is named."""
 
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -509,3 +510,49 @@ def test_the_time_cap_ends_each_stage_after_an_epoch(tmp_path):
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["chosen"]["epochs_run"] == {"stage1": 1, "stage2": 1}
     assert manifest["chosen"]["why"]["max_minutes"] == 0.0001
+
+
+def test_the_size_search_keeps_the_first_slow_model_that_reaches_the_baseline(tmp_path, monkeypatch):
+    """The rule of the search, on stage results with known validation errors:
+    grow while the pair is less accurate than the baseline; keep the first that
+    is not, or else the most accurate; stop as soon as one is kept."""
+    from mtsmlip.training.pipeline import sized_stage2
+
+    def finished(name, rmse):
+        return {"stage": name, "final": {"val_force_rmse_meV_per_A": rmse}}
+
+    plan = {"slow_candidates": [{"num_layers": 2, "num_features": f} for f in (16, 32, 64)]}
+    stage_names = []
+
+    def trained(errors):
+        def result_of(stage):
+            stage_names.append(stage.name)
+            return finished(stage.name, errors[len(stage_names) - 1])
+        return result_of
+
+    # the stage itself is not built here (it needs stage 1's files): only its name matters to the rule
+    monkeypatch.setattr("mtsmlip.training.pipeline.stage2",
+                        lambda plan, cfg, out_dir, slow, name: types.SimpleNamespace(name=name))
+    kept, record = sized_stage2(plan, {}, tmp_path, trained([120.0, 95.0, 80.0]), finished("baseline", 100.0))
+    assert kept["stage"] == "stage2-2-2x32" and stage_names == ["stage2", "stage2-2-2x32"]
+    assert [c["kept"] for c in record["candidates"]] == [False, True]
+    stage_names.clear()
+    kept, record = sized_stage2(plan, {}, tmp_path, trained([130.0, 110.0, 120.0]), finished("baseline", 100.0))
+    assert kept["stage"] == "stage2-2-2x32" and len(stage_names) == 3  # none reached it: the most accurate
+    assert record["why"].startswith("no candidate reached")
+
+
+def test_a_size_search_runs_end_to_end_and_is_recorded(tmp_path):
+    data = write_frames(tmp_path / "d.extxyz", labelled_frames(16))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "slow_search": [{"num_features": 2, "num_layers": 1},
+                                                                      {"num_features": 8}]}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    search = manifest["slow_search"]
+    kept = [c for c in search["candidates"] if c["kept"]]
+    assert len(kept) == 1 and 1 <= len(search["candidates"]) <= 2
+    first = search["candidates"][0]
+    if len(search["candidates"]) == 1:  # the small one already reached the baseline
+        assert first["val_force_rmse_meV_per_A"] <= search["baseline_val_force_rmse_meV_per_A"]
+    assert mtsmlip.load(tmp_path / "run").models["slow"].config["num_features"] == kept[0]["num_features"]

@@ -56,7 +56,7 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
 KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
-                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0}
+                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "slow_search": False}
 SHORT_RANGE_WALLS = (None, "zbl")
 
 
@@ -116,6 +116,11 @@ def check_config(cfg: dict, where: str) -> None:
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise DataError(f"{where}: config key '{key}' must be null or an integer >= 1 (got {value!r})")
     check_trainer_options(cfg.get("trainer"), where)
+    search = cfg.get("slow_search", False)
+    if not (isinstance(search, bool) or (isinstance(search, list) and search
+                                         and all(isinstance(g, dict) for g in search))):
+        raise DataError(f"{where}: config key 'slow_search' must be true, false or a list of slow_model overrides "
+                        f"(got {search!r})")
     if cfg.get("short_range_wall") not in SHORT_RANGE_WALLS:
         raise DataError(f"{where}: config key 'short_range_wall' must be one of {list(SHORT_RANGE_WALLS)} "
                         f"(got {cfg.get('short_range_wall')!r})")

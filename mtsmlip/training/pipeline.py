@@ -23,7 +23,8 @@ from ..system import fitted_defaults, profile
 from ..models import BASELINE_PRESET, check_model_config, zbl_wall, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config, saved_config
 from .data import check_frames_fit
-from .stages import check_stage_sound, co_training_stages, done_dir, run_stage, stage_identity
+from .stages import (SLOW_GROWTH, baseline, check_stage_sound, done_dir, run_stage, slow_stage_name, stage1, stage2,
+                     stage_identity, validation_force_rmse)
 from .statistics import balance_energy_offsets, fitted_model_config
 
 DATA_RECORD = "train_data.json"
@@ -43,13 +44,60 @@ def train(data_path, out_dir, cfg: dict, resume: bool = False, callbacks=(), reu
     with output_lock(out_dir, "train"):
         cfg = _prepare_out_dir(out_dir, cfg, resume, plan["data_fingerprint"])
         settings = TrainSettings.from_config(cfg, plan)
-        results = {stage.name: stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
-                   for stage in co_training_stages(plan, cfg, out_dir)}
+
+        def result_of(stage):
+            return stage_result(stage, plan, settings, out_dir, resume, callbacks, reuse_from)
+
+        results = {"stage1": result_of(stage1(plan, cfg))}
+        if cfg["baseline"]:
+            results["baseline"] = result_of(baseline(plan, cfg))
+        results["stage2"], search = sized_stage2(plan, cfg, out_dir, result_of, results.get("baseline"))
         models = written_models(results)
         moved = balance_energy_offsets(models["fast"], models["slow"], plan["train_frames"], plan["type_names"])
-        manifest = {**build_manifest(plan, cfg, results), "fast_energy_offset_moved_eV": moved}
+        manifest = {**build_manifest(plan, cfg, results), "slow_search": search,
+                    "fast_energy_offset_moved_eV": moved}
         write_model_dir(out_dir, {k: (v.module, v.config) for k, v in models.items()}, manifest)
     return manifest
+
+
+def slow_growth(cfg: dict) -> tuple:
+    """The slow models stage 2 tries, as overrides of `slow_model`: `slow_search`
+    true sizes the preset (:data:`SLOW_GROWTH`) unless `slow_model` names one; a
+    list is tried as given; without a baseline there is nothing to size against."""
+    search = cfg.get("slow_search", False)
+    if not cfg["baseline"] or search is False or (search is True and cfg["slow_model"]):
+        return ({},)
+    return SLOW_GROWTH if search is True else tuple(search)
+
+
+def sized_stage2(plan, cfg, out_dir, result_of, baseline_result) -> tuple[dict, dict]:
+    """Stage 2 with each slow model of the plan's `slow_candidates` in turn, from
+    the slim one up, until the pair's validation force error is at most the
+    baseline's (the first that is, or else the most accurate, is kept). Returns
+    (the kept stage's result, the search's record: candidates, errors, choice, why)."""
+    target = None if baseline_result is None else validation_force_rmse(baseline_result)
+    tried = []
+    for k, slow in enumerate(plan["slow_candidates"]):
+        result = result_of(stage2(plan, cfg, out_dir, slow, slow_stage_name(k, slow)))
+        tried.append((result, slow))
+        if target is None or validation_force_rmse(result) <= target:
+            break
+        if k + 1 < len(plan["slow_candidates"]):
+            print(f"mtsmlip train: the pair's validation force RMSE {validation_force_rmse(result):.1f} meV/Å is "
+                  f"above the baseline's {target:.1f}: trying a larger slow model", file=sys.stderr)
+    met = [r for r, _ in tried if target is not None and validation_force_rmse(r) <= target]
+    kept = met[0] if met else min((r for r, _ in tried), key=validation_force_rmse)
+    record = {"baseline_val_force_rmse_meV_per_A": target,
+              "candidates": [{"stage": r["stage"], "num_layers": slow["num_layers"],
+                              "num_features": slow["num_features"],
+                              "val_force_rmse_meV_per_A": validation_force_rmse(r), "kept": r is kept}
+                             for r, slow in tried],
+              "why": ("no baseline to measure against" if target is None else
+                      "the first slow model whose pair is at least as accurate as the baseline" if met else
+                      "no candidate reached the baseline's error: the most accurate is kept")}
+    if len(plan["slow_candidates"]) > 1:
+        print(f"mtsmlip train: slow model kept: {kept['stage']} ({record['why']})", file=sys.stderr)
+    return kept, record
 
 
 def plan_training(data_path, cfg, split=None) -> dict:
@@ -69,10 +117,14 @@ def plan_training(data_path, cfg, split=None) -> dict:
                             type_names=type_names)
     wall = {"pair_potential": zbl_wall(type_names)} if cfg.get("short_range_wall") == "zbl" else {}
     fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **wall, **cfg["fast_model"]}, seed)
-    slow = fit(SLOW_PRESET, cfg["slow_model"], seed + 1)
+    # the slow model is sized by a search (sized_stage2) unless the config names it or there is no baseline
+    growth = slow_growth(cfg)
+    slow_candidates = [fit(SLOW_PRESET, {**cfg["slow_model"], **g}, seed + 1) for g in growth]
+    slow = slow_candidates[0]
     # runs from before `baseline_model` existed trained the slow architecture as their baseline
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow
-    for name, model_cfg in (("fast_model", fast), ("slow_model", slow), ("baseline_model", base)):
+    for name, model_cfg in (("fast_model", fast), *(("slow_model", c) for c in slow_candidates),
+                            ("baseline_model", base)):
         check_model_config(model_cfg, f"training config, {name}")
         if not model_cfg["avg_num_neighbors"] > 0:
             raise DataError(f"{path}: no atom of the training frames has a neighbour within the {name}'s cutoff "
@@ -82,7 +134,8 @@ def plan_training(data_path, cfg, split=None) -> dict:
     check_frames_fit(frames, path)
     batch_size = defaults["batch_size"] if cfg["batch_size"] == "auto" else int(cfg["batch_size"])
     return {"path": path, "n_frames": len(frames), "split": split, "type_names": type_names,
-            "train_frames": train_frames, "fast": fast, "slow": slow, "baseline": base,
+            "train_frames": train_frames, "fast": fast, "slow": slow, "slow_candidates": slow_candidates,
+            "baseline": base,
             "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
             "batch_size": batch_size, "epochs": stage_epochs(cfg, len(split.train), batch_size)}
 

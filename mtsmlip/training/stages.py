@@ -69,21 +69,22 @@ def distill_stage(plan: dict, cfg: dict) -> Stage:
     return dataclasses.replace(stage1(plan, cfg), name="distill")
 
 
-def stage2(plan: dict, cfg: dict, out_dir) -> Stage:
+def stage2(plan: dict, cfg: dict, out_dir, slow: dict | None = None, name: str = "stage2") -> Stage:
     """Stage 2, co-training: the fast model from stage 1 (fine-tuned at
-    ``learning_rate·fast_lr_factor``, or frozen) and the slow model, so that
-    their sum fits the reference while λ keeps the fast model good alone. The
-    slow model starts with zero energy shifts and an energy scale equal to the
-    RMS of the forces stage 1 leaves unexplained."""
+    ``learning_rate·fast_lr_factor``, or frozen) and the slow model (`slow`, by
+    default the plan's), so that their sum fits the reference while λ keeps the
+    fast model good alone. The slow model starts with zero energy shifts and an
+    energy scale equal to the RMS of the forces stage 1 leaves unexplained.
+    `name` tells apart the stage 2 of each slow model a size search tries."""
     fast_file = done_dir(out_dir, "stage1") / "fast.pt"
     fast = load_model(fast_file)
-    slow = copy.deepcopy(plan["slow"])
+    slow = copy.deepcopy(plan["slow"] if slow is None else slow)
     slow["per_type_energy_shifts"] = dict.fromkeys(plan["type_names"], 0.0)
     # to 6 significant digits: a float32 evaluation repeats only to rounding, and
     # the scale is part of the stage's identity (a finished stage is reused by it)
     scale = float(f"{residual_force_rms_eV_per_A(fast, plan['train_frames']):.6g}")
     slow["per_type_energy_scales"] = dict.fromkeys(plan["type_names"], scale)
-    return Stage("stage2", {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=plan_epochs(plan, cfg),
+    return Stage(name, {"fast": fast.config, "slow": slow}, _co_training_loss(cfg), epochs=plan_epochs(plan, cfg),
                  init_from={"fast": str(fast_file)}, frozen=() if cfg["fast_finetune"] else ("fast",),
                  lr_factors={"fast": float(cfg["fast_lr_factor"])})
 
@@ -127,14 +128,19 @@ def identity_settings(settings: TrainSettings) -> dict:
     return record
 
 
-def co_training_stages(plan: dict, cfg: dict, out_dir):
-    """The stages of a run in order, each built only once the ones before it
-    are done (stage 2 starts from stage 1's saved fast model): stage 1,
-    stage 2 and, unless the config's `baseline` is false, the baseline."""
-    yield stage1(plan, cfg)
-    yield stage2(plan, cfg, out_dir)
-    if cfg["baseline"]:
-        yield baseline(plan, cfg)
+# The slow models a size search tries, smallest first (overrides of the slow
+# model's config): the slim default, wider, then as deep as the baseline.
+SLOW_GROWTH = ({}, {"num_features": 32}, {"num_layers": 3, "num_features": 32})
+
+
+def slow_stage_name(k: int, slow: dict) -> str:
+    """'stage2' for the first slow model tried, 'stage2-3-3x32' (candidate, layers x features) for the others."""
+    return "stage2" if k == 0 else f"stage2-{k + 1}-{slow['num_layers']}x{slow['num_features']}"
+
+
+def validation_force_rmse(result: dict) -> float:
+    """The validation force RMSE (meV/Å) a stage ended with."""
+    return float(result["final"]["val_force_rmse_meV_per_A"])
 
 
 def _conventional_loss(cfg: dict) -> LossWeights:
