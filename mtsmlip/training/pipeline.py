@@ -137,7 +137,9 @@ def plan_training(data_path, cfg, split=None) -> dict:
             "train_frames": train_frames, "fast": fast, "slow": slow, "slow_candidates": slow_candidates,
             "baseline": base,
             "data_fingerprint": fingerprint(path), "system": {**system.as_dict(), "fitted_defaults": defaults},
-            "batch_size": batch_size, "epochs": stage_epochs(cfg, len(split.train), batch_size)}
+            "batch_size": batch_size, "epochs": stage_epochs(cfg, len(split.train), batch_size),
+            # stages that may run, for each one's share of max_minutes: stage 1, each slow model, the baseline
+            "n_stages": 1 + len(slow_candidates) + (1 if cfg["baseline"] else 0)}
 
 
 def warn_duplicate_frames(frames, split, path) -> None:
