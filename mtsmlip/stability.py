@@ -41,13 +41,22 @@ class StabilitySettings:
                            friction_per_fs=self.friction_per_fs, baseline=baseline)
 
 
+def fresh_start(atoms: Atoms, temperature_K: float, seed: int) -> Atoms:
+    """A copy of `atoms` (species, positions, cell) with Maxwell–Boltzmann momenta at `temperature_K`."""
+    start = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    initialise_momenta(start, temperature_K, seed)
+    return start
+
+
+def engine_for(models, atoms: Atoms, run: RunSettings, seed: int) -> Engine:
+    fast, slow = models.providers(atoms, run.baseline)
+    return Engine(atoms, fast, slow, run, seed=seed)
+
+
 def md_segment(models, atoms: Atoms, run: RunSettings, md_fs: float, seed: int) -> dict:
     """Langevin MD of `md_fs` from `atoms` (fresh Maxwell–Boltzmann momenta):
     {"stable": bool, "fs": simulated fs, "problem": what stopped it, or None}."""
-    start = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    initialise_momenta(start, run.temperature_K, seed)
-    fast, slow = models.providers(start, run.baseline)
-    engine = Engine(start, fast, slow, run, seed=seed)
+    engine = engine_for(models, fresh_start(atoms, run.temperature_K, seed), run, seed)
     try:
         engine.run(run.steps_for(md_fs / 1000.0), progress=False)
     except MDInstability as exc:
@@ -59,14 +68,9 @@ def recommended_n(models, atoms: Atoms, settings: StabilitySettings, say) -> tup
     """The probe's n from `atoms` at the check temperature, and its table."""
     from .probe import ProbeSettings, probe_n_inner
 
-    start = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    initialise_momenta(start, settings.temperature_K, settings.seed)
-
-    def make_engine(a, run):
-        fast, slow = models.providers(a, run.baseline)
-        return Engine(a, fast, slow, run, seed=settings.seed)
-
-    result = probe_n_inner(make_engine, start, settings.run(settings.temperature_K),
+    start = fresh_start(atoms, settings.temperature_K, settings.seed)
+    result = probe_n_inner(lambda a, run: engine_for(models, a, run, settings.seed), start,
+                           settings.run(settings.temperature_K),
                            ProbeSettings(nve_fs=settings.probe_fs), say=lambda line: None,
                            unstable_reference_fails=True)
     return result.n_inner, result.lines()
