@@ -102,6 +102,23 @@ def species_rates(text: str) -> tuple:
     return tuple(sorted(pairs.items()))
 
 
+def name_values(text: str) -> tuple:
+    """NAME=VALUE pairs, comma-separated, e.g. 'diffusion=0.1,drift=1' -> (('diffusion', 0.1), ('drift', 1.0));
+    the names are checked where they are used."""
+    pairs = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if not name or not value:
+            raise argparse.ArgumentTypeError(f"must be NAME=VALUE pairs like diffusion=0.1,drift=1 (got {text!r})")
+        if name in pairs:
+            raise argparse.ArgumentTypeError(f"{name} is named twice (got {text!r})")
+        pairs[name] = number(0.0)(value)
+    if not pairs:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE pairs like diffusion=0.1,drift=1 (got {text!r})")
+    return tuple(sorted(pairs.items()))
+
+
 positive = number(0.0)
 non_negative = number(0.0, inclusive=True)
 seed_value = integer(0)
@@ -314,6 +331,15 @@ def compare(p) -> None:
     p.add_argument("--block-fs", type=positive, default=None,
                    help="interleaving block length (simulated fs; default: about 20 fs)")
     add_seed(p, "velocities and thermostat noise")
+    p.add_argument("--repeats", type=at_least_one, default=4,
+                   help="independent repeats: the whole comparison from this many decorrelated starts (OUT/repeat-k; "
+                        "n = 1 is added), then each observable as a mean difference with a 95 %% confidence interval "
+                        "and a verdict against a physical tolerance: same, different or cannot tell. 4: the CI's "
+                        "width in units of one run's spread falls 9.0, 2.5, 1.6, 1.2 for 2, 3, 4, 5 repeats. "
+                        "1: one run per n, judged against the baseline's own noise (the older, single-run verdict)")
+    p.add_argument("--tolerance", type=name_values, default=(), metavar="NAME=VALUE,...",
+                   help="with --repeats >= 2: override physical tolerances, e.g. diffusion=0.1 (a fraction for "
+                        "relative ones, the unit for absolute ones; report.md lists them)")
     add_device(p)
     p.add_argument("--out", required=True, help="output directory (report.md, compare.json, plots)")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")

@@ -22,7 +22,7 @@ SUBCOMMANDS = {
     "md": ("multiple-time-step MD with a trained pair (or velocity Verlet with the baseline)",
            arguments.md, "mtsmlip.md_cli:run"),
     "compare": ("MTS against conventional MD side by side: speed, RDF, drift, diffusion, verdict",
-                arguments.compare, "mtsmlip.compare:run"),
+                arguments.compare, "mtsmlip.compare_repeats:run"),
     "serve": ("serve one part of a pair (fast, slow, total, baseline) to i-PI over a socket",
               arguments.serve, "mtsmlip.integrations.ipi_client:run"),
     "ipi-input": ("write an i-PI run of a pair (MTS, path integrals with the slow force on contracted beads) "

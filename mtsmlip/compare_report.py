@@ -127,6 +127,7 @@ class Context:
     quads: np.ndarray | None = None
     local: np.ndarray | None = None
     nearest_neighbour_A: float | None = None
+    bonds: np.ndarray | None = None  # molecules: bonded pairs (mean bond lengths); liquids: X–H pairs (reorientation)
 
     @classmethod
     def of(cls, records) -> "Context":
@@ -142,9 +143,11 @@ class Context:
             # distances up to the molecule's largest, plus 2 Å of room for the run to stretch
             return cls(template, kind, distance_r_A=largest_distance_A(first.positions) + 2.0,
                        triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)),
-                       local=an.local_pairs(pairs, len(first)))
+                       local=an.local_pairs(pairs, len(first)), bonds=pairs)
         nearest = profile([first]).bond_length_A if kind == "crystal" else None
-        return cls(template, kind, diffusing, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest)
+        bonds = an.hydrogen_bonds(first) if kind == "liquid" else None
+        return cls(template, kind, diffusing, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest,
+                   bonds=bonds)
 
 
 def structure_metrics(positions_A, context: Context) -> dict:
@@ -196,7 +199,41 @@ def run_metrics(record, context: Context):
         energy = potential_energy(samples, len(template))
         metrics.potential_energy_meV_per_atom = energy
         numbers["potential_energy_meV_per_atom"] = None if energy is None else [energy.mean, energy.stderr]
+    numbers["observables"] = scalar_observables(record, metrics, context)
     return numbers, metrics
+
+
+def scalar_observables(record, metrics, context: Context) -> dict:
+    """{observable: value} of one run: the scalars that independent repeats
+    compare (:mod:`mtsmlip.analysis.repeats`; the name before the first space
+    picks the tolerance). Every kind: each species' temperature and VDOS
+    centroid, the NVE drift and ΔE/ΔK; liquids: the diffusing species'
+    diffusion, the g(r) first peaks, the X–H reorientation time; crystals: the
+    g(r) first peaks and each species' ⟨u²⟩; molecules: the mean bond length per
+    species pair and the mean potential energy."""
+    found = {f"temperature {s}": e.mean_K for s, e in metrics.temperature.items()}
+    found.update({f"vdos_centroid {s}": c for s, c in an.species_vdos_centroids_cm1(metrics.vdos).items()})
+    found.update(drift=metrics.drift_meV_per_atom_per_ps, fluctuation=metrics.fluctuation_ratio)
+    for (a, b), (height, position) in an.rdf_first_peaks(metrics.rdf or {}).items():
+        found[f"rdf_peak_height {a}-{b}"], found[f"rdf_peak_position {a}-{b}"] = height, position
+    for s, d in (metrics.diffusion or {}).items():
+        if s in context.diffusing:
+            found[f"diffusion {s}"] = d.D_A2_per_ps
+    for s, u in (metrics.vibration or {}).items():
+        found[f"vibration {s}"] = u.mean
+    symbols = context.template.get_chemical_symbols()
+    if context.kind == "liquid" and context.bonds is not None and len(context.bonds):
+        heavy = sorted({symbols[i] for i in context.bonds[:, 0]})
+        found[f"reorientation {'/'.join(heavy)}-H"] = an.reorientation_time_ps(
+            record.samples["positions_A"].astype(float), context.bonds, record.settings.outer_fs / 1000.0,
+            cell_A=context.template.cell.array)
+    if context.kind == "molecule":
+        for (a, b), r in an.mean_bond_lengths_A(record.samples["positions_A"].astype(float), context.bonds,
+                                                symbols).items():
+            found[f"bond_length {a}-{b}"] = r
+        if metrics.potential_energy_meV_per_atom is not None:
+            found["potential_energy"] = metrics.potential_energy_meV_per_atom.mean
+    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in found.items()}
 
 
 def speed_numbers(record) -> dict:

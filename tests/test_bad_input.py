@@ -140,7 +140,7 @@ def eval_args(p, model, *extra):
 
 def compare_args(p, *extra, structure="water.extxyz"):
     return ["compare", "--model", str(p["pair"]), "--structure", str(p["root"] / structure),
-            "--ps", "0.01", "--out", str(p["root"] / "cmp"), "--no-progress", *extra]
+            "--ps", "0.01", "--out", str(p["root"] / "cmp"), "--no-progress", "--repeats", "1", *extra]
 
 
 def distill_args(p, teacher, data="good.extxyz"):
@@ -247,6 +247,11 @@ CASES = [
     ("`compare --n-inner 2,100000000`", lambda p: compare_args(p, "--n-inner", "2,100000000")),
     ("`compare --ps 1000000` (samples that would not fit in memory)", lambda p: compare_args(p, "--ps", "1000000")),
     ("`compare --spectrum-ps 100000`", lambda p: compare_args(p, "--spectrum-ps", "100000")),
+    ("`compare --repeats 0`", lambda p: compare_args(p, "--repeats", "0")),
+    ("`compare --tolerance diffusion=0.1` with one run per n (`--repeats 1`)",
+     lambda p: compare_args(p, "--tolerance", "diffusion=0.1")),
+    ("`compare --repeats 2 --tolerance difusion=0.1` (a misspelt observable)",
+     lambda p: compare_args(p, "--repeats", "2", "--tolerance", "difusion=0.1")),
     ("`demo --molecules 10000000`", lambda p: ["demo", "--molecules", "10000000", "--out", str(p["root"] / "demo2")]),
     ("`md --replicas 100000000` of a molecule",
      lambda p: md_args(p, "o18", "--replicas", "100000000", "--thermostat", "langevin", structure="molecule.extxyz")),
@@ -368,6 +373,10 @@ def test_messages_name_what_is_wrong(outcomes):
         "`compare --n-inner 2,100000000`": ["--n-inner", "from 1 to 1000"],
         "`compare --ps 1000000` (samples that would not fit in memory)": ["--ps 1e+06", "GiB in memory"],
         "`compare --spectrum-ps 100000`": ["--spectrum-ps 100000", "GiB in memory"],
+        "`compare --repeats 0`": ["--repeats", ">= 1"],
+        "`compare --tolerance diffusion=0.1` with one run per n (`--repeats 1`)": ["--tolerance", "--repeats 2 or more"],
+        "`compare --repeats 2 --tolerance difusion=0.1` (a misspelt observable)":
+            ["--tolerance", "unknown observable 'difusion'", "diffusion"],
         "`demo --molecules 10000000`": ["30000000 atoms in one run", "at most 1000000"],
         "`md --replicas 100000000` of a molecule": ["--replicas 100000000 × 3 atoms", "at most 1000000"],
         "`md --resume` with another `--seed`": ["restart.npz", "provenance", "seed (0)"],

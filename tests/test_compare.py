@@ -29,7 +29,7 @@ def compare(setup, out, *extra, system="liquid"):
     argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.02",
             "--timestep-fs", "0.25", "--n-inner", "2,4", "--temperature-K", "50", "--equilibrate-ps", "0.002",
             "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out),
-            "--system", system]  # liquid: 0.02 ps is too short to see the gas diffuse
+            "--system", system, "--repeats", "1"]  # liquid: 0.02 ps is too short to see the gas diffuse
     return main(argv + list(extra))
 
 
@@ -233,3 +233,55 @@ def test_n_inner_auto_adds_the_probes_choice_and_reports_why(setup, tmp_path):
     assert f"chose n = {probe['n_inner']}" in (tmp_path / "report.md").read_text()
     assert compare(setup, tmp_path, "--n-inner", "2,auto", "--probe-fs", "2") == 0  # resumed: same choice
     assert json.loads((tmp_path / "n_inner_auto.json").read_text()) == probe
+
+
+# ---- --repeats: independent starts, CIs, the model's and the integrator's errors -----
+@pytest.fixture(scope="module")
+def repeated(setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("repeated")
+    assert compare(setup, out, "--repeats", "2") == 0
+    return out
+
+
+def test_repeats_run_from_independent_starts_and_report_intervals(repeated):
+    result = json.loads((repeated / "compare.json").read_text())
+    assert result["repeats"] == 2 and result["per_repeat"] == ["repeat-1", "repeat-2"]
+    starts = [ase.io.read(repeated / f"repeat-{k}" / "start.extxyz") for k in (1, 2)]
+    assert not np.allclose(starts[0].positions, starts[1].positions)  # other seeds: other starts
+    for k in (1, 2):  # each repeat is a full comparison with n = 1 added
+        single = json.loads((repeated / f"repeat-{k}" / "compare.json").read_text())
+        assert sorted(r["n_inner"] for r in single["runs"]) == [1, 2, 4]
+        assert "temperature O" in single["baseline"]["observables"]
+    model = result["model_error"]
+    assert model["n_inner"] == 1 and model["against"] == "baseline"
+    assert [c["n_inner"] for c in result["integrator_error"]] == [2, 4]
+    names = {d["observable"] for d in model["differences"]}
+    assert {"temperature H", "temperature O", "drift", "fluctuation", "vdos_centroid H"} <= names
+    for column in [model] + result["integrator_error"]:
+        for d in column["differences"]:
+            diff = d["difference"]
+            assert diff["low"] <= diff["mean"] <= diff["high"] and diff["repeats"] == 2
+            assert d["verdict"] in ("same", "different", "cannot tell")
+    report = (repeated / "report.md").read_text()
+    assert "pair n=1 − baseline" in report and "![differences](differences.png)" in report
+    assert (repeated / "differences.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_finished_repeats_rerun_as_a_pure_reanalysis(setup, repeated, monkeypatch):
+    from mtsmlip.md.engine import Engine
+
+    before = json.loads((repeated / "compare.json").read_text())
+    monkeypatch.setattr(Engine, "run", lambda *a, **k: pytest.fail("a finished comparison ran MD again"))
+    assert compare(setup, repeated, "--repeats", "2", "--tolerance", "temperature=0.5") == 0
+    after = json.loads((repeated / "compare.json").read_text())
+    assert after["tolerances"]["temperature"]["value"] == 0.5
+    assert after["model_error"]["differences"][0]["difference"] == before["model_error"]["differences"][0]["difference"]
+
+
+def test_repeats_refuse_another_count_or_a_single_comparison(setup, repeated, finished, capsys):
+    assert compare(setup, repeated, "--repeats", "3") == 2
+    assert "other repeats" in capsys.readouterr().err
+    assert compare(setup, finished, "--repeats", "2") == 2
+    assert "no repeats.json" in capsys.readouterr().err
+    assert compare(setup, repeated, "--tolerance", "difusion=0.1", "--repeats", "2") == 2
+    assert "unknown observable 'difusion'" in capsys.readouterr().err

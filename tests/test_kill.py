@@ -89,7 +89,7 @@ def test_compare_killed_resumes_and_finishes(compare_setup, tmp_path):  # noqa: 
     out = tmp_path / "killed"
     argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.06",
             "--timestep-fs", "0.25", "--n-inner", "2,4", "--temperature-K", "50", "--equilibrate-ps", "0.002",
-            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out)]
+            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out), "--repeats", "1"]
     progress = out / "progress.json"
 
     def some_blocks_done():

@@ -19,6 +19,7 @@ LAYERS = [
     {"stability"},
     {"compare_report"},
     {"compare", "md_cli", "training_cli", "distill", "integrations"},
+    {"compare_repeats"},
     {"demo"},
     {"cli"},
     {"__main__", ""},

@@ -150,7 +150,7 @@ def test_compare_does_not_take_over_a_folder_that_is_no_comparison(md_inputs, tm
     out.mkdir()
     (out / "report.md").write_text("my notes\n")
     argv = ["compare", "--model", str(model), "--structure", str(structure), "--ps", "0.01", "--out", str(out),
-            "--no-progress"]
+            "--no-progress", "--repeats", "1"]
     assert main(argv) == 2
     assert "holds report.md but no settings.json: not a comparison" in capsys.readouterr().err
     assert (out / "report.md").read_text() == "my notes\n"

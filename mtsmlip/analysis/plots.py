@@ -86,3 +86,32 @@ def plot_force_spectrum(spectra: Mapping[str, tuple[np.ndarray, np.ndarray]], pa
         ax.axvline(nyquist_THz, ls="--", color="k", lw=1, label=f"outer Nyquist {nyquist_THz:.3g} THz")
         ax.legend(fontsize="small")
     _save(fig, path)
+
+
+VERDICT_COLOURS = {"same": "tab:green", "cannot tell": "tab:orange", "different": "tab:red"}
+
+
+def plot_differences(series: Mapping[str, list], path) -> None:
+    """One panel per observable: its mean difference over the tolerance against
+    n, with the confidence interval as an error bar; the grey band ±1 is 'the
+    same'. series: {observable: [(n, mean, low, high, verdict), ...]} (all
+    divided by the tolerance)."""
+    names = list(series)
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows), squeeze=False, layout="constrained")
+    for ax, name in zip(axes.flat, names):
+        ax.axhspan(-1, 1, color="0.9")
+        ax.axhline(0, color="grey", lw=0.5)
+        for n, mean, low, high, verdict in series[name]:
+            ax.errorbar([n], [mean], yerr=[[mean - low], [high - mean]], fmt="o", ms=4, capsize=3,
+                        color=VERDICT_COLOURS.get(verdict, "k"))
+        ax.set_title(name, fontsize="small")
+        ax.set_xticks(sorted({p[0] for p in series[name]}))
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Δ / tolerance")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("n (1: pair − baseline)")
+    _save(fig, path)

@@ -1,0 +1,294 @@
+"""``mtsmlip compare --repeats K``: the whole comparison from K decorrelated
+starts, and a verdict with confidence intervals.
+
+Repeat k (OUT/repeat-k) is a complete comparison of its own (:mod:`mtsmlip.compare`):
+its own equilibrated start (seed + 1000·(k − 1): other momenta and other
+Langevin noise during the equilibration), the baseline, the pair at n = 1
+(always added: it separates the model's error from the integrator's) and MTS
+at each n, run side by side. Repeat 1 runs the --n-inner auto probe and the
+force spectra; the other repeats reuse the probe's n and skip the spectra.
+
+Every scalar observable of every run (``observables`` in each repeat's
+compare.json: species temperatures, diffusion, g(r) first peaks, VDOS
+centroids, reorientation times, bond lengths, drift, ...) is then compared
+over the repeats as paired differences (:mod:`mtsmlip.analysis.repeats`):
+
+* the model's error: the pair at n = 1 against the baseline;
+* the integrator's error: MTS at n against the pair at n = 1.
+
+Each gets a mean difference, its 95 % confidence interval from the spread
+across repeats, and a verdict against a physical tolerance: same, different,
+or cannot tell (with the repeats that would settle it). The largest n is
+judged on the integrator's error. OUT/compare.json, OUT/report.md and
+OUT/differences.png hold the result; rerunning a finished comparison only
+re-analyses what the repeats saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import repeats as rp
+from .compare import compare, settings_from_args
+from .md.safety import MDInstability
+from .errors import DataError
+from .files import atomic_write, atomic_write_json, check_output_dir, output_lock, read_json, run_files_in
+
+SEED_STRIDE = 1000  # repeat k uses seed + SEED_STRIDE·(k − 1): runs of one repeat use seed + 1 + i
+DEFAULT_REPEATS = 4  # t(0.975, K−1)/√K, the CI's width in units of one run's spread: 9.0, 2.5, 1.6, 1.2 for K = 2..5
+
+
+def repeat_dir(out: Path, k: int) -> Path:
+    return Path(out) / f"repeat-{k}"
+
+
+def repeat_settings(cfg, k: int, n_auto: int | None):
+    """The settings of repeat k (1-based): n = 1 added; from the second on, its
+    own seed, the probe's n in place of 'auto', and no force spectra."""
+    n_inner = tuple(sorted({1, *cfg.n_inner}, key=lambda n: (n == "auto", n if n != "auto" else 0)))
+    cfg = replace(cfg, n_inner=n_inner)
+    if k == 1:
+        return cfg
+    cfg = replace(cfg, seed=cfg.seed + SEED_STRIDE * (k - 1), spectrum_ps=0.0)
+    return cfg.with_auto(n_auto) if "auto" in cfg.n_inner else cfg
+
+
+def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, tolerance_overrides=None,
+                     progress_bar=True, teacher=None) -> dict:
+    """Run (or resume) every repeat, then aggregate; returns OUT/compare.json's content."""
+    if not (isinstance(repeats, int) and repeats >= 2):
+        raise DataError(f"--repeats: compare_repeated needs at least 2 repeats (got {repeats!r})")
+    tolerances = rp.tolerances_with(tolerance_overrides)
+    cfg.check()
+    out = check_output_dir(out)
+    with output_lock(out, "compare"):
+        _check_same_repeats(out, cfg, repeats)
+        results, n_auto = [], None
+        for k in range(1, repeats + 1):
+            _say(f"repeat {k} of {repeats}")
+            results.append(compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto), repeat_dir(out, k),
+                                   progress_bar=progress_bar, teacher=teacher))
+            if k == 1 and results[0].get("n_inner_auto"):
+                n_auto = int(results[0]["n_inner_auto"]["n_inner"])
+        result = aggregate(results, tolerances)
+        write_report(result, out)
+        return read_json(out / "compare.json", "comparison result")
+
+
+def _check_same_repeats(out: Path, cfg, repeats: int) -> None:
+    """OUT holds this set of repeats (same settings and K), or nothing yet; a
+    single comparison (--repeats 1) in OUT is not continued as repeats."""
+    wanted = json.loads(json.dumps({"repeats": repeats, "settings": asdict(cfg)}))
+    wanted["settings"].pop("system", None)  # how runs are judged, not what runs
+    path = out / "repeats.json"
+    if path.is_file():
+        had = read_json(path, "comparison repeats")
+        if had != wanted:
+            changed = sorted(k for k in set(had.get("settings", {})) | set(wanted["settings"])
+                             if had.get("settings", {}).get(k) != wanted["settings"].get(k))
+            if had.get("repeats") != repeats:
+                changed.insert(0, "repeats")
+            raise DataError(f"{path}: OUT holds repeats of a comparison with other {', '.join(changed)}; "
+                            "use the same options, or another --out")
+        return
+    if run_files_in(out):
+        raise DataError(f"{out}: --out holds {', '.join(p.name for p in run_files_in(out)[:4])} but no repeats.json: "
+                        "not a comparison with repeats to continue (--repeats 1 writes a single comparison); "
+                        "use an empty or new --out")
+    atomic_write_json(path, wanted)
+
+
+# ---- aggregation: pure, from the repeats' compare.json ----------------------
+def _by_n(result: dict) -> dict:
+    return {r["n_inner"]: r for r in result["runs"]}
+
+
+def aggregate(results: list[dict], tolerances=rp.TOLERANCES) -> dict:
+    """The comparison over K repeats (their compare.json contents, in order):
+    the model's error (pair n = 1 against baseline), the integrator's error (MTS
+    at n against the pair at n = 1), speedups with CIs, and the largest n."""
+    if not results:
+        raise DataError("aggregate: no repeats to aggregate")
+    n_values = sorted(set.intersection(*(set(_by_n(r)) for r in results)))
+    if 1 not in n_values:
+        raise DataError("aggregate: every repeat needs a run at n = 1 (the pair with velocity Verlet)")
+    baselines = [r["baseline"] for r in results]
+    if any(b.get("observables") is None for b in baselines):
+        raise DataError("aggregate: a repeat's compare.json has no observables (written by an older mtsmlip): "
+                        "rerun that compare to re-analyse it")
+
+    def comparison(n, reference):
+        runs = [_by_n(r)[n] for r in results]
+        refs = baselines if reference == "baseline" else [_by_n(r)[reference] for r in results]
+        unstable = [f"repeat {k + 1}: {run['reasons'][0]}" for k, run in enumerate(runs) if run.get("unstable")]
+        unstable += [f"repeat {k + 1}: its n = 1 reference blew up" for k, ref in enumerate(refs) if ref.get("unstable")]
+        found = [] if unstable else rp.differences([run["observables"] for run in runs],
+                                                   [ref["observables"] for ref in refs], tolerances)
+        return {"n_inner": n, "against": reference, "unstable": unstable,
+                "dynamics": rp.overall(found, bool(unstable)), "sampling": rp.overall(found, bool(unstable), "sampling"),
+                "differences": [d.as_dict() for d in found],
+                "speedup": _interval([run["speedup"] for run in runs if run.get("speedup") is not None])}
+
+    model = comparison(1, "baseline")
+    integrator = [comparison(n, 1) for n in n_values if n != 1]
+    dynamics = {c["n_inner"]: c["dynamics"] for c in integrator}
+    sampling = {c["n_inner"]: c["sampling"] for c in integrator}
+    first = results[0]
+    return {"repeats": len(results), "system_kind": first.get("system_kind"),
+            "confidence": rp.CONFIDENCE,
+            "tolerances": {k: {"value": b.value, "relative": b.relative, "unit": b.unit, "what": b.what}
+                           for k, b in tolerances.items()},
+            "model_error": model, "integrator_error": integrator,
+            "largest_n": {"dynamics_same": rp.largest_n(dynamics, [rp.SAME]),
+                          "dynamics_not_different": rp.largest_n(dynamics, [rp.SAME, rp.CANNOT_TELL]),
+                          "sampling_same": rp.largest_n(sampling, [rp.SAME]),
+                          "sampling_not_different": rp.largest_n(sampling, [rp.SAME, rp.CANNOT_TELL])},
+            "baseline_ns_per_day": _interval([r["baseline"]["ns_per_day"] for r in results]),
+            "n_inner_auto": first.get("n_inner_auto"),
+            "per_repeat": [f"repeat-{k}" for k in range(1, len(results) + 1)]}
+
+
+def _interval(values) -> dict | None:
+    if not values:
+        return None
+    i = rp.mean_interval(values)
+    return rp.json_safe({"mean": i.mean, "low": i.low, "high": i.high, "repeats": i.repeats})
+
+
+# ---- table, plot, report --------------------------------------------------------
+def _cell(d: dict) -> str:
+    diff = d["difference"]
+    if diff["low"] is None:
+        return f"{diff['mean']:+.3g} (1 run) {d['verdict']}"
+    half = (diff["high"] - diff["low"]) / 2
+    text = f"{diff['mean']:+.3g} ± {half:.2g} {_mark(d['verdict'])}"
+    return text + (f" (~{d['repeats_to_settle']} repeats)" if d.get("repeats_to_settle") else "")
+
+
+def _mark(verdict: str) -> str:
+    return {rp.SAME: "same", rp.DIFFERENT: "DIFFERENT", rp.CANNOT_TELL: "cannot tell"}[verdict]
+
+
+def format_table(result: dict) -> str:
+    """Rows: observables; columns: the model's error (pair n = 1 − baseline) and
+    the integrator's (MTS n − pair n = 1): mean difference ± CI half width, verdict."""
+    columns = [result["model_error"]] + result["integrator_error"]
+    heads = ["pair n=1 − baseline"] + [f"n={c['n_inner']} − pair n=1" for c in columns[1:]]
+    names = []
+    for c in columns:
+        names += [d["observable"] for d in c["differences"] if d["observable"] not in names]
+    tol = result["tolerances"]
+    rows = [["observable (tolerance)"] + heads]
+    for name in names:
+        bound = tol[rp.kind_of(name)]
+        unit = f" {bound['unit']}" if bound["unit"] and not bound["relative"] else ""
+        label = f"{name}{unit} ({'±%g %%' % (100 * bound['value']) if bound['relative'] else '±%g' % bound['value']})"
+        cells = []
+        for c in columns:
+            found = next((d for d in c["differences"] if d["observable"] == name), None)
+            cells.append(_cell(found) if found else ("unstable" if c["unstable"] else "-"))
+        rows.append([label] + cells)
+    rows.append(["speedup against the baseline"] + [_speed(c["speedup"]) for c in columns])
+    rows.append(["verdict: dynamics / sampling"] + [f"{_mark(c['dynamics'])} / {_mark(c['sampling'])}" for c in columns])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    best = result["largest_n"]
+    lines += ["", f"{result['repeats']} independent repeats; mean difference ± {100 * result['confidence']:g} % CI "
+              "(Student t over the repeats); same: the CI lies within the tolerance; DIFFERENT: outside it; "
+              "cannot tell: it straddles a bound (~K: repeats of this length that would settle it)."]
+    for c in columns:
+        for why in c["unstable"]:
+            lines.append(f"n = {c['n_inner']} blew up: {why}")
+    lines.append(f"the model's error (pair at n = 1 against the baseline): dynamics {_mark(result['model_error']['dynamics'])}, "
+                 f"sampling {_mark(result['model_error']['sampling'])}")
+    lines.append(f"largest n, judged on the integrator's error: dynamics {_n(best['dynamics_same'])} same "
+                 f"({_n(best['dynamics_not_different'])} not shown different); sampling {_n(best['sampling_same'])} same "
+                 f"({_n(best['sampling_not_different'])} not shown different)")
+    return "\n".join(lines)
+
+
+def _n(n) -> str:
+    return "none" if n is None else f"n = {n}"
+
+
+def _speed(s) -> str:
+    if not s:
+        return "-"
+    if s["low"] is None:
+        return f"{s['mean']:.2f}x"
+    return f"{s['mean']:.2f}x ± {(s['high'] - s['low']) / 2:.2f}"
+
+
+def write_plot(result: dict, path: Path) -> bool:
+    """differences.png: each observable's mean difference over its tolerance, with
+    the CI as an error bar, against n (n = 1: the model's error); the band ±1 is
+    'the same'. Colour: the verdict."""
+    from .analysis.plots import plot_differences
+
+    columns = [result["model_error"]] + result["integrator_error"]
+    series = {}
+    for c in columns:
+        for d in c["differences"]:
+            if d["difference"]["low"] is None or not d["allowed"]:
+                continue
+            scale = d["allowed"]
+            series.setdefault(d["observable"], []).append(
+                (c["n_inner"], d["difference"]["mean"] / scale, d["difference"]["low"] / scale,
+                 d["difference"]["high"] / scale, d["verdict"]))
+    if not series:
+        return False
+    plot_differences(series, path)
+    return True
+
+
+def write_report(result: dict, out: Path) -> None:
+    out = Path(out)
+    atomic_write_json(out / "compare.json", result)
+    plotted = write_plot(result, out / "differences.png")
+    text = ["# mtsmlip compare: repeats", "",
+            f"{result['repeats']} independent repeats (OUT/repeat-k, each a full comparison with its own report); "
+            "each column compares paired runs from the same start. The model's error: the pair at n = 1 against the "
+            "baseline. The integrator's error: MTS at n against the pair at n = 1.", "",
+            "```", format_table(result), "```", "", "## Tolerances", "",
+            "| observable | tolerance | what |", "|---|---|---|"]
+    for name, b in result["tolerances"].items():
+        text.append(f"| {name} | {'±%g %%' % (100 * b['value']) if b['relative'] else '±%g %s' % (b['value'], b['unit'])} "
+                    f"| {b['what']} |")
+    text += ["", "Override with `--tolerance NAME=VALUE,...` (the same unit or fraction).", ""]
+    if plotted:
+        text.append("![differences](differences.png)")
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text("\n".join(text) + "\n"))
+
+
+def run(args) -> int:
+    """`mtsmlip compare`: K repeats (--repeats, default 4), or one run per n (--repeats 1)."""
+    from . import compare as single
+
+    if args.repeats == 1:
+        if args.tolerance:
+            raise DataError("--tolerance needs --repeats 2 or more (one run per n is judged against the "
+                            "baseline's own noise)")
+        return single.run(args)
+    try:
+        result = compare_repeated(args.model, args.structure, settings_from_args(args), args.out, args.repeats,
+                                  dict(args.tolerance), progress_bar=not args.no_progress, teacher=args.teacher)
+    except MDInstability as exc:
+        print(f"mtsmlip compare: unstable: {exc}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+        print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(f"mtsmlip compare: {message}", file=sys.stderr, flush=True)
