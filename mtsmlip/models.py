@@ -70,6 +70,49 @@ def zbl_wall(type_names) -> dict:
     return {"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal", "chemical_species": list(type_names)}
 
 
+# The data-gated wall: a pair term ε·(σ_ab·r)^−p per species pair, with σ_ab set so that it is WALL_AT_DATA_EV at
+# the shortest a–b distance of the training frames: 0.1 meV there, 10⁻⁶ eV 20 %
+# further out (so it costs no accuracy on the data: the network learns what
+# remains), and 0.5 eV at 0.7, 21 eV at 0.6 and 1.7 keV at half that distance.
+WALL_TARGET = "mtsmlip.wall.DataGatedWall"
+WALL_EXPONENT = 24.0
+WALL_AT_DATA_EV = 1e-4
+WALL_EPSILON_EV = 1.0
+# (mtsmlip.wall has the module and its formula.)
+# species pairs the data never brings within the cutoff: the wall sits at this
+# fraction of the sum of their covalent radii
+WALL_UNSEEN_COVALENT_FRACTION = 0.8
+
+
+def data_wall(type_names, shortest_A: dict) -> dict:
+    """The data-gated short-range wall of a model over `type_names` as its
+    pair_potential config; shortest_A: {(a, b): shortest distance in the training
+    frames (Å)} (:func:`mtsmlip.system.shortest_distances_A`)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    names = list(type_names)
+    scale = (WALL_EPSILON_EV / WALL_AT_DATA_EV) ** (1.0 / WALL_EXPONENT)
+    sigma = [[0.0] * len(names) for _ in names]
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            r_A = shortest_A.get(tuple(sorted((a, b))))
+            if r_A is None:
+                r_A = WALL_UNSEEN_COVALENT_FRACTION * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
+            sigma[i][j] = float(scale / r_A)
+    return {"_target_": WALL_TARGET, "sigma_per_A": sigma, "epsilon_eV": WALL_EPSILON_EV, "exponent": WALL_EXPONENT}
+
+
+def wall_distances_A(config: dict) -> dict | None:
+    """{(a, b): distance (Å) where a model's data-gated wall is WALL_AT_DATA_EV}, or
+    None for a model without one."""
+    wall = config.get("pair_potential") or {}
+    if wall.get("_target_") != WALL_TARGET:
+        return None
+    names, scale = config["type_names"], (wall["epsilon_eV"] / WALL_AT_DATA_EV) ** (1.0 / wall["exponent"])
+    return {tuple(sorted((a, b))): scale / wall["sigma_per_A"][i][j]
+            for i, a in enumerate(names) for j, b in enumerate(names) if i <= j}
+
+
 def ensure_global_state() -> None:
     """nequip needs its global state (dtype, TF32 flags) set before building models."""
     from nequip.utils.global_state import global_state_initialized, set_global_state
@@ -98,6 +141,7 @@ MODEL_BUILDERS = frozenset({
 })
 MODEL_PARTS = frozenset({
     "nequip.nn.pair_potential.ZBL",
+    "mtsmlip.wall.DataGatedWall",
     "allegro.nn.TwoBodyBesselScalarEmbed",
     "allegro.nn.TwoBodySplineScalarEmbed",
     "allegro.nn.TwoBodySphericalHarmonicTensorEmbed",

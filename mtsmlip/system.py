@@ -102,6 +102,26 @@ def profile(frames, max_frames: int = 20) -> SystemProfile:
     return SystemProfile(periodic=bool(periodic), n_atoms=len(first), bond_length_A=bond_A, extent_A=extent)
 
 
+def shortest_distances_A(frames, cutoff_A: float) -> dict:
+    """{(a, b) sorted symbols: the shortest distance between an a and a b in any
+    of `frames`}, for the species pairs that come within `cutoff_A` somewhere
+    (periodic images included: cells narrower than the cutoff work)."""
+    from vesin import NeighborList
+
+    found = {}
+    for atoms in frames:
+        periodic = is_periodic(atoms)
+        cell = atoms.cell.array if periodic else np.zeros((3, 3))
+        i, j, d = NeighborList(cutoff=float(cutoff_A), full_list=False).compute(
+            atoms.positions, cell, periodic, quantities="ijd")
+        symbols = np.asarray(atoms.get_chemical_symbols())
+        for a, b, r in zip(symbols[i], symbols[j], d):
+            key = tuple(sorted((str(a), str(b))))
+            if r < found.get(key, np.inf):
+                found[key] = float(r)
+    return found
+
+
 def largest_distance_A(positions) -> float:
     """The largest distance between any two of `positions` (N, 3), Å."""
     x = np.asarray(positions, float)

@@ -27,10 +27,13 @@ def tiny_model_config(role: str, seed: int = 0, energy_scale=None) -> dict:
     return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
 
 
-def write_tiny_pair(directory, energy_scale=None) -> Path:
-    """A model directory like `mtsmlip train` writes: tiny float64 fast/slow/baseline."""
+def write_tiny_pair(directory, energy_scale=None, fast_wall=None) -> Path:
+    """A model directory like `mtsmlip train` writes: tiny float64 fast/slow/baseline
+    (`fast_wall`: a pair_potential config for the fast model, e.g. models.data_wall)."""
     configs = {name: tiny_model_config(name, seed, energy_scale)
                for seed, name in enumerate(("fast", "slow", "baseline"))}
+    if fast_wall is not None:
+        configs["fast"]["pair_potential"] = fast_wall
     models = {name: (build_model(cfg).eval(), cfg) for name, cfg in configs.items()}
     write_model_dir(directory, models, {"note": "tiny untrained pair for tests"})
     return Path(directory)

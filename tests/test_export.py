@@ -38,6 +38,20 @@ def test_exported_float64_models_are_the_same_potential(tiny, tmp_path, part):
     assert metadata["atom_types"] == {0: "H", 1: "O"} and "eager" in metadata["available_models"]
 
 
+def test_a_fast_model_with_the_data_gated_wall_exports_with_its_wall(tmp_path):
+    from ase import Atoms
+    from mtsmlip.models import data_wall
+
+    wall = data_wall(["H", "O"], {("H", "H"): 1.4, ("H", "O"): 0.9, ("O", "O"): 2.3})
+    pair = write_tiny_pair(tmp_path / "walled", fast_wall=wall)
+    package = tmp_path / "fast.nequip.zip"
+    assert main(["export", "--model", str(pair), "--part", "fast", "--to", str(package)]) == 0
+    same_as_ours(package, mtsmlip.load(pair), "fast", small_water_box(seed=7), atol_eV=1e-9)
+    dimer = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.5]], cell=np.eye(3) * 20.0)
+    dimer.calc = nequip_calculator(package)
+    assert dimer.get_potential_energy() > 100.0  # the wall travelled with the model
+
+
 def test_the_shipped_fast_model_exports_to_float32_precision(tmp_path):
     package = tmp_path / "fast.nequip.zip"
     assert main(["export", "--model", "water", "--part", "fast", "--to", str(package)]) == 0

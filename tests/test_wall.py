@@ -49,3 +49,70 @@ def test_the_wall_is_what_repels():
     e_bare, _ = dimer_energies(LoadedModel(build_model(bare).eval(), bare, {}).calculator(), "H", "H")
     e_wall, _ = dimer_energies(LoadedModel(build_model(walled).eval(), walled, {}).calculator(), "H", "H")
     assert (e_wall - e_bare)[0] > 10 * abs(e_bare[0] - e_bare[-1])
+
+
+# ---- the data-gated wall (the default) -------------------------------------
+SHORTEST_A = {("H", "H"): 1.4, ("H", "O"): 0.9, ("O", "O"): 2.3}
+
+
+def walled_fast(seed=0, shortest=SHORTEST_A):
+    from mtsmlip.models import data_wall
+
+    config = tiny_model_config("fast", seed=seed)
+    config["pair_potential"] = data_wall(config["type_names"], shortest)
+    bare = {k: v for k, v in config.items() if k != "pair_potential"}
+    return (LoadedModel(build_model(config).eval(), config, {}).calculator(),
+            LoadedModel(build_model(bare).eval(), bare, {}).calculator())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_data_gated_wall_repels_every_species_pair(seed):
+    walled, _ = walled_fast(seed)
+    assert_wall(walled, ["H", "O"])
+
+
+def test_the_data_gated_wall_is_negligible_over_the_data_and_steep_below_it():
+    """The wall's own energy (walled − bare, same weights) is 1e-4 eV at each
+    pair's shortest data distance, smaller beyond, and rises as r^-24 below."""
+    walled, bare = walled_fast(0)
+    for (a, b), r_min in SHORTEST_A.items():
+        def wall_at(r):
+            dimer = Atoms(a + b, positions=[[0, 0, 0], [0, 0, r]], cell=np.eye(3) * 20.0, pbc=False)
+            dimer.calc = walled
+            e = dimer.get_potential_energy()
+            dimer.calc = bare
+            return e - dimer.get_potential_energy()
+
+        envelope_room = 1.02  # nequip's cutoff envelope only lowers it (tiny model: r_max 3 Å)
+        assert 0 < wall_at(r_min) <= 1e-4 * envelope_room, (a, b)
+        assert wall_at(1.2 * r_min) < 2e-6, (a, b)
+        assert wall_at(0.7 * r_min) > 0.3 and wall_at(0.6 * r_min) > 15.0, (a, b)
+
+
+def test_shortest_distances_per_species_pair_include_periodic_images():
+    from mtsmlip.system import shortest_distances_A
+
+    molecule = Atoms("OH2", positions=[[0, 0, 0], [0.95, 0, 0], [-0.3, 0.9, 0]])
+    found = shortest_distances_A([molecule], 3.0)
+    assert found[("H", "O")] == pytest.approx(0.9, abs=0.06) and ("O", "O") not in found
+    narrow = Atoms("Mo", positions=[[0, 0, 0]], cell=np.eye(3) * 2.7, pbc=True)  # one atom, images only
+    assert shortest_distances_A([narrow], 3.0) == {("Mo", "Mo"): pytest.approx(2.7)}
+
+
+def test_a_pair_trained_with_the_defaults_carries_the_wall_at_its_data():
+    """The defaults put the wall on the fast model at the training frames' shortest
+    distances, and the trained pair (fast + slow) meets it for every species pair."""
+    import mtsmlip
+    from mtsmlip.evaluate import select_frames
+    from mtsmlip.models import wall_distances_A
+    from mtsmlip.system import shortest_distances_A
+    from tests.training_helpers import data_file, trained_dir
+
+    models = mtsmlip.load(trained_dir())
+    fast = models.models["fast"].config
+    distances = wall_distances_A(fast)
+    expected = shortest_distances_A(select_frames(data_file(), models.manifest, split="train"), fast["r_max"])
+    assert set(distances) == {("H", "H"), ("H", "O"), ("O", "O")} and set(expected) <= set(distances)
+    for pair, r in expected.items():
+        assert distances[pair] == pytest.approx(r, rel=1e-6), pair
+    assert_wall(models.total, ["H", "O"])

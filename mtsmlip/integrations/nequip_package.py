@@ -28,6 +28,7 @@ import torch
 from ..errors import DataError
 
 SUFFIX = ".nequip.zip"
+OWN_MODEL_PARTS = ["mtsmlip.wall"]  # mtsmlip's own modules a model may hold (models.MODEL_PARTS)
 
 
 def example_structure(type_names, spacing_A: float = 1.6):
@@ -124,6 +125,7 @@ def write_package(loaded, path, source: str, structure=None) -> None:
             exporter.mock([f"{m}.**" for m in _MOCK_MODULES])
             exporter.extern([f"{m}.**" for m in _EXTERNAL_MODULES])
             exporter.intern([f"{m}.**" for m in _INTERNAL_MODULES])
+            exporter.intern(OWN_MODEL_PARTS)  # our nequip modules travel with the model (they import only torch, nequip)
             exporter.save_pickle("model", "example_data.pkl", data, dependencies=True)
             exporter.save_text("model", "config.yaml", config_text(loaded, source))
             exporter.save_text("model", "package_metadata.txt", package_metadata(loaded.type_names, models))

@@ -57,7 +57,7 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
 KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
                       "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "slow_search": False}
-SHORT_RANGE_WALLS = (None, "zbl")
+SHORT_RANGE_WALLS = (None, "zbl", "data")
 
 
 def saved_config(path) -> dict:

@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..files import (atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, output_lock,
                      read_json, run_files_in)
 from ..system import fitted_defaults, profile
-from ..models import BASELINE_PRESET, check_model_config, zbl_wall, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from ..models import BASELINE_PRESET, check_model_config, data_wall, zbl_wall, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config, saved_config
 from .data import check_frames_fit
 from .stages import (SLOW_GROWTH, baseline, check_stage_sound, done_dir, run_stage, slow_stage_name, stage1, stage2,
@@ -100,6 +100,19 @@ def sized_stage2(plan, cfg, out_dir, result_of, baseline_result) -> tuple[dict, 
     return kept, record
 
 
+def short_range_wall(kind, type_names, train_frames, r_max_A: float) -> dict:
+    """The fast model's pair_potential for `short_range_wall`: {} (none), nequip's
+    ZBL, or the data-gated wall at each species pair's shortest distance in the
+    training frames (:func:`mtsmlip.models.data_wall`)."""
+    if kind == "zbl":
+        return {"pair_potential": zbl_wall(type_names)}
+    if kind == "data":
+        from ..system import shortest_distances_A
+
+        return {"pair_potential": data_wall(type_names, shortest_distances_A(train_frames, r_max_A))}
+    return {}
+
+
 def plan_training(data_path, cfg, split=None) -> dict:
     """Read and check the data, fix the split (unless a `split` is given: a
     :class:`mtsmlip.data.Split`), compute statistics, and build the model configs
@@ -115,7 +128,8 @@ def plan_training(data_path, cfg, split=None) -> dict:
     defaults = fitted_defaults(system)
     fit = functools.partial(fitted_model_config, model_dtype=cfg["model_dtype"], frames=train_frames,
                             type_names=type_names)
-    wall = {"pair_potential": zbl_wall(type_names)} if cfg.get("short_range_wall") == "zbl" else {}
+    fast_r_max_A = cfg["fast_model"].get("r_max", defaults["fast_r_max_A"])
+    wall = short_range_wall(cfg.get("short_range_wall"), type_names, train_frames, fast_r_max_A)
     fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **wall, **cfg["fast_model"]}, seed)
     # the slow model is sized by a search (sized_stage2) unless the config names it or there is no baseline
     growth = slow_growth(cfg)
@@ -299,7 +313,7 @@ def build_manifest(plan, cfg, results) -> dict:
         "data": {**plan["data_fingerprint"], "n_frames": plan["n_frames"], "type_names": plan["type_names"]},
         "system": plan["system"], "batch_size": plan["batch_size"],
         "split": plan["split"].as_dict(),
-        "chosen": chosen_budget(plan, cfg, results),
+        "chosen": {**chosen_budget(plan, cfg, results), "short_range_wall": chosen_wall(models["fast"].config, cfg)},
         "config": cfg,
         "architectures": {n: m.config for n, m in models.items()},
         "cutoffs_A": {n: m.r_max for n, m in models.items()},
@@ -308,6 +322,16 @@ def build_manifest(plan, cfg, results) -> dict:
         "final_losses": {s: r["final"] for s, r in results.items()},
         "wall_time_s": {s: r["wall_time_s"] for s, r in results.items()},
     }
+
+
+def chosen_wall(fast_config: dict, cfg: dict) -> dict:
+    """The fast model's short-range wall: its kind and, for the data-gated one,
+    where it is 0.1 meV per species pair (the training frames' shortest distances)."""
+    from ..models import wall_distances_A
+
+    distances = wall_distances_A(fast_config)
+    return {"kind": cfg.get("short_range_wall"),
+            "at_A": None if distances is None else {"-".join(k): round(v, 4) for k, v in distances.items()}}
 
 
 def chosen_budget(plan: dict, cfg: dict, results: dict) -> dict:

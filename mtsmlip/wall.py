@@ -1,0 +1,76 @@
+"""A short-range wall as a nequip pair term, gated by the data.
+
+Atoms pushed closer than anything in the training frames meet whatever the
+network does there; a trained pair can have a hole, and MD finds it. This term
+adds, for every pair of atoms i, j of species a, b within the model's cutoff,
+
+    E_ij = ε · (σ_ab · r_ij)^−p · u(r_ij / r_max)
+
+(u: nequip's polynomial cutoff envelope), with p = 24 and σ_ab chosen so that
+E is 10⁻⁴ eV at the shortest a–b distance of the training frames
+(:func:`mtsmlip.models.data_wall`). Over the data it is negligible (10⁻⁴ eV at
+the closest approach, 10⁻⁶ eV 20 % further out), so it costs no accuracy: the
+network learns what remains. Below, it rises as r^−24: 0.5 eV at 0.7 of that
+distance, 21 eV at 0.6, 1.7 keV at 0.5, steeper than any hole.
+
+It is nequip's ``LennardJones(lj_style="repulsive")`` with per-type parameters
+indexed so that each edge gets its own σ (in nequip 0.19.1 that module
+broadcasts an (E,) parameter against (E, 1) lengths into an (E, E) energy with
+per-type parameters). This module imports only torch and nequip, so nequip
+packages (``mtsmlip export``) carry it.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from nequip.data import AtomicDataDict
+from nequip.nn import GraphModuleMixin
+from nequip.nn.embedding.cutoffs import PolynomialCutoff
+from nequip.nn.pair_potential import scatter, with_edge_vectors_
+
+
+class DataGatedWall(GraphModuleMixin, torch.nn.Module):
+    """ε·(σ_ab·r)^−p per pair (half on each directed edge), summed onto atoms.
+    sigma_per_A: symmetric (types × types) σ (1/Å); epsilon_eV, exponent: ε, p."""
+
+    exponent: float
+
+    def __init__(self, type_names: List[str], sigma_per_A, epsilon_eV: float = 1.0, exponent: float = 24.0,
+                 polynomial_cutoff_p: float = 6.0, per_atom_energy_field: str = AtomicDataDict.PER_ATOM_ENERGY_KEY,
+                 irreps_in=None) -> None:
+        super().__init__()
+        self.per_atom_energy_field = per_atom_energy_field
+        self._init_irreps(irreps_in=irreps_in, required_irreps_in=[AtomicDataDict.NORM_LENGTH_KEY],
+                          irreps_out={self.per_atom_energy_field: "0e"})
+        if self.per_atom_energy_field in self.irreps_in:
+            self.irreps_out[self.per_atom_energy_field] = self.irreps_in[self.per_atom_energy_field]
+        sigma = torch.as_tensor(sigma_per_A, dtype=torch.float64)
+        n = len(type_names)
+        if sigma.shape != (n, n) or not torch.equal(sigma, sigma.T) or not bool((sigma > 0).all()):
+            raise ValueError(f"DataGatedWall: sigma_per_A must be a symmetric positive {n} x {n} matrix")
+        self.register_buffer("sigma_per_A", sigma.to(torch.get_default_dtype()))
+        self.register_buffer("epsilon_eV", torch.as_tensor(float(epsilon_eV), dtype=torch.get_default_dtype()))
+        self.exponent = float(exponent)
+        self.cutoff = PolynomialCutoff(polynomial_cutoff_p)
+        self.model_dtype = torch.get_default_dtype()
+
+    def forward(self, data: AtomicDataDict.Type) -> AtomicDataDict.Type:
+        data = with_edge_vectors_(data, with_lengths=True)
+        edge_index = data[AtomicDataDict.EDGE_INDEX_KEY]
+        types = data[AtomicDataDict.ATOM_TYPE_KEY].view(-1)
+        if self.per_atom_energy_field in data:
+            num_nodes = data[self.per_atom_energy_field].size(0)
+        else:
+            num_nodes = AtomicDataDict.num_nodes(data)
+        sigma = self.sigma_per_A[types[edge_index[0]], types[edge_index[1]]]  # (E,)
+        r = data[AtomicDataDict.EDGE_LENGTH_KEY].view(-1).to(sigma.dtype)
+        energy = 0.5 * self.epsilon_eV * (sigma * r) ** (-self.exponent)  # half per directed edge
+        envelope = self.cutoff(data[AtomicDataDict.NORM_LENGTH_KEY]).view(-1).to(sigma.dtype)
+        edge_energy = (energy * envelope).to(self.model_dtype).unsqueeze(-1)
+        atomic = scatter(edge_energy, edge_index[0], dim=0, dim_size=num_nodes)
+        if self.per_atom_energy_field in data:
+            atomic = atomic + data[self.per_atom_energy_field]
+        data[self.per_atom_energy_field] = atomic
+        return data
