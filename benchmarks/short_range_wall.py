@@ -3,9 +3,10 @@ and what it buys at short range: the same data, seed and default budget trained
 with `short_range_wall: zbl` and `null`, side by side.
 
     python benchmarks/short_range_wall.py --data ethanol_train.extxyz.gz --out runs/wall [--max-minutes 20]
+    python benchmarks/short_range_wall.py --data ethanol_train.extxyz.gz --existing data=runs/eth,none=runs/eth-nowall
 
 Each run is an ordinary `mtsmlip train` (no baseline; resumed if interrupted)
-in OUT/zbl and OUT/none. The table gives the held-out (test split) force and
+in OUT/data, OUT/zbl and OUT/none; --existing evaluates finished runs instead. The table gives the held-out (test split) force and
 energy MAE of the fast model and of the pair, the training wall time, and the
 lowest energy of each species pair's dimer between 0.1 and 1.0 Å relative to
 its energy at 1.0 Å (a hole is a large negative number).
@@ -71,9 +72,16 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-minutes", type=float, default=None, help="cap of each training run")
+    parser.add_argument("--walls", default="data,zbl,none", help="comma-separated walls to train and compare")
+    parser.add_argument("--existing", default="", metavar="NAME=DIR,...",
+                        help="finished runs to evaluate instead of training (e.g. two default runs with and without the wall)")
     args = parser.parse_args(argv)
     rows = []
-    for name, wall in (("zbl", "zbl"), ("none", None)):
+    existing = dict(item.split("=", 1) for item in args.existing.split(",") if item)
+    for name, run_dir in existing.items():
+        rows.append(row(name, Path(run_dir), args.data, 0.0))
+    for name in (w for w in args.walls.split(",") if w and not existing):
+        wall = None if name == "none" else name
         seconds = train(args.data, args.out / name, wall, args.max_minutes)
         rows.append(row(name, args.out / name, args.data, seconds))
     print(f"\nheld-out errors on {args.data.name} (test split), meV/Å and meV/atom; dimer dip: lowest energy "

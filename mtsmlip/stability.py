@@ -129,6 +129,38 @@ def verdict_lines(record: dict) -> list[str]:
     return lines
 
 
+def accuracy_summary(models, frames, data_path) -> dict:
+    """The pair's and the baseline's errors on `frames` (the validation frames):
+    energy and force MAE, and the force MAE of each species (meV/Å)."""
+    from .evaluate import error_report, predict
+
+    report = error_report(frames, predict(models, frames, data_path))
+    return {"frames": "validation", "n_frames": len(frames),
+            "energy_mae_meV_per_atom": {name: report[key]["energy_mae_meV_per_atom"]
+                                        for name, key in (("fast", "fast"), ("pair", "total"), ("baseline", "baseline"))
+                                        if report[key] is not None},
+            "force_mae_by_species_meV_per_A": {("pair" if n == "total" else n): v
+                                               for n, v in report["force_mae_by_species_meV_per_A"].items()}}
+
+
+def accuracy_lines(accuracy: dict) -> list[str]:
+    """The summary in words: pair against baseline per species, and whether the
+    pair is at least as accurate."""
+    by = accuracy["force_mae_by_species_meV_per_A"]
+    energy = accuracy["energy_mae_meV_per_atom"]
+    if "baseline" not in by:
+        return [f"accuracy on {accuracy['n_frames']} validation frames: force MAE by species (pair) "
+                + ", ".join(f"{s} {v:.1f}" for s, v in by["pair"].items()) + f" meV/Å; energy MAE {energy['pair']:.2f} meV/atom"]
+    worse = [s for s in by["pair"] if by["pair"][s] > by["baseline"][s]]
+    lines = [f"accuracy on {accuracy['n_frames']} validation frames, pair / baseline: force MAE "
+             + ", ".join(f"{s} {by['pair'][s]:.1f} / {by['baseline'][s]:.1f}" for s in by["pair"])
+             + f" meV/Å; energy MAE {energy['pair']:.2f} / {energy['baseline']:.2f} meV/atom"]
+    if worse:
+        lines.append(f"  the pair is less accurate than the baseline on {', '.join(worse)}: a larger slow model "
+                     "(config slow_model) or a longer training (`steps`, --max-minutes) may close it")
+    return lines
+
+
 def check_stability(out, frames_path, cfg: dict, say=None, teacher: str | None = None) -> dict | None:
     """The check on the model directory `out` just written, from the validation
     frames (its manifest's split) of `frames_path`, kept in its manifest under
@@ -145,7 +177,11 @@ def check_stability(out, frames_path, cfg: dict, say=None, teacher: str | None =
     frames = frames_of(frames_path)
     settings = StabilitySettings(temperature_K=float(cfg["stability_temperature_K"]),
                                  md_fs=float(cfg["stability_md_fs"]), seed=int(cfg["seed"]))
-    record = stability_check(models, [frames[i] for i in models.manifest["split"]["val"]], settings, say)
+    validation = [frames[i] for i in models.manifest["split"]["val"]]
+    record = stability_check(models, validation, settings, say)
+    record["accuracy"] = accuracy_summary(models, validation, frames_path)
+    for line in accuracy_lines(record["accuracy"]):
+        (say or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
     written = read_json(Path(out) / MANIFEST, "model manifest")
     atomic_write_json(Path(out) / MANIFEST, {**written, "stability": record})
     return record

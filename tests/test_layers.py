@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mtsmlip"
 
 # Rooms from the ground floor up; a module may import its own room and the rooms below.
 LAYERS = [
-    {"errors", "_version", "progress"},
+    {"errors", "_version", "progress", "wall"},
     {"files", "shipped", "limits"},
     {"data", "arguments", "system"},
     {"analysis", "md"},

@@ -40,3 +40,23 @@ def test_a_broken_pair_is_reported_as_failed_with_what_to_try(broken):
     text = "\n".join(verdict_lines(record))
     assert "FAILED" in text and ("try:" in text or "baseline blew up too" in text)
     assert not any("ran stably" in line for line in lines)
+
+
+def test_the_accuracy_summary_compares_pair_and_baseline_per_species(gentle):
+    """Labelled frames (EMT): the summary's numbers are the evaluation's, per
+    species, and a pair worse than the baseline on a species is said so."""
+    from mtsmlip.evaluate import force_mae_by_species_meV_per_A, predict
+    from mtsmlip.stability import accuracy_lines, accuracy_summary
+    from mtsmlip.data import frames_of
+    from tests.training_helpers import data_file
+
+    frames = frames_of(data_file())[:3]
+    summary = accuracy_summary(gentle, frames, "emt frames")
+    expected = force_mae_by_species_meV_per_A(predict(gentle, frames, "emt frames")["baseline"][1], frames)
+    assert summary["force_mae_by_species_meV_per_A"]["baseline"] == pytest.approx(expected)
+    assert set(summary["force_mae_by_species_meV_per_A"]["pair"]) == {"H", "O"}
+    text = "\n".join(accuracy_lines(summary))
+    by = summary["force_mae_by_species_meV_per_A"]
+    worse = [s for s in by["pair"] if by["pair"][s] > by["baseline"][s]]
+    assert ("less accurate than the baseline on" in text) == bool(worse)
+    assert "pair / baseline" in text
