@@ -70,47 +70,44 @@ def zbl_wall(type_names) -> dict:
     return {"_target_": "nequip.nn.pair_potential.ZBL", "units": "metal", "chemical_species": list(type_names)}
 
 
-# The data-gated wall: a pair term ε·(σ_ab·r)^−p per species pair, with σ_ab set so that it is WALL_AT_DATA_EV at
-# the shortest a–b distance of the training frames: 0.1 meV there, 10⁻⁶ eV 20 %
-# further out (so it costs no accuracy on the data: the network learns what
-# remains), and 0.5 eV at 0.7, 21 eV at 0.6 and 1.7 keV at half that distance.
+# The data-gated wall (mtsmlip.wall): (σ_ab·r)^−24 eV per species pair, 0.1 meV at the
+# shortest a–b distance of the training frames (so it costs no accuracy on the
+# data: the network learns what remains), 0.5 eV at 0.7, 21 eV at 0.6 and 1.7 keV
+# at half that distance.
 WALL_TARGET = "mtsmlip.wall.DataGatedWall"
 WALL_EXPONENT = 24.0
 WALL_AT_DATA_EV = 1e-4
-WALL_EPSILON_EV = 1.0
-# (mtsmlip.wall has the module and its formula.)
 # species pairs the data never brings within the cutoff: the wall sits at this
 # fraction of the sum of their covalent radii
 WALL_UNSEEN_COVALENT_FRACTION = 0.8
 
 
-def data_wall(type_names, shortest_A: dict) -> dict:
-    """The data-gated short-range wall of a model over `type_names` as its
-    pair_potential config; shortest_A: {(a, b): shortest distance in the training
-    frames (Å)} (:func:`mtsmlip.system.shortest_distances_A`)."""
+def data_wall(type_names, shortest_A: dict, r_max_A: float) -> dict:
+    """The data-gated short-range wall of a model over `type_names` with cutoff
+    `r_max_A`, as its pair_potential config; shortest_A: {(a, b): shortest distance
+    in the training frames (Å)} (:func:`mtsmlip.system.shortest_distances_A`)."""
     from ase.data import atomic_numbers, covalent_radii
 
     names = list(type_names)
-    scale = (WALL_EPSILON_EV / WALL_AT_DATA_EV) ** (1.0 / WALL_EXPONENT)
-    sigma = [[0.0] * len(names) for _ in names]
+    at = [[0.0] * len(names) for _ in names]
     for i, a in enumerate(names):
         for j, b in enumerate(names):
             r_A = shortest_A.get(tuple(sorted((a, b))))
             if r_A is None:
                 r_A = WALL_UNSEEN_COVALENT_FRACTION * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
-            sigma[i][j] = float(scale / r_A)
-    return {"_target_": WALL_TARGET, "sigma_per_A": sigma, "epsilon_eV": WALL_EPSILON_EV, "exponent": WALL_EXPONENT}
+            at[i][j] = round(float(min(r_A, 0.99 * r_max_A)), 6)
+    return {"_target_": WALL_TARGET, "at_A": at, "r_max": float(r_max_A), "value_eV": WALL_AT_DATA_EV,
+            "exponent": WALL_EXPONENT}
 
 
 def wall_distances_A(config: dict) -> dict | None:
-    """{(a, b): distance (Å) where a model's data-gated wall is WALL_AT_DATA_EV}, or
-    None for a model without one."""
+    """{(a, b): distance (Å) where a model's data-gated wall is its value_eV (0.1 meV)},
+    or None for a model without one."""
     wall = config.get("pair_potential") or {}
     if wall.get("_target_") != WALL_TARGET:
         return None
-    names, scale = config["type_names"], (wall["epsilon_eV"] / WALL_AT_DATA_EV) ** (1.0 / wall["exponent"])
-    return {tuple(sorted((a, b))): scale / wall["sigma_per_A"][i][j]
-            for i, a in enumerate(names) for j, b in enumerate(names) if i <= j}
+    names = config["type_names"]
+    return {tuple(sorted((a, b))): wall["at_A"][i][j] for i, a in enumerate(names) for j, b in enumerate(names) if i <= j}
 
 
 def ensure_global_state() -> None:
@@ -164,6 +161,34 @@ def check_model_config(config: dict, where: str) -> None:
     check_plain_config(config, where)
     check_builders_allowed(config, where)
     check_model_sizes(config, where)
+    check_wall(config, where)
+
+
+def check_wall(config: dict, where: str) -> None:
+    """DataError unless a data-gated wall's numbers are sound: distances a symmetric
+    positive types × types matrix below the cutoff, exponent and value within
+    :data:`mtsmlip.wall.WALL_BOUNDS` (a damaged file could otherwise turn it off,
+    make it attractive or overflow)."""
+    import math
+
+    from .wall import WALL_BOUNDS
+
+    wall = config.get("pair_potential")
+    if not isinstance(wall, dict) or wall.get("_target_") != WALL_TARGET:
+        return
+    field = f"{where}, field 'pair_potential"
+    for name, (low, high) in WALL_BOUNDS.items():
+        value = wall.get(name)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high):
+            raise DataError(f"{field}.{name}': must be a number from {low:g} to {high:g} (got {value!r})")
+    at, n, r_max = wall.get("at_A"), len(config.get("type_names", [])), wall.get("r_max")
+    if not (isinstance(r_max, (int, float)) and 0 < r_max <= SIZE_LIMITS["r_max"]):
+        raise DataError(f"{field}.r_max': must be a cutoff from 0 to {SIZE_LIMITS['r_max']:g} Å (got {r_max!r})")
+    good = isinstance(at, list) and len(at) == n and all(isinstance(row, list) and len(row) == n for row in at)
+    good = good and all(isinstance(v, (int, float)) and math.isfinite(v) and 0 < v < r_max for row in at for v in row)
+    if not good or any(at[i][j] != at[j][i] for i in range(n) for j in range(n)):
+        raise DataError(f"{field}.at_A': must be a symmetric {n} x {n} matrix of distances between 0 and "
+                        f"r_max = {r_max} Å")
 
 
 def check_builders_allowed(config: dict, where: str) -> None:

@@ -42,7 +42,9 @@ def test_a_fast_model_with_the_data_gated_wall_exports_with_its_wall(tmp_path):
     from ase import Atoms
     from mtsmlip.models import data_wall
 
-    wall = data_wall(["H", "O"], {("H", "H"): 1.4, ("H", "O"): 0.9, ("O", "O"): 2.3})
+    from tests.systems import TINY_R_MAX_A
+
+    wall = data_wall(["H", "O"], {("H", "H"): 1.4, ("H", "O"): 0.9, ("O", "O"): 2.3}, TINY_R_MAX_A["fast"])
     pair = write_tiny_pair(tmp_path / "walled", fast_wall=wall)
     package = tmp_path / "fast.nequip.zip"
     assert main(["export", "--model", str(pair), "--part", "fast", "--to", str(package)]) == 0

@@ -59,7 +59,7 @@ def walled_fast(seed=0, shortest=SHORTEST_A):
     from mtsmlip.models import data_wall
 
     config = tiny_model_config("fast", seed=seed)
-    config["pair_potential"] = data_wall(config["type_names"], shortest)
+    config["pair_potential"] = data_wall(config["type_names"], shortest, config["r_max"])
     bare = {k: v for k, v in config.items() if k != "pair_potential"}
     return (LoadedModel(build_model(config).eval(), config, {}).calculator(),
             LoadedModel(build_model(bare).eval(), bare, {}).calculator())
@@ -83,8 +83,7 @@ def test_the_data_gated_wall_is_negligible_over_the_data_and_steep_below_it():
             dimer.calc = bare
             return e - dimer.get_potential_energy()
 
-        envelope_room = 1.02  # nequip's cutoff envelope only lowers it (tiny model: r_max 3 Å)
-        assert 0 < wall_at(r_min) <= 1e-4 * envelope_room, (a, b)
+        assert wall_at(r_min) == pytest.approx(1e-4, rel=1e-3), (a, b)  # the cutoff envelope included
         assert wall_at(1.2 * r_min) < 2e-6, (a, b)
         assert wall_at(0.7 * r_min) > 0.3 and wall_at(0.6 * r_min) > 15.0, (a, b)
 
@@ -116,3 +115,17 @@ def test_a_pair_trained_with_the_defaults_carries_the_wall_at_its_data():
     for pair, r in expected.items():
         assert distances[pair] == pytest.approx(r, rel=1e-6), pair
     assert_wall(models.total, ["H", "O"])
+
+
+@pytest.mark.parametrize("change, message", [({"exponent": 1e9}, "exponent"), ({"exponent": float("nan")}, "exponent"),
+                                             ({"value_eV": -1.0}, "value_eV"),
+                                             ({"at_A": [[1.4, 0.9], [0.8, 2.3]]}, "at_A"),
+                                             ({"at_A": [[1.4, 0.9], [0.9, 99.0]]}, "at_A")])
+def test_a_damaged_or_hostile_wall_is_refused_before_it_is_built(change, message):
+    from mtsmlip.errors import DataError
+    from mtsmlip.models import check_model_config, data_wall
+
+    config = tiny_model_config("fast", seed=0)
+    config["pair_potential"] = {**data_wall(config["type_names"], SHORTEST_A, config["r_max"]), **change}
+    with pytest.raises(DataError, match=f"pair_potential.{message}"):
+        check_model_config(config, "fast.pt")

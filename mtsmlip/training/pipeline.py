@@ -109,7 +109,7 @@ def short_range_wall(kind, type_names, train_frames, r_max_A: float) -> dict:
     if kind == "data":
         from ..system import shortest_distances_A
 
-        return {"pair_potential": data_wall(type_names, shortest_distances_A(train_frames, r_max_A))}
+        return {"pair_potential": data_wall(type_names, shortest_distances_A(train_frames, r_max_A), r_max_A)}
     return {}
 
 
