@@ -68,40 +68,50 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
     cfg.check()
     out = check_output_dir(out)
     with output_lock(out, "compare"):
-        _check_same_repeats(out, cfg, repeats)
+        fresh = _check_same_repeats(out, cfg, repeats)
         results, n_auto = [], None
-        for k in range(1, repeats + 1):
-            _say(f"repeat {k} of {repeats}")
-            results.append(compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto), repeat_dir(out, k),
-                                   progress_bar=progress_bar, teacher=teacher))
-            if k == 1 and results[0].get("n_inner_auto"):
-                n_auto = int(results[0]["n_inner_auto"]["n_inner"])
+        try:
+            for k in range(1, repeats + 1):
+                _say(f"repeat {k} of {repeats}")
+                results.append(compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto), repeat_dir(out, k),
+                                       progress_bar=progress_bar, teacher=teacher))
+                if k == 1 and results[0].get("n_inner_auto"):
+                    n_auto = int(results[0]["n_inner_auto"]["n_inner"])
+        except DataError:  # bad input, refused before any run: leave OUT as it was
+            if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)):
+                (out / "repeats.json").unlink(missing_ok=True)
+            raise
         result = aggregate(results, tolerances)
         write_report(result, out)
         return read_json(out / "compare.json", "comparison result")
 
 
-def _check_same_repeats(out: Path, cfg, repeats: int) -> None:
-    """OUT holds this set of repeats (same settings and K), or nothing yet; a
-    single comparison (--repeats 1) in OUT is not continued as repeats."""
-    wanted = json.loads(json.dumps({"repeats": repeats, "settings": asdict(cfg)}))
+def _check_same_repeats(out: Path, cfg, repeats: int) -> bool:
+    """OUT holds repeats of this comparison (same settings; more repeats may be
+    asked for, fewer are the first of them), or nothing yet; a single comparison
+    (--repeats 1) in OUT is not continued as repeats. True when OUT was new."""
+    wanted = json.loads(json.dumps({"settings": asdict(cfg)}))
     wanted["settings"].pop("system", None)  # how runs are judged, not what runs
     path = out / "repeats.json"
     if path.is_file():
         had = read_json(path, "comparison repeats")
+        had.pop("repeats", None)
+        defaults = json.loads(json.dumps(asdict(type(cfg)(ps=cfg.ps))))
+        for key in set(wanted["settings"]) - set(had.get("settings", {})):  # added since that run, at its default
+            if wanted["settings"][key] == defaults[key]:
+                del wanted["settings"][key]
         if had != wanted:
             changed = sorted(k for k in set(had.get("settings", {})) | set(wanted["settings"])
                              if had.get("settings", {}).get(k) != wanted["settings"].get(k))
-            if had.get("repeats") != repeats:
-                changed.insert(0, "repeats")
             raise DataError(f"{path}: OUT holds repeats of a comparison with other {', '.join(changed)}; "
                             "use the same options, or another --out")
-        return
+        return False
     if run_files_in(out):
         raise DataError(f"{out}: --out holds {', '.join(p.name for p in run_files_in(out)[:4])} but no repeats.json: "
                         "not a comparison with repeats to continue (--repeats 1 writes a single comparison); "
                         "use an empty or new --out")
     atomic_write_json(path, wanted)
+    return True
 
 
 # ---- aggregation: pure, from the repeats' compare.json ----------------------
@@ -127,10 +137,14 @@ def aggregate(results: list[dict], tolerances=rp.TOLERANCES) -> dict:
         runs = [_by_n(r)[n] for r in results]
         refs = baselines if reference == "baseline" else [_by_n(r)[reference] for r in results]
         unstable = [f"repeat {k + 1}: {run['reasons'][0]}" for k, run in enumerate(runs) if run.get("unstable")]
-        unstable += [f"repeat {k + 1}: its n = 1 reference blew up" for k, ref in enumerate(refs) if ref.get("unstable")]
-        found = [] if unstable else rp.differences([run["observables"] for run in runs],
-                                                   [ref["observables"] for ref in refs], tolerances)
-        return {"n_inner": n, "against": reference, "unstable": unstable,
+        # a reference (the pair at n = 1) that blew up is the model's failure, shown in its own column:
+        # here those repeats drop out, and with fewer than 2 left the integrator's error cannot be told
+        missing = [f"repeat {k + 1}: the reference (pair at n = 1) blew up" for k, ref in enumerate(refs)
+                   if ref.get("unstable")]
+        found = [] if unstable else rp.differences(
+            [None if ref.get("unstable") else run["observables"] for run, ref in zip(runs, refs)],
+            [None if ref.get("unstable") else ref["observables"] for ref in refs], tolerances)
+        return {"n_inner": n, "against": reference, "unstable": unstable, "reference_unstable": missing,
                 "dynamics": rp.overall(found, bool(unstable)), "sampling": rp.overall(found, bool(unstable), "sampling"),
                 "differences": [d.as_dict() for d in found],
                 "speedup": _interval([run["speedup"] for run in runs if run.get("speedup") is not None])}
@@ -206,6 +220,8 @@ def format_table(result: dict) -> str:
     for c in columns:
         for why in c["unstable"]:
             lines.append(f"n = {c['n_inner']} blew up: {why}")
+        for why in c.get("reference_unstable", []):
+            lines.append(f"n = {c['n_inner']}: {why}; that repeat is left out of its column")
     lines.append(f"the model's error (pair at n = 1 against the baseline): dynamics {_mark(result['model_error']['dynamics'])}, "
                  f"sampling {_mark(result['model_error']['sampling'])}")
     lines.append(f"largest n, judged on the integrator's error: dynamics {_n(best['dynamics_same'])} same "
@@ -271,6 +287,11 @@ def run(args) -> int:
     """`mtsmlip compare`: K repeats (--repeats, default 4), or one run per n (--repeats 1)."""
     from . import compare as single
 
+    out = Path(args.out)
+    if args.repeats > 1 and (out / "settings.json").is_file() and not (out / "repeats.json").is_file():
+        print(f"mtsmlip compare: {out} holds a single comparison (one run per n, from before --repeats): "
+              "continuing it as one; --repeats needs another --out", file=sys.stderr)
+        args.repeats = 1
     if args.repeats == 1:
         if args.tolerance:
             raise DataError("--tolerance needs --repeats 2 or more (one run per n is judged against the "

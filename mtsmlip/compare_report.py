@@ -33,6 +33,7 @@ from ase.data import atomic_masses, atomic_numbers
 
 from . import analysis as an
 from .analysis.dynamics import MOBILE_MSD_A2
+from .errors import DataError
 from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
@@ -128,12 +129,14 @@ class Context:
     local: np.ndarray | None = None
     nearest_neighbour_A: float | None = None
     bonds: np.ndarray | None = None  # molecules: bonded pairs (mean bond lengths); liquids: X–H pairs (reorientation)
+    vdos_band_THz: float | None = None  # VDOS centroids up to here: the lowest Nyquist frequency of the runs
 
     @classmethod
     def of(cls, records) -> "Context":
         from .system import is_periodic, largest_distance_A, profile
 
         template, periodic = records.template, is_periodic(records.template)
+        band = an.nyquist_THz(max(r.settings.outer_fs for r in records.runs))
         first = template.copy()
         first.positions = records.runs[0].samples["positions_A"][0]
         diffusing = tuple(diffusing_species(records.runs[0], template)) if periodic else ()
@@ -143,11 +146,11 @@ class Context:
             # distances up to the molecule's largest, plus 2 Å of room for the run to stretch
             return cls(template, kind, distance_r_A=largest_distance_A(first.positions) + 2.0,
                        triples=an.angle_triples(pairs, len(first)), quads=an.dihedral_quads(pairs, len(first)),
-                       local=an.local_pairs(pairs, len(first)), bonds=pairs)
+                       local=an.local_pairs(pairs, len(first)), bonds=pairs, vdos_band_THz=band)
         nearest = profile([first]).bond_length_A if kind == "crystal" else None
         bonds = an.hydrogen_bonds(first) if kind == "liquid" else None
         return cls(template, kind, diffusing, rdf_r_A=rdf_range_A(template), nearest_neighbour_A=nearest,
-                   bonds=bonds)
+                   bonds=bonds, vdos_band_THz=band)
 
 
 def structure_metrics(positions_A, context: Context) -> dict:
@@ -212,7 +215,8 @@ def scalar_observables(record, metrics, context: Context) -> dict:
     g(r) first peaks and each species' ⟨u²⟩; molecules: the mean bond length per
     species pair and the mean potential energy."""
     found = {f"temperature {s}": e.mean_K for s, e in metrics.temperature.items()}
-    found.update({f"vdos_centroid {s}": c for s, c in an.species_vdos_centroids_cm1(metrics.vdos).items()})
+    found.update({f"vdos_centroid {s}": c for s, c in
+                  an.species_vdos_centroids_cm1(metrics.vdos, context.vdos_band_THz).items()})
     found.update(drift=metrics.drift_meV_per_atom_per_ps, fluctuation=metrics.fluctuation_ratio)
     for (a, b), (height, position) in an.rdf_first_peaks(metrics.rdf or {}).items():
         found[f"rdf_peak_height {a}-{b}"], found[f"rdf_peak_position {a}-{b}"] = height, position
@@ -224,9 +228,12 @@ def scalar_observables(record, metrics, context: Context) -> dict:
     symbols = context.template.get_chemical_symbols()
     if context.kind == "liquid" and context.bonds is not None and len(context.bonds):
         heavy = sorted({symbols[i] for i in context.bonds[:, 0]})
-        found[f"reorientation {'/'.join(heavy)}-H"] = an.reorientation_time_ps(
-            record.samples["positions_A"].astype(float), context.bonds, record.settings.outer_fs / 1000.0,
-            cell_A=context.template.cell.array)
+        try:  # a run too short for the fit (< ~0.2 ps) has no reorientation time: missing, not an error
+            found[f"reorientation {'/'.join(heavy)}-H"] = an.reorientation_time_ps(
+                record.samples["positions_A"].astype(float), context.bonds, record.settings.outer_fs / 1000.0,
+                cell_A=context.template.cell.array)
+        except DataError:
+            pass
     if context.kind == "molecule":
         for (a, b), r in an.mean_bond_lengths_A(record.samples["positions_A"].astype(float), context.bonds,
                                                 symbols).items():

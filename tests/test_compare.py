@@ -278,10 +278,15 @@ def test_finished_repeats_rerun_as_a_pure_reanalysis(setup, repeated, monkeypatc
     assert after["model_error"]["differences"][0]["difference"] == before["model_error"]["differences"][0]["difference"]
 
 
-def test_repeats_refuse_another_count_or_a_single_comparison(setup, repeated, finished, capsys):
-    assert compare(setup, repeated, "--repeats", "3") == 2
-    assert "other repeats" in capsys.readouterr().err
-    assert compare(setup, finished, "--repeats", "2") == 2
-    assert "no repeats.json" in capsys.readouterr().err
+def test_repeats_refuse_other_settings_and_continue_an_older_single_comparison(setup, repeated, finished, capsys,
+                                                                              monkeypatch):
+    from mtsmlip.md.engine import Engine
+
+    assert compare(setup, repeated, "--repeats", "2", "--temperature-K", "60") == 2
+    assert "other temperature_K" in capsys.readouterr().err
     assert compare(setup, repeated, "--tolerance", "difusion=0.1", "--repeats", "2") == 2
     assert "unknown observable 'difusion'" in capsys.readouterr().err
+    monkeypatch.setattr(Engine, "run", lambda *a, **k: pytest.fail("a finished comparison ran MD again"))
+    assert compare(setup, finished, "--repeats", "2") == 0  # a folder from before --repeats: re-analysed as it is
+    assert "continuing it as one" in capsys.readouterr().err
+    assert "largest_n_within_tolerance" in json.loads((finished / "compare.json").read_text())

@@ -145,6 +145,36 @@ def test_aggregate_fails_an_n_that_blew_up_in_any_repeat():
     assert result["largest_n"]["dynamics_not_different"] == 2
 
 
+def test_a_blow_up_of_the_pair_at_n_1_is_the_models_failure_not_the_integrators():
+    from mtsmlip.compare_repeats import aggregate
+
+    rng = np.random.default_rng(8)
+    shifts = {1: 0.0, 2: 0.0}
+    result = aggregate([fake_repeat(rng, shifts), fake_repeat(rng, shifts, unstable_n=(1,)), fake_repeat(rng, shifts),
+                        fake_repeat(rng, shifts)])
+    assert result["model_error"]["dynamics"] == rp.DIFFERENT  # the pair blew up against a stable baseline
+    n2 = result["integrator_error"][0]
+    assert n2["unstable"] == [] and n2["reference_unstable"][0].startswith("repeat 2")
+    assert n2["differences"][0]["difference"]["repeats"] == 3  # that repeat left out, the other three compared
+
+
+def test_an_observable_missing_in_a_repeat_is_compared_where_it_exists():
+    runs = [{"temperature H": 300.1, "diffusion O": 0.21}, {"temperature H": 299.9}, {"temperature H": 300.0,
+                                                                                     "diffusion O": 0.2}]
+    refs = [{"temperature H": 300.0, "diffusion O": 0.2}] * 3
+    found = {d.observable: d for d in rp.differences(runs, refs)}
+    assert found["diffusion O"].difference.repeats == 2 and found["temperature H"].difference.repeats == 3
+
+
+def test_repeats_to_settle_uses_the_t_quantile_of_the_new_count():
+    """K = 4, spread s, margin 0.8 s: the smallest K' with t(K'-1) s / sqrt(K') < 0.8 s."""
+    spread, k = 1.0, 4
+    half = rp.t_quantile(k) * spread / math.sqrt(k)
+    interval = rp.Interval(1.0 - 0.8 * spread, half, k)  # mean 0.8 s inside a bound of 1.0
+    needed = rp.repeats_to_settle(interval, 1.0, spread)
+    assert rp.t_quantile(needed) / math.sqrt(needed) < 0.8 <= rp.t_quantile(needed - 1) / math.sqrt(needed - 1)
+
+
 def test_aggregate_needs_the_pair_at_n_1():
     from mtsmlip.compare_repeats import aggregate
 

@@ -107,21 +107,28 @@ def rdf_first_peaks(rdf: dict, min_height: float = 1.2) -> dict:
 
 
 # ---- spectra ------------------------------------------------------------------------
-def vdos_centroid_cm1(freq_THz: np.ndarray, dos: np.ndarray) -> float:
+def vdos_centroid_cm1(freq_THz: np.ndarray, dos: np.ndarray, max_THz: float | None = None) -> float:
     """Mean frequency of a spectrum, ⟨ν⟩ = ∫ν g(ν) dν / ∫g(ν) dν (trapezoid rule
-    over the given grid), converted to cm⁻¹ (× THZ_TO_CM1).
+    over the given grid, up to `max_THz` if given), converted to cm⁻¹ (× THZ_TO_CM1).
+    Runs sampled at different steps reach different Nyquist frequencies: compare
+    their centroids over a common band (the lowest Nyquist frequency of the runs).
 
     freq_THz: (F,) strictly increasing; dos: (F,) with positive area (any
     normalisation, e.g. :func:`mtsmlip.analysis.vdos`). A run whose integrator
     shifts the vibrations (too long a time step blue-shifts them) moves ⟨ν⟩."""
     freq, dos = _curve(freq_THz, dos, "vdos_centroid_cm1", "freq_THz", "dos", min_points=2)
+    if max_THz is not None:
+        keep = freq <= max_THz
+        if keep.sum() < 2:
+            raise DataError(f"vdos_centroid_cm1, field 'max_THz': {max_THz:g} THz leaves fewer than 2 frequencies")
+        freq, dos = freq[keep], dos[keep]
     area = np.trapezoid(dos, freq)
     if not area > 0:
         raise DataError(f"vdos_centroid_cm1, field 'dos': need a spectrum with positive area (got {area:g})")
     return float(np.trapezoid(freq * dos, freq) / area * THZ_TO_CM1)
 
 
-def species_vdos_centroids_cm1(species_vdos: dict) -> dict:
+def species_vdos_centroids_cm1(species_vdos: dict, max_THz: float | None = None) -> dict:
     """{symbol: :func:`vdos_centroid_cm1`} for {symbol: (freq_THz, dos)} as
     :func:`mtsmlip.analysis.species_vdos` returns."""
     if not isinstance(species_vdos, dict):
@@ -134,7 +141,7 @@ def species_vdos_centroids_cm1(species_vdos: dict) -> dict:
         except (TypeError, ValueError):
             raise DataError(f"species_vdos_centroids_cm1, field 'species_vdos': {symbol!r} holds no "
                             "(freq_THz, dos) spectrum") from None
-        out[symbol] = vdos_centroid_cm1(freq_THz, dos)
+        out[symbol] = vdos_centroid_cm1(freq_THz, dos, max_THz)
     return out
 
 

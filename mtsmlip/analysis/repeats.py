@@ -13,8 +13,9 @@ temperature, diffusion coefficient, g(r) peak, ...):
 * **same**: the whole CI lies within ± the tolerance;
 * **different**: the whole CI lies outside it;
 * **cannot tell**: the CI straddles a bound. The noise falls as 1/√(K · run
-  length), so ``repeats_to_settle`` says how many repeats of this length (or,
-  equivalently, how many times longer runs) would put the CI on one side.
+  length), so ``repeats_to_settle`` says how many repeats K' of this length
+  would put the CI on one side (about as much sampling as runs K'/K times
+  longer).
 
 The tolerances (:data:`TOLERANCES`) are physical, stated once here in physical
 units, and not derived from the noise: what a user would call "the same" for
@@ -132,16 +133,23 @@ def judge(interval: Interval, allowed: float) -> str:
     return CANNOT_TELL
 
 
-def repeats_to_settle(interval: Interval, allowed: float) -> int | None:
+def repeats_to_settle(interval: Interval, allowed: float, spread: float | None = None) -> int | None:
     """About how many repeats of the same length would narrow the CI to one side
-    of the bound the mean is on (the half width falls as 1/√K; t taken as it is
-    at K); None when the verdict is already settled or the mean sits on the bound."""
+    of the bound the mean is on: the smallest K' with t(K'−1)·s/√K' below the
+    margin |mean| − allowed (s, the repeats' spread, from the interval when not
+    given); None when the verdict is settled, the mean sits on the bound, or
+    more than 1000 repeats would be needed."""
     if judge(interval, allowed) != CANNOT_TELL or not math.isfinite(interval.half_width):
         return None
     margin = abs(abs(interval.mean) - allowed)
     if margin <= 1e-12 * max(1.0, allowed):
         return None
-    return max(interval.repeats + 1, math.ceil(interval.repeats * (interval.half_width / margin) ** 2))
+    if spread is None:
+        spread = interval.half_width * math.sqrt(interval.repeats) / t_quantile(interval.repeats)
+    for k in range(interval.repeats + 1, 1001):
+        if t_quantile(k) * spread / math.sqrt(k) < margin:
+            return k
+    return None
 
 
 @dataclass(frozen=True)
@@ -173,28 +181,41 @@ def json_safe(value):
     return value
 
 
-def differences(runs: Sequence[Mapping[str, float]], references: Sequence[Mapping[str, float]],
+def differences(runs: Sequence[Mapping[str, float] | None], references: Sequence[Mapping[str, float] | None],
                 tolerances: Mapping[str, Bound] = TOLERANCES) -> list[Difference]:
-    """Every observable that the run and its reference both have in every repeat:
-    the paired differences' interval and verdict against its tolerance. runs and
-    references: one {observable: value} per repeat, in the same order (repeat k
-    of both from the same start)."""
+    """Every observable of the run and its reference: the paired differences'
+    interval and verdict against its tolerance. runs and references: one
+    {observable: value} per repeat, in the same order (repeat k of both from the
+    same start); None for a repeat that has none (it blew up). An observable is
+    compared over the repeats where both sides have a finite value; with fewer
+    than 2 its interval is infinitely wide (cannot tell), so an observable
+    missing somewhere is never silently dropped."""
     if len(runs) != len(references) or not runs:
         raise DataError(f"differences: need the same number (>= 1) of run and reference repeats "
                         f"(got {len(runs)} and {len(references)})")
-    names = set.intersection(*(set(r) for r in runs), *(set(r) for r in references))
+    names = set().union(*(set(r or {}) for r in runs), *(set(r or {}) for r in references))
+    order = list(TOLERANCES)
     out = []
-    for name in sorted(names, key=lambda n: (list(TOLERANCES).index(kind_of(n)) if kind_of(n) in TOLERANCES else 99, n)):
+    for name in sorted(names, key=lambda n: (order.index(kind_of(n)) if kind_of(n) in order else 99, n)):
         bound = tolerances.get(kind_of(name))
-        values = [(r[name], b[name]) for r, b in zip(runs, references)]
-        if bound is None or any(v is None or not math.isfinite(v) for pair in values for v in pair):
+        if bound is None:
             continue
-        interval = mean_interval([r - b for r, b in values])
-        reference = float(np.mean([b for _, b in values]))
+        pairs = [(r[name], b[name]) for r, b in zip(runs, references)
+                 if r and b and _finite(r.get(name)) and _finite(b.get(name))]
+        if not pairs:
+            continue
+        deltas = [r - b for r, b in pairs]
+        interval = mean_interval(deltas) if len(pairs) > 1 else Interval(float(deltas[0]), math.inf, 1)
+        reference = float(np.mean([b for _, b in pairs]))
         allowed = bound.allowed(reference)
+        spread = float(np.std(deltas, ddof=1)) if len(pairs) > 1 else None
         out.append(Difference(name, bound.unit, reference, interval, allowed, judge(interval, allowed),
-                              repeats_to_settle(interval, allowed)))
+                              repeats_to_settle(interval, allowed, spread)))
     return out
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def overall(found: Sequence[Difference], unstable: bool = False, purpose: str = "dynamics") -> str:
