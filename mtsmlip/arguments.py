@@ -84,39 +84,29 @@ def n_inner_list(text: str) -> tuple:
     return numbers + (("auto",) if "auto" in items else ())
 
 
-def species_rates(text: str) -> tuple:
-    """SYMBOL=RATE pairs, comma-separated, e.g. 'H=0.1,O=0.01' -> (('H', 0.1), ('O', 0.01))."""
-    from ase.data import atomic_numbers
-
-    pairs = {}
-    for item in (x.strip() for x in text.split(",") if x.strip()):
-        symbol, _, value = item.partition("=")
-        symbol = symbol.strip()
-        if symbol not in atomic_numbers or not value:
-            raise argparse.ArgumentTypeError(f"must be SYMBOL=RATE pairs like H=0.1,O=0.01 (got {text!r})")
-        if symbol in pairs:
-            raise argparse.ArgumentTypeError(f"{symbol} is named twice (got {text!r})")
-        pairs[symbol] = number(0.0)(value)
-    if not pairs:
-        raise argparse.ArgumentTypeError(f"must be SYMBOL=RATE pairs like H=0.1,O=0.01 (got {text!r})")
-    return tuple(sorted(pairs.items()))
-
-
-def name_values(text: str) -> tuple:
-    """NAME=VALUE pairs, comma-separated, e.g. 'diffusion=0.1,drift=1' -> (('diffusion', 0.1), ('drift', 1.0));
-    the names are checked where they are used."""
+def name_values(text: str, example: str = "NAME=VALUE pairs like diffusion=0.1,drift=1",
+                valid=lambda name: bool(name)) -> tuple:
+    """NAME=VALUE pairs, comma-separated, e.g. 'diffusion=0.1,drift=1' -> (('diffusion', 0.1), ('drift', 1.0)),
+    values > 0, each name once and accepted by `valid` (tolerance names are checked where they are used)."""
     pairs = {}
     for item in (x.strip() for x in text.split(",") if x.strip()):
         name, _, value = item.partition("=")
         name = name.strip()
-        if not name or not value:
-            raise argparse.ArgumentTypeError(f"must be NAME=VALUE pairs like diffusion=0.1,drift=1 (got {text!r})")
+        if not valid(name) or not value:
+            raise argparse.ArgumentTypeError(f"must be {example} (got {text!r})")
         if name in pairs:
             raise argparse.ArgumentTypeError(f"{name} is named twice (got {text!r})")
         pairs[name] = number(0.0)(value)
     if not pairs:
-        raise argparse.ArgumentTypeError(f"must be NAME=VALUE pairs like diffusion=0.1,drift=1 (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be {example} (got {text!r})")
     return tuple(sorted(pairs.items()))
+
+
+def species_rates(text: str) -> tuple:
+    """SYMBOL=RATE pairs, comma-separated, e.g. 'H=0.1,O=0.01' -> (('H', 0.1), ('O', 0.01))."""
+    from ase.data import atomic_numbers
+
+    return name_values(text, "SYMBOL=RATE pairs like H=0.1,O=0.01", lambda symbol: symbol in atomic_numbers)
 
 
 positive = number(0.0)

@@ -551,9 +551,16 @@ def settings_from_args(args) -> CompareSettings:
 def run(args) -> int:
     from .compare_report import format_table
 
+    return run_and_print(lambda: compare(args.model, args.structure, settings_from_args(args), args.out,
+                                         progress_bar=not args.no_progress, teacher=args.teacher),
+                         args, format_table)
+
+
+def run_and_print(comparison, args, format_table) -> int:
+    """Run `comparison()` and print its result (the table, or --json); exit 3 when
+    the baseline was unstable (nothing to compare against)."""
     try:
-        result = compare(args.model, args.structure, settings_from_args(args), args.out,
-                         progress_bar=not args.no_progress, teacher=args.teacher)
+        result = comparison()
     except MDInstability as exc:
         print(f"mtsmlip compare: unstable: {exc}", file=sys.stderr)
         return 3

@@ -36,7 +36,6 @@ import numpy as np
 
 from .analysis import repeats as rp
 from .compare import compare, settings_from_args
-from .md.safety import MDInstability
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_output_dir, output_lock, read_json, run_files_in
 
@@ -297,18 +296,10 @@ def run(args) -> int:
             raise DataError("--tolerance needs --repeats 2 or more (one run per n is judged against the "
                             "baseline's own noise)")
         return single.run(args)
-    try:
-        result = compare_repeated(args.model, args.structure, settings_from_args(args), args.out, args.repeats,
-                                  dict(args.tolerance), progress_bar=not args.no_progress, teacher=args.teacher)
-    except MDInstability as exc:
-        print(f"mtsmlip compare: unstable: {exc}", file=sys.stderr)
-        return 3
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(format_table(result))
-        print(f"report: {Path(args.out) / 'report.md'}")
-    return 0
+    return single.run_and_print(
+        lambda: compare_repeated(args.model, args.structure, settings_from_args(args), args.out, args.repeats,
+                                 dict(args.tolerance), progress_bar=not args.no_progress, teacher=args.teacher),
+        args, format_table)
 
 
 def _say(message: str) -> None:
