@@ -410,6 +410,12 @@ def _say(message: str) -> None:
 
 def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True, teacher=None) -> dict:
     """Run the whole comparison; returns exactly what it wrote to OUT/compare.json."""
+    return compare_with_records(model_dir, structure_path, cfg, out, progress_bar, teacher)[0]
+
+
+def compare_with_records(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=True,
+                         teacher=None) -> tuple[dict, Records]:
+    """:func:`compare`, also returning the Records its report was made from."""
     from .models import TrainedModels
     from .compare_report import analyse, write_report
 
@@ -434,7 +440,7 @@ def compare(model_dir, structure_path, cfg: CompareSettings, out, progress_bar=T
         template.set_masses(repartitioned_masses(start, cfg.hmr_amu))  # the masses every run used
         records = Records(template, cfg, runs, forces, None if probe is None else probe.as_dict())
         write_report(analyse(records), records, out)
-        return read_json(out / "compare.json", "comparison result")
+        return read_json(out / "compare.json", "comparison result"), records
 
 
 SAMPLE_BYTES_PER_ATOM = 4 * 3 * 4  # positions, velocities, fast and slow forces: 3 float32 each (Samples)

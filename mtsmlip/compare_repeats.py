@@ -36,6 +36,8 @@ import numpy as np
 
 from .analysis import repeats as rp
 from .compare import compare, settings_from_args
+from .data import read_structure
+from .system import is_periodic
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_output_dir, output_lock, read_json, run_files_in
 
@@ -66,30 +68,39 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
     tolerances = rp.tolerances_with(tolerance_overrides)
     cfg.check()
     out = check_output_dir(out)
+    structure = read_structure(structure_path)
+    replicas = not is_periodic(structure)
     with output_lock(out, "compare"):
-        fresh = _check_same_repeats(out, cfg, repeats)
+        fresh = _check_same_repeats(out, cfg, repeats, same_count=replicas)
         results, n_auto = [], None
         try:
-            for k in range(1, repeats + 1):
+            if replicas:
+                results = replica_results(model_dir, structure, cfg, out, repeats, progress_bar, teacher)
+            for k in range(1, repeats + 1) if not replicas else ():
                 _say(f"repeat {k} of {repeats}")
                 results.append(compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto), repeat_dir(out, k),
                                        progress_bar=progress_bar, teacher=teacher))
                 if k == 1 and results[0].get("n_inner_auto"):
                     n_auto = int(results[0]["n_inner_auto"]["n_inner"])
         except DataError:  # bad input, refused before any run: leave OUT as it was
-            if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)):
+            if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)) \
+                    and not (out / "replicas").exists():
                 (out / "repeats.json").unlink(missing_ok=True)
+                (out / REPLICAS_FILE).unlink(missing_ok=True)
             raise
         result = aggregate(results, tolerances)
         write_report(result, out)
         return read_json(out / "compare.json", "comparison result")
 
 
-def _check_same_repeats(out: Path, cfg, repeats: int) -> bool:
+def _check_same_repeats(out: Path, cfg, repeats: int, same_count: bool = False) -> bool:
     """OUT holds repeats of this comparison (same settings; more repeats may be
-    asked for, fewer are the first of them), or nothing yet; a single comparison
-    (--repeats 1) in OUT is not continued as repeats. True when OUT was new."""
+    asked for, fewer are the first of them, unless `same_count`: replicas), or
+    nothing yet; a single comparison (--repeats 1) in OUT is not continued as
+    repeats. True when OUT was new."""
     wanted = json.loads(json.dumps({"settings": asdict(cfg)}))
+    if same_count:
+        wanted["replicas"] = repeats
     wanted["settings"].pop("system", None)  # how runs are judged, not what runs
     path = out / "repeats.json"
     if path.is_file():
@@ -111,6 +122,65 @@ def _check_same_repeats(out: Path, cfg, repeats: int) -> bool:
                         "use an empty or new --out")
     atomic_write_json(path, wanted)
     return True
+
+
+# ---- isolated molecules: the repeats as replicas in one engine --------------
+REPLICAS_FILE = "replicas.extxyz"
+
+
+def replica_results(model_dir, molecule, cfg, out: Path, count: int, progress_bar, teacher) -> list[dict]:
+    """An isolated molecule's repeats as `count` randomly rotated copies beyond
+    every cutoff in one comparison (OUT/replicas; one model call serves all
+    copies, so K repeats cost little more than one): each copy's observables, in
+    the shape of a repeat's compare.json. Langevin (the default for molecules)
+    thermalises every atom, so the copies are independent."""
+    import ase.io
+
+    from .compare import compare_with_records
+    from .md.replicas import replicate
+    from .models import TrainedModels
+    from .shipped import resolve_model_dir
+
+    path = out / REPLICAS_FILE
+    if not path.is_file():  # the same seed gives the same copies: a resumed run finds the same file
+        models = TrainedModels.load(resolve_model_dir(model_dir), teacher=teacher)
+        copies = replicate(molecule, count, models.largest_cutoff_A() + cfg.skin_A + 1.0, seed=cfg.seed)
+        atomic_write(path, lambda tmp: ase.io.write(tmp, copies, format="extxyz"))
+    _say(f"{count} repeats as {count} copies of the molecule in one comparison ({out / 'replicas'})")
+    result, records = compare_with_records(model_dir, path, repeat_settings(cfg, 1, None), out / "replicas",
+                                           progress_bar=progress_bar, teacher=teacher)
+    return [replica_result(records, result, k, count) for k in range(count)]
+
+
+def replica_result(records, result: dict, k: int, count: int) -> dict:
+    """Copy k's part of a replicated comparison, as a repeat's compare.json holds it."""
+    from .analysis import bonded_pairs, nyquist_THz
+    from .compare_report import replica_observables
+
+    size = len(records.template) // count
+    part = slice(k * size, (k + 1) * size)
+    template = records.template[part]
+    first = template.copy()
+    first.positions = records.runs[0].samples["positions_A"][0][part]
+    bonds, band = bonded_pairs(first), nyquist_THz(max(r.settings.outer_fs for r in records.runs))
+    by_n = {r["n_inner"]: r for r in result["runs"]}
+
+    def observables(record):
+        sliced = {name: record.samples[name][:, part] for name in ("positions_A", "velocities_A_per_fs")}
+        return replica_observables(sliced, template, bonds, record.settings.outer_fs, band)
+
+    runs = []
+    for record in records.runs[1:]:
+        n = record.settings.n_inner
+        entry = {"n_inner": n, "speedup": by_n[n]["speedup"]}
+        if record.unstable:
+            entry.update(unstable=record.unstable, reasons=by_n[n]["reasons"], observables=None)
+        else:
+            entry["observables"] = observables(record)
+        runs.append(entry)
+    return {"system_kind": "molecule", "replica": k,
+            "baseline": {"ns_per_day": result["baseline"]["ns_per_day"], "observables": observables(records.runs[0])},
+            "runs": runs, "n_inner_auto": result.get("n_inner_auto")}
 
 
 # ---- aggregation: pure, from the repeats' compare.json ----------------------
@@ -164,13 +234,16 @@ def aggregate(results: list[dict], tolerances=rp.TOLERANCES) -> dict:
                           "sampling_not_different": rp.largest_n(sampling, [rp.SAME, rp.CANNOT_TELL])},
             "baseline_ns_per_day": _interval([r["baseline"]["ns_per_day"] for r in results]),
             "n_inner_auto": first.get("n_inner_auto"),
-            "per_repeat": [f"repeat-{k}" for k in range(1, len(results) + 1)]}
+            "per_repeat": [f"replicas (copy {r['replica'] + 1})" if "replica" in r else f"repeat-{k}"
+                           for k, r in enumerate(results, 1)]}
 
 
 def _interval(values) -> dict | None:
+    """Mean and CI of per-repeat values; copies run as replicas share one timing,
+    which is one measurement (no interval)."""
     if not values:
         return None
-    i = rp.mean_interval(values)
+    i = rp.mean_interval(values if len(set(values)) > 1 else values[:1])
     return rp.json_safe({"mean": i.mean, "low": i.low, "high": i.high, "repeats": i.repeats})
 
 
@@ -268,7 +341,9 @@ def write_report(result: dict, out: Path) -> None:
     atomic_write_json(out / "compare.json", result)
     plotted = write_plot(result, out / "differences.png")
     text = ["# mtsmlip compare: repeats", "",
-            f"{result['repeats']} independent repeats (OUT/repeat-k, each a full comparison with its own report); "
+            f"{result['repeats']} independent repeats ("
+            + ("copies of the molecule in one comparison, OUT/replicas, with its own report" if "replicas" in
+               result["per_repeat"][0] else "OUT/repeat-k, each a full comparison with its own report") + "); "
             "each column compares paired runs from the same start. The model's error: the pair at n = 1 against the "
             "baseline. The integrator's error: MTS at n against the pair at n = 1.", "",
             "```", format_table(result), "```", "", "## Tolerances", "",

@@ -214,9 +214,7 @@ def scalar_observables(record, metrics, context: Context) -> dict:
     diffusion, the g(r) first peaks, the X–H reorientation time; crystals: the
     g(r) first peaks and each species' ⟨u²⟩; molecules: the mean bond length per
     species pair and the mean potential energy."""
-    found = {f"temperature {s}": e.mean_K for s, e in metrics.temperature.items()}
-    found.update({f"vdos_centroid {s}": c for s, c in
-                  an.species_vdos_centroids_cm1(metrics.vdos, context.vdos_band_THz).items()})
+    found = vibration_observables(metrics.temperature, metrics.vdos, context.vdos_band_THz)
     found.update(drift=metrics.drift_meV_per_atom_per_ps, fluctuation=metrics.fluctuation_ratio)
     for (a, b), (height, position) in an.rdf_first_peaks(metrics.rdf or {}).items():
         found[f"rdf_peak_height {a}-{b}"], found[f"rdf_peak_position {a}-{b}"] = height, position
@@ -235,11 +233,35 @@ def scalar_observables(record, metrics, context: Context) -> dict:
         except DataError:
             pass
     if context.kind == "molecule":
-        for (a, b), r in an.mean_bond_lengths_A(record.samples["positions_A"].astype(float), context.bonds,
-                                                symbols).items():
-            found[f"bond_length {a}-{b}"] = r
+        found.update(bond_observables(record.samples["positions_A"], context.bonds, symbols))
         if metrics.potential_energy_meV_per_atom is not None:
             found["potential_energy"] = metrics.potential_energy_meV_per_atom.mean
+    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in found.items()}
+
+
+def vibration_observables(temperatures: dict, vdos: dict, band_THz: float | None) -> dict:
+    """Each species' mean temperature (K) and VDOS centroid (cm⁻¹, up to band_THz)."""
+    found = {f"temperature {s}": e.mean_K for s, e in temperatures.items()}
+    found.update({f"vdos_centroid {s}": c for s, c in an.species_vdos_centroids_cm1(vdos, band_THz).items()})
+    return found
+
+
+def bond_observables(positions_A, bonds, symbols) -> dict:
+    """A molecule's mean bond length per bonded species pair (Å)."""
+    return {f"bond_length {a}-{b}": r
+            for (a, b), r in an.mean_bond_lengths_A(np.asarray(positions_A, float), bonds, symbols).items()}
+
+
+def replica_observables(samples: dict, template: Atoms, bonds, outer_fs: float, band_THz: float) -> dict:
+    """The observables of one copy of a molecule run as replicas (its slice of a
+    run's samples; `template` and `bonds` of one copy): temperatures, VDOS
+    centroids and bond lengths. The energy, drift and ΔE/ΔK belong to the whole
+    replicated system and are not split per copy."""
+    symbols, masses = template.get_chemical_symbols(), template.get_masses()
+    velocities = samples["velocities_A_per_fs"][1:]
+    found = vibration_observables(an.species_temperatures(velocities, symbols, masses, N_DIFFUSION_BLOCKS),
+                                  an.species_vdos(velocities, outer_fs, symbols, masses), band_THz)
+    found.update(bond_observables(samples["positions_A"], bonds, symbols))
     return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in found.items()}
 
 

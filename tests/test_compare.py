@@ -290,3 +290,27 @@ def test_repeats_refuse_other_settings_and_continue_an_older_single_comparison(s
     assert compare(setup, finished, "--repeats", "2") == 0  # a folder from before --repeats: re-analysed as it is
     assert "continuing it as one" in capsys.readouterr().err
     assert "largest_n_within_tolerance" in json.loads((finished / "compare.json").read_text())
+
+
+def test_repeats_of_an_isolated_molecule_run_as_replicas_in_one_comparison(setup, tmp_path):
+    model, _ = setup
+    molecule = small_water_box(n_side=1, vacuum=True)
+    ase.io.write(tmp_path / "water.extxyz", molecule)
+    out = tmp_path / "rep"
+    argv = ["compare", "--model", str(model), "--structure", str(tmp_path / "water.extxyz"), "--ps", "0.02",
+            "--timestep-fs", "0.25", "--n-inner", "2", "--temperature-K", "50", "--equilibrate-ps", "0.002",
+            "--nve-ps", "0.004", "--spectrum-ps", "0.004", "--block-fs", "2", "--no-progress", "--out", str(out),
+            "--repeats", "3"]
+    assert main(argv) == 0
+    copies = ase.io.read(out / "replicas.extxyz")
+    assert len(copies) == 3 * len(molecule) and not (out / "repeat-1").exists()
+    assert sorted(r["n_inner"] for r in json.loads((out / "replicas" / "compare.json").read_text())["runs"]) == [1, 2]
+    result = json.loads((out / "compare.json").read_text())
+    assert result["per_repeat"] == [f"replicas (copy {k})" for k in (1, 2, 3)]
+    names = {d["observable"]: d for d in result["model_error"]["differences"]}
+    assert {"temperature H", "temperature O", "bond_length H-O", "vdos_centroid H"} <= set(names)
+    assert "drift" not in names  # the whole system's: not split per copy
+    assert all(d["difference"]["repeats"] == 3 for d in names.values())
+    starts = ase.io.read(out / "replicas" / "start.extxyz")
+    oh = [np.linalg.norm(starts.positions[3 * k + 1] - starts.positions[3 * k]) for k in range(3)]
+    assert len(set(np.round(oh, 6))) == 3  # each copy moved on its own
