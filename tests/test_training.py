@@ -395,9 +395,12 @@ def test_targets_that_checkpoints_hold_resolve_through_the_package():
 
     ckpt = torch.load(trained_dir() / "checkpoints" / "stage2" / "last.ckpt", weights_only=True)
     written = {t for t in targets(ckpt["hyper_parameters"]) if t and t.startswith("mtsmlip")}
-    assert written == {"mtsmlip.training.build_model_dict", "mtsmlip.training.param_groups"}
+    # the fast model's data-gated wall (the default) is a model part of ours, by its module path
+    assert written == {"mtsmlip.training.build_model_dict", "mtsmlip.training.param_groups", "mtsmlip.wall.DataGatedWall"}
     for name in ("build_model_dict", "param_groups", "FramesDataset", "EpochShuffleSampler", "ZeroTargetMSE"):
         assert get_object(f"mtsmlip.training.{name}") is getattr(training, name)
+    from mtsmlip.wall import DataGatedWall
+    assert get_object("mtsmlip.wall.DataGatedWall") is DataGatedWall
 
 
 def test_slowness_term_enters_the_loss_and_trains_the_slow_model():
