@@ -37,6 +37,7 @@ import numpy as np
 from .analysis import repeats as rp
 from .compare import compare, settings_from_args
 from .data import read_structure
+from .md.safety import MDInstability
 from .system import is_periodic
 from .errors import DataError
 from .files import atomic_write, atomic_write_json, check_output_dir, output_lock, read_json, run_files_in
@@ -78,9 +79,12 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
                 results = replica_results(model_dir, structure, cfg, out, repeats, progress_bar, teacher)
             for k in range(1, repeats + 1) if not replicas else ():
                 _say(f"repeat {k} of {repeats}")
-                results.append(compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto), repeat_dir(out, k),
-                                       progress_bar=progress_bar, teacher=teacher))
-                if k == 1 and results[0].get("n_inner_auto"):
+                done = run_repeat(lambda: compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto),
+                                                  repeat_dir(out, k), progress_bar=progress_bar, teacher=teacher),
+                                  out, k)
+                if done is not None:
+                    results.append({**done, "repeat": k})
+                if k == 1 and results and results[0].get("n_inner_auto"):
                     n_auto = int(results[0]["n_inner_auto"]["n_inner"])
         except DataError:  # bad input, refused before any run: leave OUT as it was
             if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)) \
@@ -88,9 +92,32 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
                 (out / "repeats.json").unlink(missing_ok=True)
                 (out / REPLICAS_FILE).unlink(missing_ok=True)
             raise
-        result = aggregate(results, tolerances)
+        left_out = [read_json(path, "failed repeat")["why"] for path in sorted(out.glob("repeat-*-unstable.json"))]
+        if len(results) < 2:
+            raise MDInstability(f"only {len(results)} of {repeats} repeats ran (" + "; ".join(left_out)
+                                + "): too few for a confidence interval")
+        result = aggregate(results, tolerances, left_out)
         write_report(result, out)
         return read_json(out / "compare.json", "comparison result")
+
+
+def run_repeat(comparison, out: Path, k: int) -> dict | None:
+    """One repeat's comparison, or None when its baseline blew up (the safety
+    check's MDInstability) in a repeat after the first: it is left out, said, and
+    saved (OUT/repeat-k-unstable.json) so a rerun does not replay it. The first
+    repeat's baseline must hold (its probe chooses n for all)."""
+    marker = out / f"repeat-{k}-unstable.json"
+    if marker.is_file():
+        return None
+    try:
+        return comparison()
+    except MDInstability as exc:
+        if k == 1:
+            raise
+        why = f"repeat {k}: {exc}"
+        _say(f"{why}; it is left out, the other repeats go on")
+        atomic_write_json(marker, {"why": why})
+        return None
 
 
 def _check_same_repeats(out: Path, cfg, repeats: int, same_count: bool = False) -> bool:
@@ -188,7 +215,7 @@ def _by_n(result: dict) -> dict:
     return {r["n_inner"]: r for r in result["runs"]}
 
 
-def aggregate(results: list[dict], tolerances=rp.TOLERANCES) -> dict:
+def aggregate(results: list[dict], tolerances=rp.TOLERANCES, left_out=()) -> dict:
     """The comparison over K repeats (their compare.json contents, in order):
     the model's error (pair n = 1 against baseline), the integrator's error (MTS
     at n against the pair at n = 1), speedups with CIs, and the largest n."""
@@ -234,8 +261,9 @@ def aggregate(results: list[dict], tolerances=rp.TOLERANCES) -> dict:
                           "sampling_not_different": rp.largest_n(sampling, [rp.SAME, rp.CANNOT_TELL])},
             "baseline_ns_per_day": _interval([r["baseline"]["ns_per_day"] for r in results]),
             "n_inner_auto": first.get("n_inner_auto"),
-            "per_repeat": [f"replicas (copy {r['replica'] + 1})" if "replica" in r else f"repeat-{k}"
-                           for k, r in enumerate(results, 1)]}
+            "per_repeat": [f"replicas (copy {r['replica'] + 1})" if "replica" in r else f"repeat-{r.get('repeat', k)}"
+                           for k, r in enumerate(results, 1)],
+            "left_out": list(left_out)}
 
 
 def _interval(values) -> dict | None:
@@ -294,6 +322,8 @@ def format_table(result: dict) -> str:
             lines.append(f"n = {c['n_inner']} blew up: {why}")
         for why in c.get("reference_unstable", []):
             lines.append(f"n = {c['n_inner']}: {why}; that repeat is left out of its column")
+    for why in result.get("left_out", []):
+        lines.append(f"left out (its baseline blew up): {why}")
     lines.append(f"the model's error (pair at n = 1 against the baseline): dynamics {_mark(result['model_error']['dynamics'])}, "
                  f"sampling {_mark(result['model_error']['sampling'])}")
     lines.append(f"largest n, judged on the integrator's error: dynamics {_n(best['dynamics_same'])} same "

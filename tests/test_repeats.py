@@ -180,3 +180,34 @@ def test_aggregate_needs_the_pair_at_n_1():
 
     with pytest.raises(DataError, match="n = 1"):
         aggregate([fake_repeat(np.random.default_rng(7), {2: 0.0})])
+
+
+def test_a_repeat_whose_baseline_blows_up_is_left_out_and_not_replayed(tmp_path, monkeypatch):
+    """Repeats 1, 3 and 4 run; repeat 2's baseline blows up: the comparison is
+    made from the other three, says so, and a rerun does not run repeat 2 again."""
+    import mtsmlip.compare_repeats as cr
+    from mtsmlip.compare import CompareSettings
+    from mtsmlip.md.safety import MDInstability
+
+    calls = []
+
+    def fake_compare(model_dir, structure_path, cfg, out, progress_bar=True, teacher=None):
+        k = 1 + (cfg.seed - 0) // cr.SEED_STRIDE
+        calls.append(k)
+        if k == 2:
+            raise MDInstability("the baseline run stopped: atoms 3 and 4 at 0.2 A")
+        return fake_repeat(np.random.default_rng(k), {1: 0.0, 2: 0.0})
+
+    water = tmp_path / "box.extxyz"
+    from tests.systems import small_water_box
+    import ase.io
+    ase.io.write(water, small_water_box())
+    monkeypatch.setattr(cr, "compare", fake_compare)
+    cfg = CompareSettings(ps=0.01, n_inner=(2,))
+    result = cr.compare_repeated("unused", water, cfg, tmp_path / "out", 4)
+    assert calls == [1, 2, 3, 4]
+    assert result["repeats"] == 3 and result["per_repeat"] == ["repeat-1", "repeat-3", "repeat-4"]
+    assert "repeat 2" in result["left_out"][0] and "left out" in (tmp_path / "out" / "report.md").read_text()
+    calls.clear()
+    cr.compare_repeated("unused", water, cfg, tmp_path / "out", 4)
+    assert calls == [1, 3, 4]  # repeat 2 is not replayed
