@@ -32,7 +32,17 @@ def frame_steps(out):
             if "step=" in line]
 
 
-def test_two_concurrent_md_runs_into_one_folder(md_inputs, tmp_path):
+@pytest.fixture(scope="module")
+def gentle_inputs(tmp_path_factory, md_inputs):
+    """md_inputs with a gentle pair: the first run must still be running (not
+    blown up, which frees the folder) when the second one tries the folder."""
+    from tests.systems import write_tiny_pair
+
+    return write_tiny_pair(tmp_path_factory.mktemp("gentle") / "pair", energy_scale=0.02), md_inputs[1]
+
+
+def test_two_concurrent_md_runs_into_one_folder(gentle_inputs, tmp_path):
+    md_inputs = gentle_inputs
     out = tmp_path / "shared"
     first = spawn(md_argv(md_inputs, out, "--steps", "100000"))
     try:
