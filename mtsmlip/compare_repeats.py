@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import repeats as rp
-from .compare import compare, settings_from_args
+from .compare import _say, compare, settings_from_args
 from .data import read_structure
 from .md.safety import MDInstability
 from .system import is_periodic
@@ -302,7 +302,7 @@ def format_table(result: dict) -> str:
     for name in names:
         bound = tol[rp.kind_of(name)]
         unit = f" {bound['unit']}" if bound["unit"] and not bound["relative"] else ""
-        label = f"{name}{unit} ({'±%g %%' % (100 * bound['value']) if bound['relative'] else '±%g' % bound['value']})"
+        label = f"{name}{unit} ({tolerance_text(bound, with_unit=False)})"
         cells = []
         for c in columns:
             found = next((d for d in c["differences"] if d["observable"] == name), None)
@@ -330,6 +330,13 @@ def format_table(result: dict) -> str:
                  f"({_n(best['dynamics_not_different'])} not shown different); sampling {_n(best['sampling_same'])} same "
                  f"({_n(best['sampling_not_different'])} not shown different)")
     return "\n".join(lines)
+
+
+def tolerance_text(bound: dict, with_unit: bool = True) -> str:
+    """'±1 %' for a relative tolerance, '±0.01 Å' (or '±0.01') for an absolute one."""
+    if bound["relative"]:
+        return f"±{100 * bound['value']:g} %"
+    return f"±{bound['value']:g} {bound['unit']}".rstrip() if with_unit else f"±{bound['value']:g}"
 
 
 def _n(n) -> str:
@@ -379,8 +386,7 @@ def write_report(result: dict, out: Path) -> None:
             "```", format_table(result), "```", "", "## Tolerances", "",
             "| observable | tolerance | what |", "|---|---|---|"]
     for name, b in result["tolerances"].items():
-        text.append(f"| {name} | {'±%g %%' % (100 * b['value']) if b['relative'] else '±%g %s' % (b['value'], b['unit'])} "
-                    f"| {b['what']} |")
+        text.append(f"| {name} | {tolerance_text(b)} | {b['what']} |")
     text += ["", "Override with `--tolerance NAME=VALUE,...` (the same unit or fraction).", ""]
     if plotted:
         text.append("![differences](differences.png)")
@@ -407,5 +413,3 @@ def run(args) -> int:
         args, format_table)
 
 
-def _say(message: str) -> None:
-    print(f"mtsmlip compare: {message}", file=sys.stderr, flush=True)

@@ -236,7 +236,12 @@ def scalar_observables(record, metrics, context: Context) -> dict:
         found.update(bond_observables(record.samples["positions_A"], context.bonds, symbols))
         if metrics.potential_energy_meV_per_atom is not None:
             found["potential_energy"] = metrics.potential_energy_meV_per_atom.mean
-    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in found.items()}
+    return finite_or_none(found)
+
+
+def finite_or_none(values: dict) -> dict:
+    """{name: float}, with a missing or non-finite value as None (compare.json is plain JSON)."""
+    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in values.items()}
 
 
 def vibration_observables(temperatures: dict, vdos: dict, band_THz: float | None) -> dict:
@@ -262,7 +267,7 @@ def replica_observables(samples: dict, template: Atoms, bonds, outer_fs: float, 
     found = vibration_observables(an.species_temperatures(velocities, symbols, masses, N_DIFFUSION_BLOCKS),
                                   an.species_vdos(velocities, outer_fs, symbols, masses), band_THz)
     found.update(bond_observables(samples["positions_A"], bonds, symbols))
-    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in found.items()}
+    return finite_or_none(found)
 
 
 def speed_numbers(record) -> dict:

@@ -50,9 +50,6 @@ class Bound:
         """The largest |difference| still called the same, in the observable's unit."""
         return self.value * abs(reference_mean) if self.relative else self.value
 
-    def text(self) -> str:
-        return f"±{100 * self.value:g} %" if self.relative else f"±{self.value:g} {self.unit}".rstrip()
-
 
 # The physical tolerances, by kind of observable (the name before the first space
 # of an observable, e.g. "temperature H"). Sampling observables first.
