@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mtsmlip.forces import md_providers  # noqa: E402
 from mtsmlip import analysis as an  # noqa: E402
 from mtsmlip.md.engine import Engine, initialise_momenta  # noqa: E402
 from mtsmlip.md.respa import kinetic_energy_eV  # noqa: E402
@@ -42,7 +43,7 @@ def numbers(text, kind=float):
 
 def nve_fluctuation(models, atoms, timestep_fs, hmr_amu, nve_fs):
     run = RunSettings(timestep_fs, 1, baseline=True, hmr_amu=hmr_amu)
-    fast, slow = models.providers(atoms, True)
+    fast, slow = md_providers(models, atoms, True)
     engine = Engine(atoms.copy(), fast, slow, run, seed=0)
     steps, conserved, kinetic = [], [], []
 

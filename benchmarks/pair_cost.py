@@ -23,10 +23,11 @@ from model_cost import median_ms, water_box_192
 def pair_calls(model_dir, atoms, teacher=None) -> dict:
     """{part: call} for one directory; each call moves the atoms a little."""
     import mtsmlip
+    from mtsmlip.forces import md_providers
 
     models = mtsmlip.load(model_dir, teacher=teacher if _needs_teacher(model_dir) else None)
-    fast, slow = models.providers(atoms)
-    baseline, _ = models.providers(atoms, baseline=True)
+    fast, slow = md_providers(models, atoms)
+    baseline, _ = md_providers(models, atoms, baseline=True)
     x = {"fast": torch.tensor(atoms.positions, dtype=torch.float64)}
 
     def fast_call():

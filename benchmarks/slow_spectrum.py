@@ -25,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mtsmlip.forces import md_providers  # noqa: E402
 from mtsmlip import analysis as an  # noqa: E402
 from mtsmlip.md.engine import Engine, initialise_momenta  # noqa: E402
 from mtsmlip.md.settings import RunSettings  # noqa: E402
@@ -50,7 +51,7 @@ def main() -> int:
         models = TrainedModels.load(resolve_model_dir(directory))
 
         def make(a, run, models=models):
-            fast, slow = models.providers(a, run.baseline)
+            fast, slow = md_providers(models, a, run.baseline)
             return Engine(a, fast, slow, run, seed=0)
 
         trace, (freq_THz, power) = reference_segment(make, atoms, RunSettings(TIMESTEP_FS, 1), args.fs)

@@ -32,9 +32,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mtsmlip.forces import md_providers  # noqa: E402
 from mtsmlip.md.engine import Engine, MDInstability, initialise_momenta  # noqa: E402
 from mtsmlip.md.settings import RunSettings  # noqa: E402
-from mtsmlip.md.torch_forces import ModelForces, deterministic  # noqa: E402
+from mtsmlip.forces import ModelForces, deterministic  # noqa: E402
 from mtsmlip.models import TrainedModels  # noqa: E402
 from mtsmlip.shipped import resolve_model_dir  # noqa: E402
 from model_cost import median_ms  # noqa: E402  (benchmarks/model_cost.py: round-robin medians)
@@ -111,7 +112,7 @@ def replica_table(model_dir, molecule, counts, steps: int) -> None:
         atoms = replicate(molecule, k, models.largest_cutoff_A() + 2.0)
         initialise_momenta(atoms, 300.0, 0)
         settings = RunSettings(0.5, 4, "langevin", 300.0, friction_per_fs=0.01)
-        fast, slow = models.providers(atoms, False)
+        fast, slow = md_providers(models, atoms, False)
         engine = Engine(atoms, fast, slow, settings, seed=0)
         engine.run(3, progress=False)
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import warnings
 from ase import units
 from ase.md.verlet import VelocityVerlet
 
+from mtsmlip.forces import md_providers
 import mtsmlip
 from mtsmlip.data import read_structure
 from mtsmlip.demo import water_box
@@ -43,15 +44,15 @@ def main(argv=None):
     inner_steps = 8 * math.lcm(*n_values)  # 0.5 fs steps per block: a whole number of outer steps for every n
     block_fs = 0.5 * inner_steps
     ase_atoms = atoms.copy()
-    ase_atoms.calc = models.baseline  # nequip's NequIPCalculator (with mtsmlip's input checks)
+    ase_atoms.calc = models.models["baseline"].calculator()  # nequip's NequIPCalculator (with mtsmlip's input checks)
     runners = {
         "ASE VelocityVerlet + nequip calculator": (VelocityVerlet(ase_atoms, timestep=0.5 * units.fs),
                                                    inner_steps),
-        "mtsmlip engine, baseline (Verlet)": (Engine(atoms, *models.providers(atoms, baseline=True),
+        "mtsmlip engine, baseline (Verlet)": (Engine(atoms, *md_providers(models, atoms, baseline=True),
                                                      RunSettings(0.5, 1, baseline=True)), inner_steps),
     }
     for n in n_values:
-        runners[f"mtsmlip engine, MTS n={n}"] = (Engine(atoms, *models.providers(atoms), RunSettings(0.5, n)),
+        runners[f"mtsmlip engine, MTS n={n}"] = (Engine(atoms, *md_providers(models, atoms), RunSettings(0.5, n)),
                                                  inner_steps // n)
     wall = dict.fromkeys(runners, 0.0)
     for name, (runner, _) in runners.items():  # warm-up

@@ -33,6 +33,7 @@ from ase import Atoms, units
 
 from .data import read_structure
 from .errors import DataError
+from . import forces
 from .md.engine import Engine, initialise_momenta
 from .md.masses import repartitioned_masses
 from .md.outputs import restore, write_restart
@@ -222,7 +223,7 @@ class Records:
 def make_engine(models, atoms, run: RunSettings, cfg: CompareSettings, seed: int) -> Engine:
     """An Engine that writes nothing by itself: compare attaches its sampler and
     saves samples and restarts together at block ends."""
-    fast, slow = models.providers(atoms, run.baseline, skin_A=cfg.skin_A, device=cfg.device)
+    fast, slow = forces.md_providers(models, atoms, run.baseline, skin_A=cfg.skin_A, device=cfg.device)
     return Engine(atoms, fast, slow, run, seed=seed, device=cfg.device)
 
 

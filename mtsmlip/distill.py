@@ -4,7 +4,7 @@ faster without retraining it.
 Only a fast model is trained, on the teacher's energies and forces (the stage-1
 recipe, :func:`mtsmlip.training.stages.distill_stage`); MD then runs r-RESPA
 with the fast model every inner step and the correction teacher − fast every
-outer step (:mod:`mtsmlip.md.teacher_forces`), so what is integrated in total is
+outer step (:mod:`mtsmlip.forces.combinators`), so what is integrated in total is
 the teacher itself. The output is a normal model directory: ``fast.pt``, the
 teacher (``baseline.pt`` when it is an mtsmlip model; otherwise its spec, which
 ``md``/``compare``/``eval`` take again as ``--teacher``) and a manifest recording

@@ -10,6 +10,7 @@ import numpy as np
 from .arguments import check_thermostat_rates
 from .data import read_structure
 from .errors import DataError
+from . import forces
 from .files import output_lock
 from .limits import check_atoms
 from .md.engine import Engine, MDInstability, initialise_momenta
@@ -39,7 +40,7 @@ def build_engine(args, out=None):
     initialise_momenta(atoms, args.temperature_K, args.seed)
 
     def engine(a, run: RunSettings) -> Engine:
-        fast, slow = models.providers(a, run.baseline, skin_A=args.skin_A, device=args.device)
+        fast, slow = forces.md_providers(models, a, run.baseline, skin_A=args.skin_A, device=args.device)
         return Engine(a, fast, slow, run, seed=args.seed, device=args.device,
                       provenance={"model_sha256": models.model_hashes(), "seed": args.seed})
 

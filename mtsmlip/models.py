@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ase.calculators.mixing import MixedCalculator, SumCalculator
 
 from .data import check_image_count, check_species_known
 from .errors import DataError
@@ -390,10 +389,11 @@ class MLIPCalculator(_nequip_calculator_class()):
 
 
 class TrainedModels:
-    """A model directory from ``mtsmlip train``: fast, slow and baseline models.
-
-    ``.fast``, ``.slow``, ``.total`` (fast + slow) and ``.baseline`` are ASE
-    calculators; ``.models[name]`` are the :class:`LoadedModel` objects.
+    """A model directory from ``mtsmlip train`` or ``mtsmlip distill``, loaded
+    and checked: ``.models[name]`` are the :class:`LoadedModel` objects, with
+    their manifest and file hashes. Force providers and calculators of it are
+    built by :mod:`mtsmlip.forces`; ``.fast``, ``.slow``, ``.total`` (fast + slow)
+    and ``.baseline`` are those ASE calculators.
     """
 
     def __init__(self, directory, models: dict[str, LoadedModel], manifest: dict, hashes: dict | None = None,
@@ -455,63 +455,34 @@ class TrainedModels:
         """The teacher record of a distilled pair (kind, spec, hash), else None."""
         return self.manifest.get("teacher")
 
-    def providers(self, atoms, baseline: bool = False, skin_A=None, device="cpu"):
-        """(fast, slow) full-speed force providers on `atoms` (see md.torch_forces),
-        or the baseline model with a zero slow force. For a distilled pair the
-        slow force is the correction teacher − fast and the baseline is the
-        teacher. Bad species or cells raise DataError here."""
-        from .md.respa import zero_forces
-        from .md.teacher_forces import CorrectionForces, RememberLast
-        from .md.torch_forces import DEFAULT_SKIN_A
-
-        skin_A = DEFAULT_SKIN_A if skin_A is None else skin_A
-        if baseline:
-            return self._provider("baseline", atoms, skin_A, device), zero_forces
-        fast = self._provider("fast", atoms, skin_A, device)
-        if self.teacher is None:
-            return fast, self._provider("slow", atoms, skin_A, device)
-        fast = RememberLast(fast)
-        return fast, CorrectionForces(self._provider("baseline", atoms, skin_A, device), fast)
-
     def largest_cutoff_A(self) -> float:
         """The largest cutoff of the models in this directory (Å)."""
         return max(m.r_max for m in self.models.values())
-
-    def _provider(self, name, atoms, skin_A, device):
-        from .md.teacher_forces import CalculatorTensorForces
-        from .md.torch_forces import ModelForces
-
-        if name in self.models:
-            return ModelForces(self.models[name], atoms, skin_A, device)
-        if name == "baseline" and self.teacher is not None:
-            return CalculatorTensorForces(atoms, self.calculator("baseline", device))
-        raise DataError(f"{self.directory}: no {MODEL_FILES[name]} to run the {name} model with")
 
     def model_hashes(self) -> dict:
         """{name: SHA-256 of its file} (hashed once, when loaded): what a resumed
         run checks it runs the same models."""
         return dict(self.hashes)
 
+    def teacher_calculator(self, device="cpu"):
+        """The external teacher of a distilled pair as an ASE calculator, built once
+        per device (SevenNet-0 takes seconds to load) from the spec the user gave."""
+        if self.teacher is None or "baseline" in self.models:
+            raise DataError(f"{self.directory}: no external teacher (this directory holds its own models)")
+        if self.teacher_spec is None:
+            raise DataError(f"{self.directory}: the teacher is built only from a spec the user gives "
+                            "(--teacher, or teacher= in Python), never from what a file records")
+        if device not in self._teacher_calculators:
+            self._teacher_calculators[device] = external_calculator(self.teacher_spec, device)
+        return self._teacher_calculators[device]
+
     def calculator(self, name: str, device="cpu"):
-        """ASE calculator of "fast", "slow", "total" (fast + slow) or "baseline".
-        For a distilled pair, "baseline" is the teacher and "slow" is teacher − fast
-        (ASE's MixedCalculator)."""
-        if name == "total":
-            return SumCalculator([self.calculator("fast", device), self.calculator("slow", device)])
-        if self.teacher is not None and name == "slow":
-            return MixedCalculator(self.calculator("baseline", device), self.calculator("fast", device), 1.0, -1.0)
-        if self.teacher is not None and name == "baseline" and "baseline" not in self.models:
-            # built once per device (SevenNet-0 takes seconds to load) and shared: an ASE
-            # calculator recomputes whenever it is asked about other atoms
-            if self.teacher_spec is None:
-                raise DataError(f"{self.directory}: the teacher is built only from a spec the user gives "
-                                "(--teacher, or teacher= in Python), never from what a file records")
-            if device not in self._teacher_calculators:
-                self._teacher_calculators[device] = external_calculator(self.teacher_spec, device)
-            return self._teacher_calculators[device]
-        if name not in self.models:
-            raise DataError(f"{self.directory}: no '{name}' model (have {sorted(self.models)})")
-        return self.models[name].calculator(device)
+        """ASE calculator of "fast", "slow", "total" (fast + slow) or "baseline",
+        built by :func:`mtsmlip.forces.part_calculator` (the providers MD runs).
+        For a distilled pair, "baseline" is the teacher and "slow" is teacher − fast."""
+        from .forces import part_calculator
+
+        return part_calculator(self, name, device)
 
     fast, slow, total, baseline = (property(lambda self, n=n: self.calculator(n), doc=f"ASE calculator: {n}")
                                    for n in ("fast", "slow", "total", "baseline"))

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from ase import Atoms
 
 from .errors import DataError
+from . import forces
 from .md.engine import Engine, initialise_momenta
 from .md.safety import MDInstability
 from .md.settings import RunSettings
@@ -49,7 +50,7 @@ def fresh_start(atoms: Atoms, temperature_K: float, seed: int) -> Atoms:
 
 
 def engine_for(models, atoms: Atoms, run: RunSettings, seed: int) -> Engine:
-    fast, slow = models.providers(atoms, run.baseline)
+    fast, slow = forces.md_providers(models, atoms, run.baseline)
     return Engine(atoms, fast, slow, run, seed=seed)
 
 

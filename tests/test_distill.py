@@ -14,13 +14,15 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
+from mtsmlip.forces import md_providers
 import mtsmlip
 from mtsmlip import distill as distill_mod
 from mtsmlip import training
 from mtsmlip.cli import main
 from mtsmlip.errors import DataError
-from mtsmlip.md.respa import initial_state, respa_step, zero_forces
-from mtsmlip.md.teacher_forces import CalculatorTensorForces, CorrectionForces, RememberLast
+from mtsmlip.forces import zero_forces
+from mtsmlip.md.respa import initial_state, respa_step
+from mtsmlip.forces import CalculatorTensorForces, CorrectionForces, RememberLast
 from mtsmlip.md.thermostats import NVE
 from tests.systems import small_water_box
 from tests.training_helpers import data_file, workspace, write_config, write_frames, labelled_frames
@@ -47,8 +49,8 @@ def _positions(atoms):
 def test_fast_plus_correction_is_the_teacher_to_float_precision():
     pair = mtsmlip.load(distilled_dir(), teacher=EMT_SPEC)
     atoms = small_water_box(seed=3)
-    fast, slow = pair.providers(atoms)
-    teacher, _ = pair.providers(atoms, baseline=True)
+    fast, slow = md_providers(pair, atoms)
+    teacher, _ = md_providers(pair, atoms, baseline=True)
     x = _positions(atoms)
     (e_fast, f_fast), (e_slow, f_slow), (e_teacher, f_teacher) = fast(x), slow(x), teacher(x)
     assert float(f_slow.abs().max()) > 0.1  # the correction is not nothing: the fast model is not the teacher
@@ -80,7 +82,7 @@ def test_respa_at_n1_with_the_correction_is_velocity_verlet_on_the_teacher():
     atoms = small_water_box(seed=4, momenta=True)
     x, p = _positions(atoms), torch.tensor(atoms.get_momenta(), dtype=torch.float64)
     m = torch.tensor(atoms.get_masses(), dtype=torch.float64)[:, None]
-    fast, slow = pair.providers(atoms)
+    fast, slow = md_providers(pair, atoms)
     teacher = CalculatorTensorForces(atoms, EMT())
     mts, verlet = initial_state(x, p, m, fast, slow), initial_state(x, p, m, teacher, zero_forces)
     for _ in range(20):
@@ -125,9 +127,9 @@ def test_a_teacher_from_a_model_directory_is_copied_as_the_baseline(tmp_path):
     teacher = mtsmlip.load(teacher_dir)
     atoms = small_water_box(seed=5)
     x = _positions(atoms)
-    f_base = pair.providers(atoms, baseline=True)[0](x)[1]
-    torch.testing.assert_close(f_base, teacher.providers(atoms, baseline=True)[0](x)[1], rtol=0, atol=0)
-    fast, slow = pair.providers(atoms)
+    f_base = md_providers(pair, atoms, baseline=True)[0](x)[1]
+    torch.testing.assert_close(f_base, md_providers(teacher, atoms, baseline=True)[0](x)[1], rtol=0, atol=0)
+    fast, slow = md_providers(pair, atoms)
     torch.testing.assert_close(fast(x)[1] + slow(x)[1], f_base, rtol=0, atol=1e-12)
     labels = mtsmlip.data.frames_of(out / "teacher_labels.extxyz")
     a = labels[0].copy()

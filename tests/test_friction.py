@@ -8,7 +8,7 @@ from ase import Atoms, units
 from mtsmlip.cli import main
 from mtsmlip.errors import DataError
 from mtsmlip.md import Engine, RunSettings
-from mtsmlip.md.respa import zero_forces
+from mtsmlip.forces import zero_forces
 from mtsmlip.md.thermostats import Langevin, make_thermostat, per_atom_friction_per_fs
 
 

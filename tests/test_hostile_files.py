@@ -207,7 +207,7 @@ def test_a_checkpoint_cannot_name_files_outside_its_folder_for_lightning_to_dele
 def test_a_cell_too_narrow_to_search_is_refused_by_name(pair):
     from ase import Atoms
 
-    from mtsmlip.md.torch_forces import ModelForces
+    from mtsmlip.forces import ModelForces
 
     atoms = Atoms("H", positions=[[0, 0, 0]], cell=[0.01, 0.01, 0.01], pbc=True)
     with pytest.raises(DataError, match="field 'cell'.*too narrow a cell to search"):

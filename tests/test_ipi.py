@@ -13,6 +13,7 @@ import pytest
 from ase.build import bulk, molecule
 from ase.calculators.socketio import SocketServer
 
+from mtsmlip.forces import md_providers
 import mtsmlip
 from mtsmlip.cli import main
 from mtsmlip.errors import DataError
@@ -57,10 +58,10 @@ def served_calls(out, name):
 
 def engine_positions(trained, atoms, n_inner, steps, pair_as_one=False):
     models = mtsmlip.load(trained)
-    fast, slow = models.providers(atoms)
+    fast, slow = md_providers(models, atoms)
     if pair_as_one:  # velocity Verlet at the inner step on fast + slow
-        from mtsmlip.integrations.ipi_client import SumForces
-        from mtsmlip.md.respa import zero_forces
+        from mtsmlip.forces import SumForces
+        from mtsmlip.forces import zero_forces
         fast, slow = SumForces(fast, slow), zero_forces
     engine = Engine(atoms.copy(), fast, slow, RunSettings(timestep_fs=INNER_FS, n_inner=n_inner))
     engine.run(steps, progress=False)
@@ -255,10 +256,10 @@ def test_a_baseline_run_takes_its_address_from_fast_address():
 def test_the_total_has_a_virial_only_where_both_parts_have_one(trained):
     """An external teacher has no virial: fast + (teacher − fast) then offers
     none either, so serve warns instead of sending the fast part's alone."""
-    from mtsmlip.integrations.ipi_client import SumForces
+    from mtsmlip.forces import SumForces
 
     models = mtsmlip.load(trained)
-    fast, slow = models.providers(small_water_box())
+    fast, slow = md_providers(models, small_water_box())
     assert hasattr(SumForces(fast, slow), "virial_eV")
     no_virial = lambda positions: slow(positions)  # noqa: E731 (a provider without one)
     assert not hasattr(SumForces(fast, no_virial), "virial_eV")

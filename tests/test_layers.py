@@ -11,6 +11,7 @@ LAYERS = [
     {"errors", "_version", "progress", "wall"},
     {"files", "shipped", "limits"},
     {"data", "arguments", "system"},
+    {"forces"},
     {"analysis", "md"},
     {"teacher"},
     {"models"},

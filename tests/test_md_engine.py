@@ -7,10 +7,11 @@ import torch
 from ase import units
 from ase.md.verlet import VelocityVerlet
 
+from mtsmlip.forces import md_providers
 from mtsmlip.data import DataError
 from mtsmlip.md import MultiTimeStep
 from mtsmlip.md import Engine, MDInstability, RunFiles, RunSettings, SafetyLimits
-from mtsmlip.md.torch_forces import ModelForces
+from mtsmlip.forces import ModelForces
 from tests.systems import small_water_box
 
 
@@ -19,7 +20,7 @@ def water(seed=0):
 
 
 def providers_for(pair, atoms, baseline=False, **kw):
-    return pair.providers(atoms, baseline, **kw)
+    return md_providers(pair, atoms, baseline, **kw)
 
 
 def engine_for(pair, atoms, out, settings, traj_every=10, slow=None, **kw):
@@ -172,7 +173,7 @@ def test_bussi_thermalises_the_degrees_of_freedom_the_dynamics_leaves_free(perio
 
     from mtsmlip.md.analytic import SplitLennardJones
     from mtsmlip.md.engine import degrees_of_freedom, initialise_momenta
-    from mtsmlip.md.teacher_forces import CalculatorTensorForces
+    from mtsmlip.forces import CalculatorTensorForces
     from tests.systems import argon
 
     atoms = argon(repeat=1, rattle_A=0.05) if periodic else Icosahedron("Ar", 2, latticeconstant=5.26)

@@ -8,7 +8,7 @@ import torch
 from ase import Atoms
 
 from mtsmlip.md.analytic import SplitLennardJones
-from mtsmlip.md.torch_forces import ModelForces
+from mtsmlip.forces import ModelForces
 from tests.physics import PhysicsChecks, energy_forces
 from tests.systems import argon, small_water_box
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtsmlip.forces import md_providers
 import mtsmlip
 from mtsmlip import training
 from mtsmlip.cli import SUBCOMMANDS, build_parser, main
@@ -179,7 +180,7 @@ def test_the_shipped_models_give_the_same_forces_on_every_call():
 
     atoms = water_box(64, seed=1)
     models = mtsmlip.load("water")
-    slow = models.providers(atoms)[1]
+    slow = md_providers(models, atoms)[1]
     x = torch.as_tensor(atoms.positions)
     first = slow(x)[1]
     for _ in range(3):

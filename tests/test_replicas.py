@@ -8,7 +8,7 @@ from ase.build import molecule
 from mtsmlip.errors import DataError
 from mtsmlip.md.engine import degrees_of_freedom, initialise_momenta
 from mtsmlip.md.replicas import replicate, split_replicas
-from mtsmlip.md.torch_forces import ModelForces
+from mtsmlip.forces import ModelForces
 from mtsmlip.models import TrainedModels
 from tests.systems import write_tiny_pair
 

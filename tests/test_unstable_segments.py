@@ -18,7 +18,7 @@ from ase import Atoms
 
 from mtsmlip.cli import main
 from mtsmlip.md.engine import Engine
-from mtsmlip.models import TrainedModels
+from mtsmlip import forces
 from tests.systems import write_tiny_pair
 
 
@@ -44,13 +44,13 @@ class Springs:
 
 
 def spring_providers(size, k_fast, k_slow, k_baseline):
-    """A stand-in for TrainedModels.providers: springs between every two atoms of
+    """A stand-in for mtsmlip.forces.md_providers: springs between every two atoms of
     each molecule (`size` consecutive atoms), at their lengths in the first
     structure it is given; the pair has k_fast and k_slow, the baseline k_baseline."""
     bonds = {}
 
-    def providers(self, atoms, baseline=False, skin_A=None, device="cpu"):
-        from mtsmlip.md.respa import zero_forces
+    def providers(models, atoms, baseline=False, skin_A=None, device="cpu"):
+        from mtsmlip.forces import zero_forces
 
         if not bonds:
             pairs = np.array([(a, b) for m in range(0, len(atoms), size)
@@ -103,7 +103,7 @@ def test_an_mts_run_that_blows_up_in_its_nve_segment_fails_its_n_and_the_compari
     """Springs of 9.6 eV/Å² in each force: at δt = 0.5 fs, n = 2 is stable and
     n = 8 (Δt = 4 fs, most of half the fast spring's period) grows by about
     1.6× a step: its 2-step production survives, its 25-step NVE segment does not."""
-    monkeypatch.setattr(TrainedModels, "providers", spring_providers(2, 9.6, 9.6, 19.2))
+    monkeypatch.setattr(forces, "md_providers", spring_providers(2, 9.6, 9.6, 19.2))
     assert compare(inputs, tmp_path, "--n-inner", "2,8") == 0
     assert "Traceback" not in capsys.readouterr().err
     result = json.loads((tmp_path / "compare.json").read_text())
@@ -129,7 +129,7 @@ def test_a_pair_unstable_in_the_probe_and_the_spectrum_segment_fails_there_and_t
     """A pair too stiff for δt even at n = 1 (the baseline is not): the probe's
     n = 1 segment fails, so n = 1 is what auto adds; the force-spectrum segment
     (the pair at n = 1) fails too; the report says both and judges the runs."""
-    monkeypatch.setattr(TrainedModels, "providers", spring_providers(2, 1000.0, 1000.0, 19.2))
+    monkeypatch.setattr(forces, "md_providers", spring_providers(2, 1000.0, 1000.0, 19.2))
     assert compare(inputs, tmp_path, "--n-inner", "2,auto", "--probe-fs", "5") == 0
     assert "Traceback" not in capsys.readouterr().err
     probe = json.loads((tmp_path / "n_inner_auto.json").read_text())
@@ -152,7 +152,7 @@ def test_a_pair_unstable_in_the_probe_and_the_spectrum_segment_fails_there_and_t
 
 def test_md_n_inner_auto_still_refuses_a_pair_unstable_at_n_1(inputs, tmp_path, monkeypatch, capsys):
     """`mtsmlip md` has no report to go on to: the probe's n = 1 failure stays an error that says why."""
-    monkeypatch.setattr(TrainedModels, "providers", spring_providers(2, 1000.0, 1000.0, 19.2))
+    monkeypatch.setattr(forces, "md_providers", spring_providers(2, 1000.0, 1000.0, 19.2))
     model, structure = inputs
     assert main(["md", "--model", str(model), "--structure", str(structure), "--timestep-fs", "0.5",
                  "--n-inner", "auto", "--probe-fs", "5", "--temperature-K", "50", "--steps", "2", "--no-progress",
@@ -163,7 +163,7 @@ def test_md_n_inner_auto_still_refuses_a_pair_unstable_at_n_1(inputs, tmp_path, 
 def test_demo_with_an_unstable_baseline_ends_with_a_message_and_exit_code_3(inputs, tmp_path, monkeypatch, capsys):
     """Springs far too stiff for δt = 0.5 fs in the baseline model: the
     equilibration blows up; demo says so and returns 3 (no traceback)."""
-    monkeypatch.setattr(TrainedModels, "providers", spring_providers(3, 10.0, 10.0, 5000.0))
+    monkeypatch.setattr(forces, "md_providers", spring_providers(3, 10.0, 10.0, 5000.0))
     model, _ = inputs
     code = main(["demo", "--model", str(model), "--molecules", "8", "--ps", "0.01", "--n-inner", "2",
                  "--equilibrate-ps", "0.01", "--temperature-K", "50", "--no-progress", "--out", str(tmp_path)])

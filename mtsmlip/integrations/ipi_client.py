@@ -6,7 +6,7 @@ and virials over a socket. The wire format is ASE's implementation of the i-PI
 protocol (:class:`ase.calculators.socketio.IPIProtocol`: framing, Bohr and
 Hartree conversions); this module only adds what a model server needs around it:
 
-- the force path is the engine's (:class:`mtsmlip.md.torch_forces.ModelForces`,
+- the force path is the engine's (:mod:`mtsmlip.forces`, built by its factory:
   skin neighbour lists), not an ASE calculator rebuilding its graph every call;
 - it waits for i-PI to come up (and comes back if i-PI restarts from its
   RESTART file), naming the address and how long it waited when none does;
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..forces import PARTS, part_provider, virial_of
 
-PARTS = ("fast", "slow", "total", "baseline")
 UNIX_PREFIX = "/tmp/ipi_"  # where i-PI (and ASE) put the socket of <address>NAME</address>
 MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 DEFAULT_READ_TIMEOUT_S = 600.0  # serve's --read-timeout-s
@@ -130,38 +130,13 @@ class Address:
             sock.close()
 
 
-class SumForces:
-    """Force provider of fast + slow (the pair's total)."""
-
-    def __init__(self, fast, slow):
-        self.fast, self.slow = fast, slow
-        if all(hasattr(p, "virial_eV") for p in (fast, slow)):  # a virial only where both parts have one
-            self.virial_eV = lambda: fast.virial_eV() + slow.virial_eV()
-
-    def __call__(self, positions):
-        e_fast, f_fast = self.fast(positions)
-        e_slow, f_slow = self.slow(positions)
-        return e_fast + e_slow, f_fast + f_slow
-
-
-def virial_of(provider) -> np.ndarray | None:
-    """The virial (3, 3) eV of the provider's last call (i-PI's convention,
-    −stress·volume), or None for a provider that cannot tell (an external teacher)."""
-    virial = getattr(provider, "virial_eV", None)
-    return None if virial is None else virial()
-
-
 def part_forces(models, part: str, atoms, skin_A: float | None = None, device: str = "cpu"):
-    """The force provider of one part of a model directory on `atoms`:
-    fast, slow (for a distilled pair: teacher − fast), total (fast + slow) or
-    baseline (for a distilled pair: the teacher). Bad species or cells raise
-    DataError here, before any connection."""
+    """The force provider of one part of a model directory on `atoms` (see
+    :func:`mtsmlip.forces.part_provider`). Bad species or cells raise DataError
+    here, before any connection."""
     if part not in PARTS:
         raise DataError(f"--part {part!r}: not a part of a pair (choose from {', '.join(PARTS)})")
-    if part == "baseline":
-        return models.providers(atoms, baseline=True, skin_A=skin_A, device=device)[0]
-    fast, slow = models.providers(atoms, skin_A=skin_A, device=device)
-    return {"fast": fast, "slow": slow, "total": SumForces(fast, slow)}[part]
+    return part_provider(models, part, atoms, skin_A, device)
 
 
 def check_structure_fits(models, part: str, atoms, path) -> None:

@@ -8,23 +8,10 @@ from ase.calculators.mixing import SumCalculator
 from ase.md.md import MolecularDynamics
 
 from ..errors import DataError
+from ..forces.calculators import CalculatorForces
 from .respa import initial_state, respa_step
 from .settings import check_step_settings
 from .thermostats import make_thermostat
-
-
-class CalculatorForces:
-    """Force provider (see respa.py) from an ASE calculator: numpy positions in,
-    (energy eV, forces (N, 3) eV/Å) out, on a private copy of the atoms."""
-
-    def __init__(self, atoms, calc):
-        self.atoms = atoms.copy()
-        self.atoms.constraints = []
-        self.atoms.calc = calc
-
-    def __call__(self, positions):
-        self.atoms.positions = positions
-        return self.atoms.get_potential_energy(), self.atoms.get_forces()
 
 
 class MultiTimeStep(MolecularDynamics):

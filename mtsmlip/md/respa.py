@@ -16,8 +16,9 @@ Everything here is written with plain arithmetic, so the same code runs on numpy
 arrays (the ASE class) and on torch tensors (the full-speed path). Units are ASE's:
 Å, eV, amu, ASE time (``ase.units.fs``); momenta in amu·Å/ASE-time.
 
-A *force provider* is any callable ``provider(positions) -> (energy_eV, forces)``
-with positions and forces of shape (N, 3) (array or tensor, like the state).
+A *force provider* (:class:`mtsmlip.forces.ForceProvider`) is a callable
+``provider(positions) -> (energy_eV, forces)`` with positions and forces of shape
+(N, 3) (array or tensor, like the state).
 
 A *thermostat* has ``inner(p, m, dt)`` and ``outer(p, m, dt)``, each returning the
 new momenta and the kinetic energy it added; the step adds that to the state's
@@ -27,9 +28,9 @@ new momenta and the kinetic energy it added; the step adds that to the state's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-ForceProvider = Callable[[Any], tuple]
+from ..forces.protocol import ForceProvider
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,3 @@ def respa_step(s: MDState, fast: ForceProvider, slow: ForceProvider, dt, n_inner
     p = kick(p, f_slow, big_dt / 2)
     p, heat = thermostat.outer(p, m, big_dt / 2)
     return MDState(x, p, m, f_fast, f_slow, e_fast, e_slow, s.work_eV + work + heat)
-
-
-def zero_forces(positions):
-    """The force provider of nothing: velocity Verlet is RESPA with this as slow and n=1."""
-    return 0.0, positions * 0

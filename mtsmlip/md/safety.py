@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import MIN_DISTANCE_A, closest_pair
+from ..forces.protocol import min_distance_A_of
 from .respa import MDState, conserved_energy_eV
 
 
@@ -65,7 +66,7 @@ class SafetyCheck:
         return self.atoms_too_close(s)
 
     def atoms_too_close(self, s: MDState):
-        seen = [p.min_distance_A for p in self.providers if getattr(p, "min_distance_A", None) is not None]
+        seen = [d for d in map(min_distance_A_of, self.providers) if d is not None]
         if seen and float(min(seen)) >= self.limits.min_distance_A:
             return None  # a provider's shortest edge (within its r_max) is long enough: no pair is closer
         pair = closest_pair(s.positions.detach().cpu().numpy(), self.template.cell.array, self.template.pbc,

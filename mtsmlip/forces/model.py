@@ -1,4 +1,4 @@
-"""Full-speed force providers for trained models: positions stay torch tensors.
+"""The force provider of one trained model at full speed: positions stay torch tensors.
 
 Each model gets a :class:`SkinNeighborList`: a vesin list at ``r_max + skin``,
 rebuilt only when some atom moved more than half the skin since the last build.
@@ -104,7 +104,7 @@ class SkinNeighborList:
 
 
 class ModelForces:
-    """Force provider (see respa.py) for one nequip model at full speed.
+    """Force provider (:class:`mtsmlip.forces.ForceProvider`) for one nequip model.
 
     positions (N, 3) float64 tensor in; (energy eV 0-d tensor, forces (N, 3)
     float64 tensor eV/Å) out. ``min_distance_A`` is the shortest edge of the last
@@ -118,6 +118,7 @@ class ModelForces:
         check_species_known(atoms, loaded.type_names, where)
         check_image_count(atoms, loaded.r_max + skin_A, where)
         self.model, self.r_max = loaded.module.eval().to(device), loaded.r_max
+        self.cutoff_A, self.device, self.dtype = float(loaded.r_max), device, torch.float64
         self.n_atoms = len(atoms)
         index = {name: k for k, name in enumerate(loaded.type_names)}
         types = [index[s] for s in atoms.get_chemical_symbols()]
