@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from mtsmlip.md import MultiTimeStep  # noqa: E402
 from mtsmlip.md.engine import Engine, RunSettings  # noqa: E402
-from mtsmlip.md.torch_forces import ModelForces  # noqa: E402
+from mtsmlip.forces import ModelForces  # noqa: E402
 from mtsmlip.models import FAST_PRESET, SLOW_PRESET, LoadedModel, build_model, model_config  # noqa: E402
 
 WATER = REPO.parent / "shared" / "data" / "water-cheng2019" / "water_1593.extxyz.gz"

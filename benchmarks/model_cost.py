@@ -75,7 +75,7 @@ def engine_call(loaded, atoms, device):
     """One call through the MD engine's force provider (what `md`/`compare` run)."""
     import torch
 
-    from mtsmlip.md.torch_forces import ModelForces
+    from mtsmlip.forces import ModelForces
 
     provider = ModelForces(loaded, atoms, device=device)
     state = {"x": torch.tensor(atoms.positions, dtype=torch.float64, device=device)}

@@ -13,9 +13,9 @@ from .calculators import CalculatorForces, CalculatorTensorForces, ProviderCalcu
 from .combinators import CorrectionForces, RememberLast, SumForces, ZeroForces, zero_forces
 from .factory import PARTS, md_providers, one_model, part_calculator, part_provider
 from .model import DEFAULT_SKIN_A, ModelForces, SkinNeighborList, deterministic, torch_device
-from .protocol import ForceProvider, min_distance_A_of, virial_of
+from .protocol import ForceProvider, min_distance_A_of, neighbor_lists_of, virial_of
 
-__all__ = ["ForceProvider", "min_distance_A_of", "virial_of", "ModelForces", "SkinNeighborList", "DEFAULT_SKIN_A",
+__all__ = ["ForceProvider", "min_distance_A_of", "neighbor_lists_of", "virial_of", "ModelForces", "SkinNeighborList", "DEFAULT_SKIN_A",
            "deterministic", "torch_device", "ZeroForces", "zero_forces", "SumForces", "RememberLast",
            "CorrectionForces", "CalculatorForces", "CalculatorTensorForces", "ProviderCalculator", "PARTS",
            "md_providers", "one_model", "part_provider", "part_calculator"]

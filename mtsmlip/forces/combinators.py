@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .protocol import min_distance_A_of
+from .protocol import min_distance_A_of, neighbor_lists_of
 
 
 def largest_cutoff_A(*providers):
@@ -61,6 +61,9 @@ class SumForces:
         e_slow, f_slow = self.slow(positions)
         return e_fast + e_slow, f_fast + f_slow
 
+    def neighbor_lists(self) -> list:
+        return neighbor_lists_of(self.fast, self.slow)
+
     @property
     def min_distance_A(self):
         seen = [d for d in (min_distance_A_of(self.fast), min_distance_A_of(self.slow)) if d is not None]
@@ -83,6 +86,9 @@ class RememberLast:
     @property
     def min_distance_A(self):
         return min_distance_A_of(self.provider)
+
+    def neighbor_lists(self) -> list:
+        return neighbor_lists_of(self.provider)
 
     def result_at(self, positions):
         """The provider's result at `positions`: the remembered one if it was
@@ -110,3 +116,6 @@ class CorrectionForces:
     @property
     def min_distance_A(self):
         return min_distance_A_of(self.teacher)
+
+    def neighbor_lists(self) -> list:
+        return neighbor_lists_of(self.teacher, self.fast)

@@ -46,8 +46,8 @@ def deterministic(device):
     step 1; torch's deterministic mode runs that add serially (no slower on 2
     cores). The global flag is restored afterwards. Not applied on CUDA, where
     deterministic mode needs CUBLAS_WORKSPACE_CONFIG set before start-up."""
-    if torch.device(device).type != "cpu":
-        yield
+    if torch.device(device).type != "cpu" or torch.are_deterministic_algorithms_enabled():
+        yield  # (already on: the engine sets it once around its loop, not at every call)
         return
     was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
@@ -63,22 +63,50 @@ class SkinNeighborList:
     never depend on when the list was built (bit-for-bit restarts).
 
     cell (3, 3) Å, rows are cell vectors; pbc (3,) bool; positions (N, 3) tensors.
+
+    Eager (the default): every call checks whether some atom moved more than half
+    the skin since the build (one host read) and rebuilds then. Lazy (set by the
+    engine for a batch of steps): no read; ``stale`` (a device bool) records
+    whether a call used a list some atom had outgrown, and ``moved2_A2`` the
+    largest squared displacement since the build at the last call; the engine
+    reads both once per batch and redoes a batch that used a stale list.
+
+    filter_edges: hand the model only the edges shorter than its r_max (needs
+    ``nonzero``, a host sync on a GPU); without, all candidates go in (nequip
+    models give exactly zero beyond r_max: the same forces, more edges, no sync).
     """
 
-    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc):
+    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc, filter_edges: bool = True):
         self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
         self.cell = torch.as_tensor(np.asarray(cell, dtype=float))
         self.pbc = np.asarray(pbc, dtype=bool)
+        self.filter_edges = bool(filter_edges)
         self.built_at = None
         self.n_builds = 0
+        self.lazy, self.stale, self.moved2_A2 = False, None, None
+
+    @property
+    def half_skin2_A2(self) -> float:
+        return (0.5 * self.skin_A) ** 2
 
     def needs_rebuild(self, positions: torch.Tensor) -> bool:
-        """Some atom moved more than half the skin (the one host sync of a call).
+        """Some atom moved more than half the skin (a host read).
         Never for non-finite positions: the engine's safety check stops those."""
         if self.built_at is None:
             return True
-        moved2 = float((positions - self.built_at).square().sum(1).max())
-        return math.isfinite(moved2) and moved2 > (0.5 * self.skin_A) ** 2
+        moved2 = float(self.largest_move2_A2(positions))
+        return math.isfinite(moved2) and moved2 > self.half_skin2_A2
+
+    def largest_move2_A2(self, positions: torch.Tensor) -> torch.Tensor:
+        """The largest squared displacement since the build (Å², device 0-d tensor)."""
+        return (positions - self.built_at).square().sum(1).max()
+
+    def begin_lazy(self) -> None:
+        """Stop checking at every call; collect ``stale`` and ``moved2_A2`` instead."""
+        self.lazy, self.stale, self.moved2_A2 = True, None, None
+
+    def end_lazy(self) -> None:
+        self.lazy = False
 
     def build(self, positions: torch.Tensor) -> None:
         x = positions.detach().cpu().numpy()
@@ -93,14 +121,27 @@ class SkinNeighborList:
         self.n_builds += 1
 
     def edges(self, positions: torch.Tensor, r_max_A: float):
-        """Edges shorter than `r_max_A` now: edge_index (2, E), edge vectors
-        x[j] − x[i] + shift (E, 3) Å."""
-        if self.needs_rebuild(positions):
+        """Edges shorter than `r_max_A` now (all candidates without filter_edges):
+        edge_index (2, E), edge vectors x[j] − x[i] + shift (E, 3) Å, and the
+        shortest edge length (Å, 0-d tensor; inf without edges)."""
+        if self.built_at is None or (not self.lazy and self.needs_rebuild(positions)):
             self.build(positions)
-        i, j = self.edge_index
+        elif self.lazy:
+            moved2 = self.largest_move2_A2(positions.detach())
+            outgrown = moved2 > self.half_skin2_A2
+            self.stale = outgrown if self.stale is None else self.stale | outgrown
+            self.moved2_A2 = moved2
+        edge_index = self.edge_index
+        i, j = edge_index
         vectors = positions.index_select(0, j) - positions.index_select(0, i) + self.shift_vectors
-        keep = torch.nonzero(vectors.square().sum(1) < r_max_A * r_max_A).squeeze(1)
-        return self.edge_index.index_select(1, keep), vectors.index_select(0, keep)
+        lengths2 = vectors.detach().square().sum(1)
+        if self.filter_edges:
+            keep = torch.nonzero(lengths2 < r_max_A * r_max_A).squeeze(1)
+            edge_index, vectors, lengths2 = edge_index.index_select(1, keep), vectors.index_select(0, keep), \
+                lengths2.index_select(0, keep)
+        shortest = lengths2.min().sqrt() if lengths2.numel() else torch.full((), math.inf, dtype=positions.dtype,
+                                                                                device=positions.device)
+        return edge_index, vectors, shortest
 
 
 class ModelForces:
@@ -112,7 +153,7 @@ class ModelForces:
     call (kept as references, computed only when asked).
     """
 
-    def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu"):
+    def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu", filter_edges: bool = True):
         device = torch_device(device)
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, loaded.type_names, where)
@@ -123,14 +164,12 @@ class ModelForces:
         index = {name: k for k, name in enumerate(loaded.type_names)}
         types = [index[s] for s in atoms.get_chemical_symbols()]
         self.atom_types = torch.tensor(types, dtype=torch.int64, device=device)
-        self.neighbors = SkinNeighborList(self.r_max, skin_A, atoms.cell.array, atoms.pbc)
+        self.neighbors = SkinNeighborList(self.r_max, skin_A, atoms.cell.array, atoms.pbc, filter_edges)
         self.min_distance_A = None
         self.last_edges = None
 
     def __call__(self, positions: torch.Tensor):
-        edge_index, vectors = self.neighbors.edges(positions, self.r_max)
-        lengths2 = vectors.detach().square().sum(1)
-        self.min_distance_A = lengths2.min().sqrt() if len(lengths2) else float("inf")
+        edge_index, vectors, self.min_distance_A = self.neighbors.edges(positions, self.r_max)
         with deterministic(positions.device):
             out = self.model(self.graph(positions, edge_index, vectors))
         forces = torch.zeros_like(positions)
@@ -139,6 +178,9 @@ class ModelForces:
         forces.index_add_(0, edge_index[0], edge_forces)
         forces.index_add_(0, edge_index[1], -edge_forces)
         return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
+
+    def neighbor_lists(self) -> list:
+        return [self.neighbors]
 
     def virial_eV(self) -> np.ndarray:
         """Virial (3, 3) eV of the last call, −Σ_edges r ⊗ dE/dr (= −stress·volume,

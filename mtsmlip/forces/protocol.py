@@ -21,9 +21,11 @@ class ForceProvider(Protocol):
     (None: not known, e.g. an external calculator). device, dtype: where and in
     what the positions must be.
 
-    Optional, read with :func:`min_distance_A_of` and :func:`virial_of`:
-    ``min_distance_A`` (the shortest edge of the last call, for the engine's
-    safety check) and ``virial_eV()`` (the virial (3, 3) eV of the last call).
+    Optional, read with :func:`min_distance_A_of`, :func:`virial_of` and
+    :func:`neighbor_lists_of`: ``min_distance_A`` (the shortest edge of the last
+    call, for the engine's safety check), ``virial_eV()`` (the virial (3, 3) eV
+    of the last call) and ``neighbor_lists()`` (the skin neighbour lists it
+    calls, which the engine checks lazily, once per batch of steps).
     """
 
     cutoff_A: float | None
@@ -45,3 +47,13 @@ def virial_of(provider) -> np.ndarray | None:
     external calculator)."""
     virial = getattr(provider, "virial_eV", None)
     return None if virial is None else virial()
+
+
+def neighbor_lists_of(*providers) -> list:
+    """The skin neighbour lists the providers use, each once."""
+    found = {}
+    for provider in providers:
+        lists = getattr(provider, "neighbor_lists", None)
+        for nl in (lists() if lists is not None else ()):
+            found[id(nl)] = nl
+    return list(found.values())

@@ -79,9 +79,15 @@ def kinetic_energy_eV(momenta, masses) -> float:
     return float(kinetic_energy(momenta, masses))
 
 
+def conserved_energy(s: MDState):
+    """K + E_fast + E_slow − thermostat work (eV): constant in exact dynamics; a
+    0-d tensor on the state's device (no host read)."""
+    return kinetic_energy(s.momenta, s.masses) + s.energy_fast_eV + s.energy_slow_eV - s.work_eV
+
+
 def conserved_energy_eV(s: MDState) -> float:
-    """K + E_fast + E_slow − thermostat work: constant in exact dynamics."""
-    return float(kinetic_energy(s.momenta, s.masses) + s.energy_fast_eV + s.energy_slow_eV - s.work_eV)
+    """:func:`conserved_energy` as a float (a host read)."""
+    return float(conserved_energy(s))
 
 
 def respa_step(s: MDState, fast: ForceProvider, slow: ForceProvider, dt, n_inner: int, thermostat) -> MDState:
