@@ -1,6 +1,7 @@
 """The physics checks of tests/physics.py applied to every force provider: the
-fast, slow and baseline models, fast + slow, the MD engine's full-speed force
-path, and the analytic split Lennard-Jones."""
+fast, slow and baseline models, fast + slow, every provider the factory of
+mtsmlip.forces builds (the parts of a pair, an external calculator, a distilled
+pair's correction), and the analytic split Lennard-Jones."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from ase import Atoms
 
 from mtsmlip.md.analytic import SplitLennardJones
-from mtsmlip.forces import ModelForces
+from mtsmlip.forces import CalculatorTensorForces, CorrectionForces, ModelForces, RememberLast, part_provider
 from tests.physics import PhysicsChecks, energy_forces
 from tests.systems import argon, small_water_box
 
@@ -95,6 +96,42 @@ class TestEngineForceProvider(PhysicsChecks):
     @pytest.fixture(params=["fast", "slow"])
     def subject(self, request, pair):
         return ProviderSubject(pair.models[request.param])
+
+
+class FactorySubject(WaterSubject):
+    """A provider from mtsmlip.forces, rebuilt for each structure as the factory
+    builds it (`make(atoms)`), called on torch positions as the engine calls it."""
+
+    def __init__(self, make, r_max_A):
+        self.make, self.r_max_A = make, r_max_A
+
+    def energy_forces(self, atoms):
+        energy, forces = self.make(atoms)(torch.tensor(atoms.positions, dtype=torch.float64))
+        return float(energy), forces.numpy()
+
+
+def emt_teacher(atoms):
+    from ase.calculators.emt import EMT
+
+    return CalculatorTensorForces(atoms, EMT())
+
+
+def emt_correction(pair):
+    """A distilled pair's slow force: the EMT teacher − the fast model."""
+    return lambda atoms: CorrectionForces(emt_teacher(atoms), RememberLast(ModelForces(pair.models["fast"], atoms)))
+
+
+class TestFactoryProviders(PhysicsChecks):
+    @pytest.fixture(params=["fast", "slow", "total", "baseline", "external calculator", "distilled correction"])
+    def subject(self, request, pair):
+        part = request.param
+        if part == "external calculator":
+            return FactorySubject(emt_teacher, None)
+        if part == "distilled correction":
+            return FactorySubject(emt_correction(pair), None)
+        r_max_A = max(m.r_max for n, m in pair.models.items() if n in ("fast", "slow")) if part == "total" else \
+            pair.models[part].r_max
+        return FactorySubject(lambda atoms: part_provider(pair, part, atoms), r_max_A)
 
 
 class ArgonSubject:

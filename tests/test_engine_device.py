@@ -1,0 +1,143 @@
+"""The engine's loop is clean on the device: nothing is read back from it while
+a batch of steps is integrated, a batch that outgrew a neighbour list is done
+again, and the result is bit for bit what checking at every step gives."""
+
+import contextlib
+
+import pytest
+import torch
+
+from mtsmlip.forces import ModelForces, md_providers
+from mtsmlip.md import Engine, MDInstability, RunSettings
+from mtsmlip.md import engine as engine_mod
+from tests.systems import small_water_box, write_tiny_pair
+
+# the ways a torch tensor hands a value to the host (each waits for a GPU)
+READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+
+@contextlib.contextmanager
+def counted_reads():
+    """Count every read of a tensor's value by the host; {'n': count}."""
+    seen, saved = {"n": 0}, {name: getattr(torch.Tensor, name) for name in READS}
+
+    def counting(name):
+        def read(self, *args, **kwargs):
+            seen["n"] += 1
+            return saved[name](self, *args, **kwargs)
+        return read
+
+    for name in READS:
+        setattr(torch.Tensor, name, counting(name))
+    try:
+        yield seen
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+@pytest.fixture(scope="module")
+def gentle(tmp_path_factory):
+    """The tiny pair with gentle forces: short runs stay physical."""
+    import mtsmlip
+
+    return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("gentle") / "pair", energy_scale=0.02))
+
+
+def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None):
+    atoms = small_water_box(seed=1, momenta=True)
+    fast, slow = md_providers(pair, atoms, settings.baseline, skin_A=skin_A)
+    engine = Engine(atoms, fast, slow, settings, seed=seed)
+    if batch_inner_steps is not None:
+        engine.batch_inner_steps = batch_inner_steps
+    return engine
+
+
+@pytest.mark.parametrize("thermostat", [None, "langevin"])
+def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermostat):
+    settings = RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None)
+    engine = engine_on(gentle, settings)
+    engine.run(1, progress=False)  # first calls build the lists
+    inside, integrate = [], Engine.integrate
+
+    def integrate_counted(self, k):
+        with counted_reads() as reads:
+            result = integrate(self, k)
+        inside.append((k, reads["n"]))
+        return result
+
+    monkeypatch.setattr(Engine, "integrate", integrate_counted)
+    with counted_reads() as total:
+        engine.run(12, progress=False)
+    assert sum(k for k, _ in inside) >= 12 and all(n == 0 for _, n in inside), inside
+    batches = len(inside)
+    assert batches <= 12 // (engine.batch_inner_steps // 4) + 2  # a few batches, not one per step
+    # outside the batches: one read per batch (flags, lists), a few per list rebuild
+    builds = sum(nl.n_builds for nl in engine.neighbor_lists)
+    assert total["n"] <= 2 * batches + 3 * builds, (total["n"], batches, builds)
+
+
+def test_the_same_trajectory_whether_read_every_step_or_in_batches(gentle):
+    """A tiny skin makes batches outgrow their lists: they are done again, and
+    every state is bit for bit that of a run checked at every step."""
+    settings = RunSettings(0.5, 2, "langevin", 300.0)
+    step_by_step = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=1)
+    batched = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=40)
+    states = {}
+    for name, engine in (("step", step_by_step), ("batch", batched)):
+        seen = states.setdefault(name, [])
+        engine.attach(lambda e, seen=seen: seen.append(e.state))
+        engine.run(30, progress=False)
+    assert batched.n_redone > 0  # the check below covers redone batches
+    assert len(states["step"]) == len(states["batch"]) == 31
+    for a, b in zip(states["step"], states["batch"]):
+        for field in ("positions", "momenta", "forces_fast", "forces_slow"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_a_flagged_step_inside_a_batch_stops_at_the_step_before_it(gentle):
+    """The fast force turns to NaN at its 23rd call in the run (the first inner
+    step of outer step 12 at n = 2, inside a batch of 20 outer steps): the run
+    stops there, naming step 12, and the engine is back at step 11 with its good
+    state, which every observer saw."""
+    settings = RunSettings(0.5, 2)
+    engine = engine_on(gentle, settings, batch_inner_steps=40)
+    fast, calls = engine.fast, {"n": 0}
+
+    def broken(positions):
+        calls["n"] += 1
+        energy, forces = fast(positions)
+        return (energy, forces * float("nan")) if calls["n"] == 23 else (energy, forces)
+
+    engine.fast = broken
+    seen = []
+    engine.attach(lambda e: seen.append(e.step))
+    with pytest.raises(MDInstability, match=r"step 12: NaN or inf in positions.*Last good state: step 11"):
+        engine.run(40, progress=False)
+    assert engine.step == 11 and seen[-1] == 11
+    assert torch.isfinite(engine.state.forces_fast).all()
+
+
+def test_all_candidate_edges_give_the_same_forces_as_the_filtered_ones(pair):
+    """Without filtering (no nonzero: no host sync on a GPU) the model gets every
+    edge within r_max + skin; those beyond r_max contribute exactly nothing."""
+    atoms = small_water_box(seed=2)
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    for name in ("fast", "slow", "baseline"):
+        filtered = ModelForces(pair.models[name], atoms, skin_A=1.0)
+        everything = ModelForces(pair.models[name], atoms, skin_A=1.0, filter_edges=False)
+        (e1, f1), (e2, f2) = filtered(x), everything(x)
+        assert everything.neighbors.edge_index.shape[1] > filtered.last_edges[0].shape[0]  # more edges went in
+        torch.testing.assert_close(e2, e1, rtol=0, atol=1e-10)
+        torch.testing.assert_close(f2, f1, rtol=0, atol=1e-10)
+        assert float(everything.min_distance_A) == pytest.approx(float(filtered.min_distance_A))
+
+
+def test_batches_are_short_enough_for_the_skin(gentle):
+    """Water at 300 K with the default 1 Å skin: almost no batch is done again
+    (the lists are rebuilt ahead of time, between batches)."""
+    settings = RunSettings(0.5, 4, "langevin", 300.0)
+    engine = engine_on(gentle, settings)
+    engine.run(40, progress=False)
+    batches = 40 // (engine_mod.BATCH_INNER_STEPS // 4)
+    assert engine.n_redone <= max(1, batches // 10), (engine.n_redone, batches)
