@@ -177,7 +177,7 @@ class ModelForces:
         edge_forces = out["edge_forces"].to(positions.dtype)
         self.last_edges = (vectors, edge_forces)
         forces.index_add_(0, edge_index[0], edge_forces)
-        forces.index_add_(0, edge_index[1], -edge_forces)
+        forces.index_add_(0, edge_index[1], edge_forces, alpha=-1.0)  # no negated copy
         return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
 
     def neighbor_lists(self) -> list:
