@@ -141,3 +141,26 @@ def test_batches_are_short_enough_for_the_skin(gentle):
     engine.run(40, progress=False)
     batches = 40 // (engine_mod.BATCH_INNER_STEPS // 4)
     assert engine.n_redone <= max(1, batches // 10), (engine.n_redone, batches)
+
+
+def test_an_observer_mid_batch_sees_the_thermostat_of_its_step(gentle):
+    """What a restart keeps at step 3 of a batch (state and Langevin random
+    state) continues to the same step 9 as the run that was not interrupted."""
+    settings = RunSettings(0.5, 2, "langevin", 300.0)
+    whole = engine_on(gentle, settings, batch_inner_steps=40)
+    kept, at9 = {}, {}
+
+    def keep(engine):
+        if engine.step == 3:
+            kept.update(state=engine.state, rng=engine.thermostat.get_state())
+        if engine.step == 9:
+            at9["state"] = engine.state
+
+    whole.attach(keep)
+    whole.run(12, progress=False)
+    resumed = engine_on(gentle, settings, batch_inner_steps=40)
+    resumed.restore(kept["state"], 3)
+    resumed.thermostat.set_state(kept["rng"])
+    resumed.run(6, progress=False)
+    for field in ("positions", "momenta"):
+        assert torch.equal(getattr(resumed.state, field), getattr(at9["state"], field)), field

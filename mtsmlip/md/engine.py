@@ -169,15 +169,18 @@ class Engine:
         bar.close()
         return self.state
 
-    def integrate(self, k: int) -> tuple[list, list]:
-        """k outer steps from the current state: the states and, after each, the
-        providers' shortest edges (device tensors; nothing read back)."""
-        states, shortest, s = [], [], self.state
+    def integrate(self, k: int) -> tuple[list, list, list]:
+        """k outer steps from the current state: the states, after each the
+        providers' shortest edges (device tensors; nothing read back) and the
+        thermostat's state (its random numbers), so that observers and restarts
+        of step j see the thermostat as it was after step j."""
+        states, shortest, thermostat, s = [], [], [], self.state
         for _ in range(k):
             s = respa_step(s, self.fast, self.slow, self.inner_dt, self.settings.n_inner, self.thermostat)
             states.append(s)
             shortest.append(self.safety.shortest_now())
-        return states, shortest
+            thermostat.append(self.thermostat.get_state())
+        return states, shortest, thermostat
 
     def advance(self, k: int) -> None:
         """One batch of k outer steps (see :meth:`run`)."""
@@ -185,7 +188,7 @@ class Engine:
         for nl in self.neighbor_lists:
             nl.begin_lazy()
         try:
-            states, shortest = self.integrate(k)
+            states, shortest, thermostat = self.integrate(k)
         finally:
             for nl in self.neighbor_lists:
                 nl.end_lazy()
@@ -195,14 +198,17 @@ class Engine:
             self.thermostat.set_state(rng)
             for nl in self.neighbor_lists:
                 nl.stale = nl.moved2_A2 = None  # eager calls rebuild as they go; nothing to read after
-            states, shortest = self.integrate(k)
+            states, shortest, thermostat = self.integrate(k)
             flags, _, moved2 = self.read_batch(start, states, shortest)
         problem = None
         if any(flags) or not all(shortest):
             problem = self.safety.first_problem(start, states, shortest, flags)
-        good = states if problem is None else states[:problem[0]]
-        for s in good:
+        good = len(states) if problem is None else problem[0]
+        if good == 0:
+            self.thermostat.set_state(rng)
+        for s, after in zip(states[:good], thermostat[:good]):
             self.state, self.step = s, self.step + 1
+            self.thermostat.set_state(after)
             self.safety.start(s, self.step)
             self.call_observers()
         if problem is not None:
