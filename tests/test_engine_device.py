@@ -164,3 +164,26 @@ def test_an_observer_mid_batch_sees_the_thermostat_of_its_step(gentle):
     resumed.run(6, progress=False)
     for field in ("positions", "momenta"):
         assert torch.equal(getattr(resumed.state, field), getattr(at9["state"], field)), field
+
+
+def test_a_provider_that_raises_on_a_blown_up_state_still_stops_by_name(gentle):
+    """An external calculator raises on NaN positions (vesin: 'non-finite
+    coordinate'). The fast force turns to NaN at the last inner call of step 11;
+    step 12 then hands it NaN positions. The batch breaks off there and the run
+    stops naming step 11, as a check at every step would, not with the
+    calculator's error."""
+    settings = RunSettings(0.5, 2)
+    engine = engine_on(gentle, settings, batch_inner_steps=40)
+    fast, calls = engine.fast, {"n": 0}
+
+    def fragile(positions):
+        if not torch.isfinite(positions).all():
+            raise RuntimeError("point 0 has non-finite coordinate")
+        calls["n"] += 1
+        energy, forces = fast(positions)
+        return (energy, forces * float("nan")) if calls["n"] == 22 else (energy, forces)
+
+    engine.fast = fragile
+    with pytest.raises(MDInstability, match=r"step 11: NaN or inf in forces_fast.*Last good state: step 10"):
+        engine.run(40, progress=False)
+    assert engine.step == 10

@@ -128,7 +128,10 @@ class Engine:
     # ---- observers ---------------------------------------------------------
     def attach(self, fn, interval: int = 1, final: bool = False) -> None:
         """Call ``fn(self)`` at every step that is a multiple of `interval` (step 0
-        included); with `final`, also after the last step of every ``run``."""
+        included); with `final`, also after the last step of every ``run``.
+        Observers run after each batch, step by step: ``self.state``, ``self.step``
+        and the thermostat are those of the step; the providers' own last-call
+        values (shortest edge, virial) are the batch's last call's."""
         if int(interval) < 1:
             raise DataError(f"observer interval must be >= 1 (got {interval})")
         self.observers.append((fn, int(interval), bool(final)))
@@ -157,8 +160,7 @@ class Engine:
         per_batch = max(1, self.batch_inner_steps // self.settings.n_inner)
         with deterministic(self.tensor["device"]):
             while left > 0:
-                k = min(per_batch, left)
-                self.advance(k)
+                k = self.advance(min(per_batch, left))
                 left, since = left - k, since + k
                 bar.update(k)
                 if since >= 10:
@@ -176,14 +178,20 @@ class Engine:
         of step j see the thermostat as it was after step j."""
         states, shortest, thermostat, s = [], [], [], self.state
         for _ in range(k):
-            s = respa_step(s, self.fast, self.slow, self.inner_dt, self.settings.n_inner, self.thermostat)
+            try:
+                s = respa_step(s, self.fast, self.slow, self.inner_dt, self.settings.n_inner, self.thermostat)
+            except (RuntimeError, ValueError, ArithmeticError):
+                if not states:
+                    raise  # on the batch's own (checked) start: not a blow-up of this batch
+                break  # a state already gone bad within the batch (NaN into a calculator, inf into
+                # Bussi): the batch ends here and the check names the bad step before it
             states.append(s)
             shortest.append(self.safety.shortest_now())
             thermostat.append(self.thermostat.get_state())
         return states, shortest, thermostat
 
-    def advance(self, k: int) -> None:
-        """One batch of k outer steps (see :meth:`run`)."""
+    def advance(self, k: int) -> int:
+        """One batch of up to k outer steps (see :meth:`run`); the steps done."""
         start, rng = self.state, self.thermostat.get_state()
         for nl in self.neighbor_lists:
             nl.begin_lazy()
@@ -193,15 +201,19 @@ class Engine:
             for nl in self.neighbor_lists:
                 nl.end_lazy()
         flags, stale, moved2 = self.read_batch(start, states, shortest)
-        if stale:  # a list was outgrown within the batch: again, checking every call
+        if stale:  # a list was outgrown within the batch: again, checking every call, up to a
+            # flagged step (not on into atoms flying apart after a blow-up)
             self.n_redone += 1
             self.thermostat.set_state(rng)
             for nl in self.neighbor_lists:
                 nl.stale = nl.moved2_A2 = None  # eager calls rebuild as they go; nothing to read after
-            states, shortest, thermostat = self.integrate(k)
+            again = flags.index(True) + 1 if any(flags) else len(states)
+            states, shortest, thermostat = self.integrate(again)
             flags, _, moved2 = self.read_batch(start, states, shortest)
         problem = None
-        if any(flags) or not all(shortest):
+        if any(flags) or not all(shortest) or len(states) < k:
+            # (a batch that broke off with no bad state goes on from its last state: the next
+            # batch repeats the failing call on a checked state and raises its error)
             problem = self.safety.first_problem(start, states, shortest, flags)
         good = len(states) if problem is None else problem[0]
         if good == 0:
@@ -212,8 +224,10 @@ class Engine:
             self.safety.start(s, self.step)
             self.call_observers()
         if problem is not None:
+            self.thermostat.set_state(thermostat[problem[0]])  # as a step-by-step check left it: after the bad step
             self.safety.stop(self, problem[1])
         self.rebuild_ahead(start, moved2)
+        return good
 
     def read_batch(self, start: MDState, states: list, shortest: list):
         """The one host read of a batch: per-step safety flags, whether a
