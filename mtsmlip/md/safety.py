@@ -16,6 +16,10 @@ from ..forces.protocol import min_distance_A_of
 from .respa import MDState, conserved_energy, conserved_energy_eV
 
 
+# the arrays of a state that must hold only finite numbers (checked in this order)
+STATE_ARRAYS = ("positions", "forces_fast", "forces_slow", "momenta")
+
+
 class MDInstability(RuntimeError):
     """The run was stopped because its state became unphysical."""
 
@@ -63,7 +67,7 @@ class SafetyCheck:
         for s, seen in zip(states, shortest):
             now = conserved_energy(s)
             bad = ~((now - before).abs() <= self.jump_limit_eV)
-            for name in ("positions", "forces_fast", "forces_slow", "momenta"):
+            for name in STATE_ARRAYS:
                 bad = bad | ~torch.isfinite(getattr(s, name)).all()
             for d in seen:
                 bad = bad | (torch.as_tensor(d) < self.limits.min_distance_A)
@@ -96,7 +100,7 @@ class SafetyCheck:
         """What is unphysical about `s` on its own (non-finite numbers, atoms too
         close), as a sentence, or None. shortest: the providers' shortest edges at
         `s`, where known (else the host measures the distances)."""
-        for name in ("positions", "forces_fast", "forces_slow", "momenta"):
+        for name in STATE_ARRAYS:
             value = getattr(s, name)
             if torch.is_tensor(value) and not bool(torch.isfinite(value).all()):
                 return f"NaN or inf in {name}"
