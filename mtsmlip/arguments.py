@@ -396,6 +396,37 @@ def ipi_input(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an i-PI input already in --out")
 
 
+def lammps_build(p) -> None:
+    p.add_argument("--source", required=True,
+                   help="a checkout of mir-group/pair_nequip_allegro (git clone https://github.com/mir-group/pair_nequip_allegro)")
+    p.add_argument("--out", default=None, help="where the plugin goes (default: a directory under ~/.cache/mtsmlip/"
+                                               "lammps-plugin keyed by the source and the versions)")
+    p.add_argument("--force", action="store_true", help="rebuild even if this source is already built there")
+
+
+def lammps_input(p) -> None:
+    p.add_argument("--model", required=True, help="a model directory from `mtsmlip train` (or the shipped name, water)")
+    p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
+    p.add_argument("--out", required=True, help="output directory: in.mts, in.baseline, structure.data, models/, run.sh")
+    p.add_argument("--n-inner", type=at_least_one, default=4, help="inner (fast) steps per outer (slow) step")
+    p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
+    p.add_argument("--steps", type=at_least_one, default=1000,
+                   help="outer steps of in.mts (in.baseline runs the same simulated time in inner steps)")
+    p.add_argument("--temperature-K", type=positive, default=None,
+                   help="initial velocities and thermostat target (K); left out: the run starts at rest, "
+                        "or from the structure's own momenta")
+    p.add_argument("--thermostat", choices=["langevin", "bussi"], default=None,
+                   help="left out: NVE. langevin: fix langevin (under respa: once per outer step); "
+                        "bussi: fix temp/csvr (keeps dynamics)")
+    p.add_argument("--friction-per-fs", type=positive, default=0.01, help="Langevin friction (1/fs)")
+    p.add_argument("--tau-fs", type=positive, default=100.0, help="Bussi relaxation time (fs)")
+    p.add_argument("--stride", type=at_least_one, default=10, help="outer steps between thermo rows and frames")
+    p.add_argument("--plugin", default=None, help="the plugin from `mtsmlip lammps-build` (default: the newest build)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="what the compiled models run on")
+    p.add_argument("--seed", type=at_least_one, default=1, help="initial velocities and thermostat noise")
+    p.add_argument("--overwrite", action="store_true", help="replace a LAMMPS input already in --out")
+
+
 def export(p) -> None:
     add_model_and_teacher(p)
     p.add_argument("--part", required=True, choices=["fast", "slow", "baseline"], help="which model to export")

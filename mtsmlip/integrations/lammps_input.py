@@ -1,0 +1,333 @@
+"""`mtsmlip lammps-input`: a LAMMPS run of a trained pair, ready to start.
+
+The learned split maps onto LAMMPS's r-RESPA: `pair_style hybrid/overlay` with
+one sub-style per model, and `run_style respa 2 n hybrid 1 2`, which puts the
+fast model (sub-style 1) on the inner level and the slow one (sub-style 2) on
+the outer level. LAMMPS's `timestep` is the outer step. The pair styles come
+from nequip's `pair_nequip_allegro`, built as a plugin by `mtsmlip lammps-build`:
+`allegro` for Allegro models (strictly local: any number of MPI ranks),
+`nequip` for NequIP models (message passing: one rank).
+
+Each part is compiled for its pair style with `nequip-compile` (AOTInductor,
+`.nequip.pt2`) on this machine: a compiled model is tied to the CPU's
+instruction set and the torch build. Compiled files are kept in a cache keyed by
+the model file's hash, the pair style, torch, nequip and the CPU, and reused.
+
+The output directory holds `structure.data` (positions, masses and the starting
+velocities, drawn as `mtsmlip md` draws them), `in.mts` and `in.baseline` (the
+conventional run: the baseline with velocity Verlet at the inner step), the
+compiled models, `run.sh` and `lammps.json` (what was written and from what).
+
+Thermostats under r-RESPA. LAMMPS applies `fix langevin`'s friction and noise
+at the outermost level only, once per outer step: a kick every nδt, which
+couples to motions near the outer step's period (resonance) and damps them
+unevenly. `--thermostat bussi` writes `fix temp/csvr` instead (stochastic
+velocity rescaling, Bussi et al. 2007), which rescales all velocities once per
+outer step, acts on the kinetic energy as a whole and leaves the dynamics
+between rescalings Hamiltonian: the choice for dynamical observables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..files import atomic_write, atomic_write_json, sha256_of
+
+# nequip builders -> the LAMMPS pair style (and nequip-compile --target) that runs them
+PAIR_STYLES = {
+    "allegro.model.AllegroModel": "allegro",
+    "nequip.model.NequIPGNNModel": "nequip",
+    "nequip.model.FullNequIPGNNModel": "nequip",
+    "nequip.model.PresetNequIPGNNModel": "nequip",
+}
+MD_INPUTS = ("in.mts", "in.baseline", "run.sh", "structure.data", "lammps.json")
+
+
+@dataclass(frozen=True)
+class LammpsRun:
+    """What one LAMMPS input integrates. `steps`: outer steps (inner steps for the
+    baseline input, which uses the inner time step: the same simulated time is
+    `steps * n_inner` of them). `thermostat`: None (NVE), "langevin" or "bussi"."""
+
+    n_inner: int
+    timestep_fs: float
+    steps: int
+    temperature_K: float | None = None
+    thermostat: str | None = None
+    friction_per_fs: float = 0.01
+    tau_fs: float = 100.0
+    seed: int = 1
+    stride: int = 10
+
+    def check(self) -> None:
+        if self.thermostat is not None and self.temperature_K is None:
+            raise DataError(f"--thermostat {self.thermostat} needs --temperature-K")
+        if self.thermostat not in (None, "langevin", "bussi"):
+            raise DataError(f"--thermostat {self.thermostat}: use langevin or bussi (or leave it out for NVE)")
+        if not 1 <= self.seed < 900_000_000:  # LAMMPS's random seeds are positive ints below 9e8
+            raise DataError(f"--seed {self.seed}: LAMMPS needs a seed from 1 to 899999999")
+
+
+def pair_style_of(model, where: str) -> str:
+    target = model.config.get("_target_")
+    if target not in PAIR_STYLES:
+        raise DataError(f"{where}: model builder {target!r} has no LAMMPS pair style (have: {sorted(PAIR_STYLES)})")
+    return PAIR_STYLES[target]
+
+
+def cpu_signature() -> str:
+    """What a compiled model is tied to on this machine: the CPU's model and flags."""
+    text = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags")):
+                text += line
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        text += platform.processor()
+    return text
+
+
+def compile_key(model_sha: str, style: str, device: str) -> str:
+    import nequip
+    import torch
+
+    text = json.dumps([model_sha, style, device, torch.__version__, nequip.__version__, cpu_signature()])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def compiled_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mtsmlip" / "compiled"
+
+
+def compile_part(models, part: str, structure, device: str = "cpu", say=print) -> tuple[Path, str, str]:
+    """(compiled file in the cache, pair style, model file sha256) for one part,
+    compiled with nequip-compile unless the cache has it."""
+    from .nequip_package import write_package
+
+    model = models.models[part]
+    model_file = models.directory / f"{part}.pt"
+    where = str(model_file)
+    style = pair_style_of(model, where)
+    sha = sha256_of(model_file)
+    cached = compiled_cache_dir() / f"{part}-{compile_key(sha, style, device)}.nequip.pt2"
+    if cached.is_file():
+        say(f"mtsmlip lammps-input: {part}: reusing {cached} (same model file, torch, nequip and CPU)")
+        return cached, style, sha
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    nequip_compile = shutil.which("nequip-compile")
+    if nequip_compile is None:
+        raise DataError("nequip-compile is not on PATH (it comes with the nequip package)")
+    say(f"mtsmlip lammps-input: {part}: compiling for pair_style {style} with nequip-compile "
+        "(AOTInductor; a minute or two on a small CPU)")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".compile-", dir=cached.parent) as tmp:
+        package = Path(tmp) / f"{part}.nequip.zip"
+        write_package(model, package, f"{models.directory} ({part})", structure)
+        partial = Path(tmp) / f"{part}.nequip.pt2"
+        cmd = [nequip_compile, str(package), str(partial), "--mode", "aotinductor", "--device", device,
+               "--target", f"pair_{style}"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0 or not partial.is_file():
+            raise DataError(f"{where}: nequip-compile failed (exit {done.returncode}):\n"
+                            f"{(done.stderr or done.stdout)[-3000:]}")
+        os.replace(partial, cached)
+    say(f"mtsmlip lammps-input: {part}: compiled in {time.perf_counter() - start:.0f} s -> {cached}")
+    return cached, style, sha
+
+
+def box_for(atoms, cutoff_A: float):
+    """LAMMPS needs a box: a periodic structure keeps its cell (LAMMPS takes a
+    triclinic cell in its own orientation: the structure is rotated into it); an
+    isolated one is centred in a cube with 2 cutoffs of vacuum on each side, so no
+    image is within reach."""
+    from ..system import is_periodic
+
+    atoms = atoms.copy()
+    if is_periodic(atoms):
+        if not all(atoms.pbc):
+            raise DataError("a structure periodic along some directions only: LAMMPS runs it, but mtsmlip's "
+                            "input writer takes fully periodic or isolated structures")
+        return atoms, "p p p"
+    atoms.center(vacuum=2.0 * cutoff_A + 1.0)
+    atoms.pbc = True
+    return atoms, "p p p"
+
+
+def write_data(path: Path, atoms, species: list[str]) -> None:
+    """The LAMMPS data file (metal units) with masses and velocities."""
+    import ase.io
+
+    def write(tmp):
+        ase.io.write(tmp, atoms, format="lammps-data", specorder=species, masses=True, velocities=True,
+                     units="metal", atom_style="atomic")
+
+    atomic_write(path, write)
+
+
+def thermostat_lines(run: LammpsRun, outer: bool) -> list[str]:
+    """Integrator fixes. `outer`: the r-RESPA input (the thermostat then acts once
+    per outer step, see the module's docstring)."""
+    lines = ["fix             integrate all nve"]
+    if run.thermostat == "langevin":
+        damp_ps = 1e-3 / run.friction_per_fs
+        lines.append(f"fix             thermostat all langevin {run.temperature_K} {run.temperature_K} "
+                     f"{damp_ps:g} {run.seed} zero yes tally yes"
+                     + ("   # under respa: friction and noise once per outer step" if outer else ""))
+    elif run.thermostat == "bussi":
+        lines.append(f"fix             thermostat all temp/csvr {run.temperature_K} {run.temperature_K} "
+                     f"{run.tau_fs * 1e-3:g} {run.seed}"
+                     + ("   # Bussi: rescales once per outer step" if outer else ""))
+    return lines
+
+
+def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, baseline: bool) -> str:
+    """in.mts (baseline False) or in.baseline. `parts`: {part: (file name, pair style)}."""
+    names = " ".join(species)
+    restart = "restart.baseline" if baseline else "restart.mts"
+    head = [f"# written by mtsmlip lammps-input ({'the conventional run: baseline, velocity Verlet' if baseline else f'MTS: r-RESPA, n = {run.n_inner}'})",
+            "units           metal", "atom_style      atomic", "atom_modify     map yes", "newton          on",
+            "boundary        p p p",
+            f"plugin load     {plugin}",
+            "# a stopped run continues from its last restart file",
+            f'if "$(is_file({restart}))" then "read_restart {restart}" else "read_data structure.data"']
+    if baseline:
+        file, style = parts["baseline"]
+        forces = [f"pair_style      {style}", f"pair_coeff      * * {file} {names}", "run_style       verlet",
+                  f"timestep        {run.timestep_fs * 1e-3:g}   # ps"]
+        steps = run.steps * run.n_inner
+        stride = run.stride * run.n_inner
+    else:
+        (fast, fast_style), (slow, slow_style) = parts["fast"], parts["slow"]
+        if fast_style == slow_style:
+            forces = [f"pair_style      hybrid/overlay {fast_style} {slow_style}",
+                      f"pair_coeff      * * {fast_style} 1 {fast} {names}",
+                      f"pair_coeff      * * {slow_style} 2 {slow} {names}"]
+        else:
+            forces = [f"pair_style      hybrid/overlay {fast_style} {slow_style}",
+                      f"pair_coeff      * * {fast_style} {fast} {names}",
+                      f"pair_coeff      * * {slow_style} {slow} {names}"]
+        forces += ["# fast (sub-style 1) every inner step, slow (sub-style 2) every outer step",
+                   f"run_style       respa 2 {run.n_inner} hybrid 1 2",
+                   f"timestep        {run.timestep_fs * run.n_inner * 1e-3:g}   # ps: the OUTER step, "
+                   f"{run.n_inner} x {run.timestep_fs:g} fs"]
+        steps = run.steps
+        stride = run.stride
+    out = ["thermo_style    custom step time temp pe ke etotal econserve press",
+           "thermo_modify   norm no flush yes",
+           f"thermo          {stride}",
+           f"dump            trajectory all custom {stride} trajectory.{'baseline' if baseline else 'mts'}.dump "
+           "id type x y z vx vy vz",
+           "dump_modify     trajectory sort id append yes format float %.15g",
+           f"restart         {stride * 10} {restart} {restart}",
+           f"run             {steps} upto",
+           f"write_restart   {restart}"]
+    return "\n".join(head + forces + thermostat_lines(run, outer=not baseline) + out) + "\n"
+
+
+def run_script(install, uses_nequip: dict) -> str:
+    """run.sh: `./run.sh [mts|baseline] [ranks]`."""
+    return f"""#!/bin/sh
+# written by mtsmlip lammps-input. Usage: ./run.sh [mts|baseline] [MPI ranks]
+# (a stopped run continues from its last restart file when started again)
+set -e
+cd "$(dirname "$0")"
+which=${{1:-mts}}
+ranks=${{2:-1}}
+case "$which" in
+  mts) nequip={'yes' if uses_nequip['mts'] else 'no'} ;;
+  baseline) nequip={'yes' if uses_nequip['baseline'] else 'no'} ;;
+  *) echo "run.sh: first argument: mts or baseline (got $which)" >&2; exit 2 ;;
+esac
+if [ "$nequip" = yes ] && [ "$ranks" != 1 ]; then
+  echo "run.sh: in.$which uses pair_style nequip (a message-passing NequIP model), which runs on one MPI rank only" >&2
+  exit 2
+fi
+# LAMMPS's OpenMP runtime and torch's are both loaded: one thread per rank
+export OMP_NUM_THREADS=1
+exec {shlex.quote(str(install.mpiexec))} -np "$ranks" {shlex.quote(str(install.lmp))} -in "in.$which" -log "log.$which.lammps" -nocite
+"""
+
+
+def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu", say=print) -> dict:
+    """Write a LAMMPS run of `models` (a TrainedModels) from `atoms` into `out_dir`;
+    the record written to lammps.json."""
+    from ..md.engine import initialise_momenta
+    from .lammps_build import find_plugin, lammps_install
+
+    run.check()
+    if models.teacher is not None:
+        raise DataError(f"{models.directory}: a distilled pair's slow force is teacher − fast; mtsmlip lammps-input "
+                        "writes co-trained pairs only (run the teacher's own pair style beside `fast` with "
+                        "pair_style hybrid/scaled 1 -1 to build it by hand)")
+    missing = [p for p in ("fast", "slow", "baseline") if p not in models.models]
+    if missing:
+        raise DataError(f"{models.directory}: no {', '.join(missing)} model")
+    species = list(models.models["fast"].type_names)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - set(species))
+    if unknown:
+        raise DataError(f"the structure has species {unknown} that the models do not know (they know {species})")
+    install = lammps_install()
+    plugin = find_plugin(plugin)
+    cutoff_A = max(m.r_max for m in models.models.values())
+    atoms, _ = box_for(atoms, cutoff_A)
+    initialise_momenta(atoms, run.temperature_K, run.seed)
+    out_dir = Path(out_dir)
+    (out_dir / "models").mkdir(parents=True, exist_ok=True)
+    parts, record_parts = {}, {}
+    for part in ("fast", "slow", "baseline"):
+        cached, style, sha = compile_part(models, part, atoms, device=device, say=say)
+        local = out_dir / "models" / f"{part}.nequip.pt2"
+        atomic_write(local, lambda tmp, src=cached: shutil.copyfile(src, tmp))
+        parts[part] = (f"models/{part}.nequip.pt2", style)
+        record_parts[part] = {"pair_style": style, "model_sha256": sha, "compiled": str(cached)}
+    write_data(out_dir / "structure.data", atoms, species)
+    for baseline, name in ((False, "in.mts"), (True, "in.baseline")):
+        text = input_text(run, plugin, species, parts, baseline)
+        atomic_write(out_dir / name, lambda tmp, t=text: Path(tmp).write_text(t))
+    uses_nequip = {"mts": "nequip" in (parts["fast"][1], parts["slow"][1]), "baseline": parts["baseline"][1] == "nequip"}
+    script = run_script(install, uses_nequip)
+    atomic_write(out_dir / "run.sh", lambda tmp: Path(tmp).write_text(script))
+    os.chmod(out_dir / "run.sh", 0o755)
+    record = {"model": str(models.directory), "plugin": str(plugin), "lammps_version": install.version,
+              "species_order": species, "run": asdict(run), "parts": record_parts,
+              "atoms": len(atoms), "max_ranks": {k: (1 if v else None) for k, v in uses_nequip.items()}}
+    atomic_write_json(out_dir / "lammps.json", record)
+    return record
+
+
+def run(args) -> int:
+    from ..data import read_structure
+    from ..files import check_output_dir
+    from ..models import TrainedModels
+
+    out = Path(args.out)
+    existing = [n for n in MD_INPUTS if (out / n).exists()]
+    if existing and not args.overwrite:
+        raise DataError(f"--out {out}: already holds {', '.join(existing)}; pass --overwrite to replace them")
+    models = TrainedModels.load(args.model)
+    atoms = read_structure(args.structure)
+    lrun = LammpsRun(n_inner=args.n_inner, timestep_fs=args.timestep_fs, steps=args.steps,
+                     temperature_K=args.temperature_K, thermostat=args.thermostat,
+                     friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, seed=args.seed, stride=args.stride)
+    record = write_run(models, atoms, out, lrun, args.plugin, device=args.device)
+    ranks = "any number of MPI ranks" if record["max_ranks"]["mts"] is None else "one MPI rank (pair_style nequip)"
+    print(f"mtsmlip lammps-input: wrote {out}/in.mts (r-RESPA, n = {lrun.n_inner}, outer step "
+          f"{lrun.n_inner * lrun.timestep_fs:g} fs, {lrun.steps} outer steps; {ranks}) and {out}/in.baseline "
+          f"(velocity Verlet, {lrun.timestep_fs:g} fs). Run: {out}/run.sh mts [ranks]  |  {out}/run.sh baseline")
+    return 0
