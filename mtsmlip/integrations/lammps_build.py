@@ -106,12 +106,13 @@ def lammps_install() -> LammpsInstall:
     return LammpsInstall(**{**install.__dict__, "version": lammps_version(install)})
 
 
-def run_env(install: LammpsInstall | None = None) -> dict:
+def run_env(install: LammpsInstall | None = None, threads: int = 1) -> dict:
     """The environment a LAMMPS run with the plugin needs: LAMMPS's libgomp and
-    torch's are both loaded, so one OpenMP thread (torch then runs one thread per
-    MPI rank). The MPI library path is set for tools that load liblammps directly."""
+    torch's are both loaded; `threads` OpenMP threads per MPI rank (1 unless each
+    rank has cores to spare). The MPI library path is set for tools that load
+    liblammps directly."""
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = str(int(threads))
     if install is not None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(install.mpi_lib_dir), env.get("LD_LIBRARY_PATH", "")) if p)
     return env

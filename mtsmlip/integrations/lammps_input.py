@@ -243,12 +243,13 @@ def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, ba
 def run_script(install, uses_nequip: dict) -> str:
     """run.sh: `./run.sh [mts|baseline] [ranks]`."""
     return f"""#!/bin/sh
-# written by mtsmlip lammps-input. Usage: ./run.sh [mts|baseline] [MPI ranks]
+# written by mtsmlip lammps-input. Usage: ./run.sh [mts|baseline] [MPI ranks] [threads per rank]
 # (a stopped run continues from its last restart file when started again)
 set -e
 cd "$(dirname "$0")"
 which=${{1:-mts}}
 ranks=${{2:-1}}
+threads=${{3:-1}}
 case "$which" in
   mts) nequip={'yes' if uses_nequip['mts'] else 'no'} ;;
   baseline) nequip={'yes' if uses_nequip['baseline'] else 'no'} ;;
@@ -258,8 +259,9 @@ if [ "$nequip" = yes ] && [ "$ranks" != 1 ]; then
   echo "run.sh: in.$which uses pair_style nequip (a message-passing NequIP model), which runs on one MPI rank only" >&2
   exit 2
 fi
-# LAMMPS's OpenMP runtime and torch's are both loaded: one thread per rank
-export OMP_NUM_THREADS=1
+# torch's threads per rank (LAMMPS's OpenMP runtime and torch's are both loaded;
+# ranks x threads should not exceed the cores)
+export OMP_NUM_THREADS="$threads"
 exec {shlex.quote(str(install.mpiexec))} -np "$ranks" {shlex.quote(str(install.lmp))} -in "in.$which" -log "log.$which.lammps" -nocite
 """
 
