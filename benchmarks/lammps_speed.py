@@ -35,7 +35,8 @@ def ns_per_day(simulated_fs: float, wall_s: float) -> float:
 def timed_input(text: str, steps: int) -> str:
     """The written input, without dumps and restarts, running a 1-step warm-up then `steps`."""
     keep = [line for line in text.splitlines()
-            if not line.startswith(("dump", "restart", "write_restart", "run ", "if ", "thermo "))]
+            if not line.startswith(("dump", "restart", "write_restart", "run ", "variable        start", "${start}",
+                                    "thermo "))]
     keep.insert(keep.index(next(l for l in keep if l.startswith("plugin"))) + 1, "read_data       structure.data")
     return "\n".join(keep + ["thermo          1000000", "run             1", f"run             {steps}"]) + "\n"
 

@@ -422,7 +422,6 @@ def lammps_input(p) -> None:
     p.add_argument("--tau-fs", type=positive, default=100.0, help="Bussi relaxation time (fs)")
     p.add_argument("--stride", type=at_least_one, default=10, help="outer steps between thermo rows and frames")
     p.add_argument("--plugin", default=None, help="the plugin from `mtsmlip lammps-build` (default: the newest build)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="what the compiled models run on")
     p.add_argument("--seed", type=at_least_one, default=1, help="initial velocities and thermostat noise")
     p.add_argument("--overwrite", action="store_true", help="replace a LAMMPS input already in --out")
 

