@@ -211,6 +211,9 @@ def train(p) -> None:
                         "ended early when the validation loss reaches a plateau)")
     add_max_minutes(p)
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
+    p.add_argument("--slow-architecture", choices=["nequip", "allegro"], default=None,
+                   help="the slow model: nequip (default) or allegro, which is strictly local, so that in LAMMPS "
+                        "the whole pair runs across MPI ranks (overrides `slow_architecture`)")
     p.add_argument("--reuse-stages-from", action="append", default=[], metavar="RUN",
                    help="an earlier run directory (repeatable): a stage it finished with the same models, "
                         "data, split and settings is copied instead of trained again")

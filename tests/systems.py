@@ -9,16 +9,16 @@ from ase.build import bulk, molecule
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from scipy.spatial.transform import Rotation
 
-from mtsmlip.models import FAST_PRESET, SLOW_PRESET, build_model, model_config, write_model_dir
+from mtsmlip.models import FAST_PRESET, SLOW_ALLEGRO_PRESET, SLOW_PRESET, build_model, model_config, write_model_dir
 
 TINY_R_MAX_A = {"fast": 3.0, "slow": 3.5}
 
 
 def tiny_model_config(role: str, seed: int = 0, energy_scale=None) -> dict:
-    """A tiny untrained float64 model: Allegro for role "fast", NequIP (2 layers,
+    """A tiny untrained float64 model: Allegro for roles "fast" and "slow_allegro", NequIP (2 layers,
     8 features) otherwise. A small `energy_scale` gives gentle forces (short
     comparison runs stay physical)."""
-    preset = FAST_PRESET if role == "fast" else SLOW_PRESET
+    preset = {"fast": FAST_PRESET, "slow_allegro": SLOW_ALLEGRO_PRESET}.get(role, SLOW_PRESET)
     overrides = {"r_max": TINY_R_MAX_A["fast" if role == "fast" else "slow"], "avg_num_neighbors": 10.0}
     if energy_scale is not None:
         overrides["per_type_energy_scales"] = energy_scale

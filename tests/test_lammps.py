@@ -296,3 +296,52 @@ def test_thermostat_inputs_drive_the_temperature_at_their_rate(lmp, tmp_path, th
     assert 200.0 < table[0, 2] < 400.0  # drawn at 300 K
     assert 480.0 < table[10:, 2].mean() < 720.0  # held at 600 K after 10 time constants
     assert abs(table[-1, 6] - table[0, 6]) < 0.1 * abs(table[-1, 5] - table[0, 5])  # the thermostat's work is booked
+
+
+ALLEGRO_STEPS = 15
+
+
+@pytest.fixture(scope="module")
+def allegro_run(lmp):
+    """The written run of a pair whose slow model is Allegro too (and the same fast
+    model and baseline as `lmp`'s, so only the slow model is compiled anew)."""
+    import mtsmlip
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+    from mtsmlip.models import build_model, write_model_dir
+    from tests.systems import tiny_model_config
+
+    configs = {"fast": tiny_model_config("fast", 0, 0.02), "slow": tiny_model_config("slow_allegro", 1, 0.002),
+               "baseline": tiny_model_config("slow", 1, 0.02)}
+    write_model_dir(lmp.root / "allegro_pair", {n: (build_model(c).eval(), c) for n, c in configs.items()},
+                    {"note": "tiny all-Allegro pair for LAMMPS tests"})
+    models = mtsmlip.load(lmp.root / "allegro_pair")
+    # 15 outer steps: an H of this untrained pair comes within the engine's 0.5 Å safety limit at 20
+    run = LammpsRun(n_inner=N_INNER, timestep_fs=0.5, steps=ALLEGRO_STEPS, stride=STRIDE)
+    record = write_run(models, lmp.atoms, lmp.root / "allegro_run", run, lmp.plugin, say=lambda *a: None)
+    return SimpleNamespace(models=models, record=record, run_dir=lmp.root / "allegro_run")
+
+
+def test_an_all_allegro_pair_runs_mts_across_mpi_ranks_as_mtsmlips_engine_does(lmp, allegro_run):
+    from mtsmlip.integrations.lammps_build import run_env
+
+    text = (allegro_run.run_dir / "in.mts").read_text()
+    assert "pair_style      hybrid/overlay allegro allegro" in text
+    assert "pair_coeff      * * allegro 1 models/fast.nequip.pt2 H O" in text
+    assert "pair_coeff      * * allegro 2 models/slow.nequip.pt2 H O" in text
+    assert allegro_run.record["max_ranks"]["mts"] is None  # any number of ranks
+    dumps = {}
+    for ranks in (1, 2):
+        tagged = text.replace("trajectory.mts.dump", f"trajectory.ranks{ranks}.dump").replace("restart.mts", f"restart.r{ranks}")
+        (allegro_run.run_dir / f"in.ranks{ranks}").write_text(tagged)
+        done = subprocess.run([str(lmp.install.mpiexec), "-np", str(ranks), str(lmp.install.lmp), "-in", f"in.ranks{ranks}",
+                               "-log", "none", "-nocite"], cwd=allegro_run.run_dir, capture_output=True, text=True,
+                              env=run_env(lmp.install), timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert f"on {ranks} procs for" in done.stdout
+        dumps[ranks] = frames(allegro_run.run_dir / f"trajectory.ranks{ranks}.dump", len(lmp.atoms))
+    ours = engine_positions(SimpleNamespace(atoms=lmp.atoms, models=allegro_run.models), N_INNER, ALLEGRO_STEPS, STRIDE)
+    assert sorted(ours) == sorted(dumps[1]) == sorted(dumps[2])
+    for step in ours:
+        assert np.abs(dumps[1][step][0] - dumps[2][step][0]).max() < 1e-10
+        d = wrapped_difference_A(dumps[2][step][0], ours[step], lmp.atoms.cell.lengths())
+        assert np.abs(d).max() < POSITION_TOL_A, (step, np.abs(d).max())

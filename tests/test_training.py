@@ -559,3 +559,52 @@ def test_a_size_search_runs_end_to_end_and_is_recorded(tmp_path):
     if len(search["candidates"]) == 1:  # the small one already reached the baseline
         assert first["val_force_rmse_meV_per_A"] <= search["baseline_val_force_rmse_meV_per_A"]
     assert mtsmlip.load(tmp_path / "run").models["slow"].config["num_features"] == kept[0]["num_features"]
+
+
+ALLEGRO_SLOW = {"r_max": 3.0, "num_layers": 1, "num_scalar_features": 8, "num_tensor_features": 4,
+                "radial_chemical_embed_dim": 8, "scalar_embed_mlp_hidden_layers_width": 8,
+                "allegro_mlp_hidden_layers_width": 8, "readout_mlp_hidden_layers_width": 8}
+
+
+def test_an_allegro_slow_model_trains_and_the_pair_is_strictly_local(tmp_path):
+    """--slow-architecture allegro: stage 2 co-trains an Allegro slow model (which
+    LAMMPS's pair_allegro runs across MPI ranks); the pair loads and its forces are
+    the negative gradient of its energy."""
+    data = write_frames(tmp_path / "d.extxyz", labelled_frames(16))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "slow_model": ALLEGRO_SLOW}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--slow-architecture", "allegro"]) == 0
+    models = mtsmlip.load(tmp_path / "run")
+    assert models.models["slow"].config["_target_"] == "allegro.model.AllegroModel"
+    assert models.models["baseline"].config["_target_"] == "nequip.model.NequIPGNNModel"
+    assert yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())["slow_architecture"] == "allegro"
+    atoms = labelled_frames(1)[0].copy()
+    atoms.calc = models.total
+    forces = atoms.get_forces()
+    step_A = 1e-4
+    for i, k in ((0, 0), (3, 2)):
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, k] += step_A
+        minus.positions[i, k] -= step_A
+        plus.calc = minus.calc = models.total
+        numeric = -(plus.get_potential_energy() - minus.get_potential_energy()) / (2 * step_A)
+        assert forces[i, k] == pytest.approx(numeric, abs=1e-6)
+
+
+def test_the_slow_architecture_picks_its_preset_and_its_growth(tmp_path):
+    from mtsmlip.errors import DataError
+    from mtsmlip.models import SLOW_ALLEGRO_PRESET, SLOW_PRESET
+    from mtsmlip.training.config import load_config
+    from mtsmlip.training.pipeline import slow_growth
+    from mtsmlip.training.stages import SLOW_GROWTH
+
+    nequip = load_config(None)
+    allegro = load_config(None, slow_architecture="allegro")
+    assert nequip["slow_architecture"] == "nequip" and slow_growth(nequip) == SLOW_GROWTH["nequip"]
+    assert slow_growth(allegro) == SLOW_GROWTH["allegro"]
+    for growth in SLOW_GROWTH["allegro"]:  # every step of the search is a valid Allegro model
+        assert set(growth) <= set(SLOW_ALLEGRO_PRESET)
+    assert SLOW_PRESET["_target_"].startswith("nequip") and SLOW_ALLEGRO_PRESET["_target_"].startswith("allegro")
+    with pytest.raises(DataError, match="slow_architecture"):
+        load_config(None, slow_architecture="mace")

@@ -56,7 +56,9 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
 KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
-                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "slow_search": False}
+                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "slow_search": False,
+                      "slow_architecture": "nequip"}
+SLOW_ARCHITECTURES = ("nequip", "allegro")
 SHORT_RANGE_WALLS = (None, "zbl", "data")
 
 
@@ -121,6 +123,9 @@ def check_config(cfg: dict, where: str) -> None:
                                          and all(isinstance(g, dict) for g in search))):
         raise DataError(f"{where}: config key 'slow_search' must be true, false or a list of slow_model overrides "
                         f"(got {search!r})")
+    if cfg.get("slow_architecture") not in SLOW_ARCHITECTURES:
+        raise DataError(f"{where}: config key 'slow_architecture' must be one of {list(SLOW_ARCHITECTURES)} "
+                        f"(got {cfg.get('slow_architecture')!r})")
     if cfg.get("short_range_wall") not in SHORT_RANGE_WALLS:
         raise DataError(f"{where}: config key 'short_range_wall' must be one of {list(SHORT_RANGE_WALLS)} "
                         f"(got {cfg.get('short_range_wall')!r})")

@@ -20,7 +20,7 @@ from ..errors import DataError
 from ..files import (atomic_write, atomic_write_json, check_output_dir, check_same_content, fingerprint, output_lock,
                      read_json, run_files_in)
 from ..system import fitted_defaults, profile
-from ..models import BASELINE_PRESET, check_model_config, data_wall, zbl_wall, FAST_PRESET, SLOW_PRESET, count_parameters, load_model, save_model, write_model_dir
+from ..models import BASELINE_PRESET, check_model_config, data_wall, zbl_wall, FAST_PRESET, SLOW_PRESET, SLOW_PRESETS, count_parameters, load_model, save_model, write_model_dir
 from .config import CONFIG_FILE, TrainSettings, check_config, saved_config
 from .data import check_frames_fit
 from .stages import (SLOW_GROWTH, baseline, check_stage_sound, done_dir, run_stage, slow_stage_name, stage1, stage2,
@@ -67,7 +67,7 @@ def slow_growth(cfg: dict) -> tuple:
     search = cfg.get("slow_search", False)
     if not cfg["baseline"] or search is False or (search is True and cfg["slow_model"]):
         return ({},)
-    return SLOW_GROWTH if search is True else tuple(search)
+    return SLOW_GROWTH[cfg["slow_architecture"]] if search is True else tuple(search)
 
 
 def sized_stage2(plan, cfg, out_dir, result_of, baseline_result) -> tuple[dict, dict]:
@@ -89,7 +89,8 @@ def sized_stage2(plan, cfg, out_dir, result_of, baseline_result) -> tuple[dict, 
     kept = met[0] if met else min((r for r, _ in tried), key=validation_force_rmse)
     record = {"baseline_val_force_rmse_meV_per_A": target,
               "candidates": [{"stage": r["stage"], "num_layers": slow["num_layers"],
-                              "num_features": slow["num_features"],
+                              "num_features": slow.get("num_features", slow.get("num_scalar_features")),
+                              "architecture": "allegro" if "allegro" in slow["_target_"] else "nequip",
                               "val_force_rmse_meV_per_A": validation_force_rmse(r), "kept": r is kept}
                              for r, slow in tried],
               "why": ("no baseline to measure against" if target is None else
@@ -133,7 +134,8 @@ def plan_training(data_path, cfg, split=None) -> dict:
     fast = fit(FAST_PRESET, {"r_max": defaults["fast_r_max_A"], **wall, **cfg["fast_model"]}, seed)
     # the slow model is sized by a search (sized_stage2) unless the config names it or there is no baseline
     growth = slow_growth(cfg)
-    slow_candidates = [fit(SLOW_PRESET, {**cfg["slow_model"], **g}, seed + 1) for g in growth]
+    slow_preset = SLOW_PRESETS[cfg["slow_architecture"]]
+    slow_candidates = [fit(slow_preset, {**cfg["slow_model"], **g}, seed + 1) for g in growth]
     slow = slow_candidates[0]
     # runs from before `baseline_model` existed trained the slow architecture as their baseline
     base = fit(BASELINE_PRESET, cfg["baseline_model"], seed + 1) if "baseline_model" in cfg else slow

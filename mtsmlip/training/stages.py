@@ -130,12 +130,18 @@ def identity_settings(settings: TrainSettings) -> dict:
 
 # The slow models a size search tries, smallest first (overrides of the slow
 # model's config): the slim default, wider, then as deep as the baseline.
-SLOW_GROWTH = ({}, {"num_features": 32}, {"num_layers": 3, "num_features": 32})
+# Per slow architecture (config key slow_architecture).
+SLOW_GROWTH = {
+    "nequip": ({}, {"num_features": 32}, {"num_layers": 3, "num_features": 32}),
+    "allegro": ({}, {"num_scalar_features": 64, "num_tensor_features": 16},
+                {"num_layers": 3, "num_scalar_features": 64, "num_tensor_features": 16}),
+}
 
 
 def slow_stage_name(k: int, slow: dict) -> str:
     """'stage2' for the first slow model tried, 'stage2-3-3x32' (candidate, layers x features) for the others."""
-    return "stage2" if k == 0 else f"stage2-{k + 1}-{slow['num_layers']}x{slow['num_features']}"
+    features = slow.get("num_features", slow.get("num_scalar_features"))
+    return "stage2" if k == 0 else f"stage2-{k + 1}-{slow['num_layers']}x{features}"
 
 
 def validation_force_rmse(result: dict) -> float:
