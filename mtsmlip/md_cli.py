@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -82,12 +85,36 @@ def run(args) -> int:
         return run_to_end(engine, files, args)
 
 
+@contextlib.contextmanager
+def ctrl_c_between_batches(engine):
+    """A first Ctrl-C ends the run after the batch in flight (so the interrupt never
+    lands inside a model call, where torch or a provider could turn it into an
+    error that looks like a blow-up); a second one ends it at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+
+    def on_ctrl_c(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    engine.stop_requested = lambda: bool(pressed)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_to_end(engine, files: RunFiles, args) -> int:
     """Run to --steps total; an instability or Ctrl-C ends with a message saying
     what was kept (the restart is at most --traj-every steps old)."""
     out = files.out_dir
     try:
-        engine.run(args.steps - engine.step, progress=not args.no_progress)
+        with ctrl_c_between_batches(engine):
+            engine.run(args.steps - engine.step, progress=not args.no_progress)
     except MDInstability as exc:
         print(f"mtsmlip md: unstable: {exc}; saved to {out / 'last_good.extxyz'} and {files.restart_path}",
               file=sys.stderr)

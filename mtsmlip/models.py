@@ -58,19 +58,7 @@ SLOW_PRESET = {
 # The same role as an Allegro model (strictly local: in LAMMPS, pair_allegro runs
 # it across MPI ranks; NequIP's message passing keeps pair_nequip on one rank).
 # Two layers reach 2 x 5 Å of body order at one cutoff's communication.
-SLOW_ALLEGRO_PRESET = {
-    "_target_": "allegro.model.AllegroModel",
-    "r_max": 5.0,
-    "l_max": 1,
-    "num_layers": 2,
-    "num_scalar_features": 32,
-    "num_tensor_features": 8,
-    "radial_chemical_embed": {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8},
-    "radial_chemical_embed_dim": 32,
-    "scalar_embed_mlp_hidden_layers_width": 32,
-    "allegro_mlp_hidden_layers_width": 32,
-    "readout_mlp_hidden_layers_width": 16,
-}
+SLOW_ALLEGRO_PRESET = {**FAST_PRESET, "r_max": 5.0, "num_layers": 2}
 SLOW_PRESETS = {"nequip": SLOW_PRESET, "allegro": SLOW_ALLEGRO_PRESET}  # config key slow_architecture
 
 # The baseline, chosen on its own: the conventional model a user would run

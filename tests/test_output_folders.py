@@ -67,8 +67,9 @@ def test_ctrl_c_ends_md_with_a_message_and_it_resumes(gentle_inputs, tmp_path):
     proc = spawn(md_argv(md_inputs, out, "--steps", "100000"))
     wait_for_rows(proc, out / "md.log", 3)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    rc = proc.wait(timeout=120)
     err = proc.stderr.read().decode()
+    assert rc == 130, err[-3000:]
     assert "interrupted at step" in err and "continue with --resume" in err and "Traceback" not in err
     with np.load(out / "restart.npz") as z:
         step = int(json.loads(str(z["meta"]))["step"])

@@ -116,6 +116,9 @@ class Engine:
         self.neighbor_lists = neighbor_lists_of(fast, slow)
         self.batch_inner_steps = BATCH_INNER_STEPS
         self.n_redone = 0
+        # asked between batches: True ends the run there with KeyboardInterrupt (a Ctrl-C
+        # deferred to a batch boundary never lands inside a model call; see md_cli)
+        self.stop_requested = lambda: False
 
     def as_tensor(self, array) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=float)).to(**self.tensor)
@@ -162,6 +165,8 @@ class Engine:
             while left > 0:
                 k = self.advance(min(per_batch, left))
                 left, since = left - k, since + k
+                if self.stop_requested():
+                    raise KeyboardInterrupt
                 bar.update(k)
                 if since >= 10:
                     bar.set_postfix(ns_per_day=f"{self.settings.ns_per_day(since / (time.perf_counter() - clock)):.3f}")

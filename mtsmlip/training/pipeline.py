@@ -90,7 +90,7 @@ def sized_stage2(plan, cfg, out_dir, result_of, baseline_result) -> tuple[dict, 
     record = {"baseline_val_force_rmse_meV_per_A": target,
               "candidates": [{"stage": r["stage"], "num_layers": slow["num_layers"],
                               "num_features": slow.get("num_features", slow.get("num_scalar_features")),
-                              "architecture": "allegro" if "allegro" in slow["_target_"] else "nequip",
+                              "architecture": "allegro" if "allegro" in slow.get("_target_", "") else "nequip",
                               "val_force_rmse_meV_per_A": validation_force_rmse(r), "kept": r is kept}
                              for r, slow in tried],
               "why": ("no baseline to measure against" if target is None else
