@@ -156,9 +156,13 @@ def build_key(source_sha: str, install: LammpsInstall) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def cache_root() -> Path:
+    """mtsmlip's cache for what is built on this machine (plugins, compiled models)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtsmlip"
+
+
 def default_plugin_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mtsmlip" / "lammps-plugin"
+    return cache_root() / "lammps-plugin"
 
 
 def find_plugin(plugin=None) -> Path:

@@ -125,8 +125,9 @@ def compile_key(model_sha: str, style: str, device: str) -> str:
 
 
 def compiled_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mtsmlip" / "compiled"
+    from .lammps_build import cache_root
+
+    return cache_root() / "compiled"
 
 
 def compile_part(models, part: str, structure, device: str = "cpu", say=print) -> tuple[Path, str, str]:
@@ -177,10 +178,10 @@ def box_for(atoms, cutoff_A: float):
         raise DataError(f"the structure is periodic along some directions only (pbc = {list(map(bool, atoms.pbc))}); "
                         "mtsmlip's LAMMPS input writer takes fully periodic or isolated structures")
     if is_periodic(atoms):
-        return atoms, "p p p"
+        return atoms
     atoms.center(vacuum=2.0 * cutoff_A + 1.0)
     atoms.pbc = True
-    return atoms, "p p p"
+    return atoms
 
 
 def check_masses_per_species(atoms) -> None:
@@ -327,7 +328,7 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     cutoff_A = max(m.r_max for m in models.models.values())
     atoms = atoms.copy()
     initialise_momenta(atoms, run.temperature_K, run.seed)  # as `mtsmlip md` draws them (before the box: an
-    atoms, _ = box_for(atoms, cutoff_A)                     # isolated molecule's rotation is zeroed)
+    atoms = box_for(atoms, cutoff_A)                        # isolated molecule's rotation is zeroed)
     check_masses_per_species(atoms)
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
@@ -355,7 +356,6 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
 
 def run(args) -> int:
     from ..data import read_structure
-    from ..files import check_output_dir
     from ..models import TrainedModels
 
     out = Path(args.out)
