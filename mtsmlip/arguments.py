@@ -408,7 +408,9 @@ def lammps_build(p) -> None:
 
 
 def lammps_input(p) -> None:
-    p.add_argument("--model", required=True, help="a model directory from `mtsmlip train` (or the shipped name, water)")
+    p.add_argument("--model", required=True, help="a model directory from `mtsmlip train` or `mtsmlip distill` "
+                                                  "(or the shipped name, water)")
+    add_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--out", required=True, help="output directory: in.mts, in.baseline, structure.data, models/, run.sh")
     p.add_argument("--n-inner", type=at_least_one, default=4, help="inner (fast) steps per outer (slow) step")

@@ -345,3 +345,58 @@ def test_an_all_allegro_pair_runs_mts_across_mpi_ranks_as_mtsmlips_engine_does(l
         assert np.abs(dumps[1][step][0] - dumps[2][step][0]).max() < 1e-10
         d = wrapped_difference_A(dumps[2][step][0], ours[step], lmp.atoms.cell.lengths())
         assert np.abs(d).max() < POSITION_TOL_A, (step, np.abs(d).max())
+
+
+def test_a_distilled_pair_runs_as_fast_plus_teacher_minus_fast_and_follows_mtsmlips_engine(lmp):
+    """A pair distilled from an mtsmlip model: in.mts is hybrid/scaled fast +
+    teacher - fast with the last two on the outer level, and its trajectory is
+    the engine's. Its fast model and teacher are `lmp`'s fast and slow files, so
+    the compiled models come from the cache."""
+    import mtsmlip
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+    from mtsmlip.models import load_model, write_model_dir
+    from mtsmlip.teacher import teacher_record
+
+    pair = lmp.root / "pair"
+    modules = {name: (load_model(pair / f"{part}.pt").module, lmp.models.models[part].config)
+               for name, part in (("fast", "fast"), ("baseline", "slow"))}
+    write_model_dir(lmp.root / "distilled", modules,
+                    {"kind": "distilled", "teacher": teacher_record(str(pair), "mtsmlip-model", pair / "slow.pt")})
+    models = mtsmlip.load(lmp.root / "distilled")
+    said = []
+    record = write_run(models, lmp.atoms, lmp.root / "distilled_run", LammpsRun(N_INNER, 0.5, STEPS, stride=STRIDE),
+                       lmp.plugin, say=said.append)
+    assert sum("reusing" in line for line in said) == 2  # both files compiled before, for `lmp`
+    run_dir = lmp.root / "distilled_run"
+    text = (run_dir / "in.mts").read_text()
+    assert "pair_style      hybrid/scaled 1 allegro 1 nequip -1 allegro" in text
+    assert "pair_coeff      * * allegro 1 models/fast.nequip.pt2 H O" in text
+    assert "pair_coeff      * * allegro 2 models/fast.nequip.pt2 H O" in text
+    assert "run_style       respa 2 4 hybrid 1 2 2" in text
+    assert record["distilled_from"]["kind"] == "mtsmlip-model" and record["max_ranks"]["mts"] == 1
+    done = subprocess.run([str(run_dir / "run.sh"), "mts"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lammps = frames(run_dir / "trajectory.mts.dump", len(lmp.atoms))
+    ours = engine_positions(SimpleNamespace(atoms=lmp.atoms, models=models), N_INNER, STEPS, STRIDE)
+    assert sorted(lammps) == sorted(ours)
+    # the distilled slow force differs from the co-trained pair's: this is not that run again
+    cotrained = engine_positions(lmp, N_INNER, STEPS, STRIDE)
+    assert np.abs(cotrained[STEPS] - ours[STEPS]).max() > 1e-3
+    for step in ours:
+        d = wrapped_difference_A(lammps[step][0], ours[step], lmp.atoms.cell.lengths())
+        assert np.abs(d).max() < POSITION_TOL_A, (step, np.abs(d).max())
+
+
+def test_a_pair_distilled_from_an_ase_calculator_is_refused_by_name(lmp, tmp_path):
+    import mtsmlip
+    from mtsmlip.errors import DataError
+    from mtsmlip.integrations.lammps_input import LammpsRun, write_run
+    from mtsmlip.models import load_model, write_model_dir
+    from mtsmlip.teacher import teacher_record
+
+    spec = "ase.calculators.emt:EMT"
+    fast = (load_model(lmp.root / "pair" / "fast.pt").module, lmp.models.models["fast"].config)
+    write_model_dir(tmp_path / "d", {"fast": fast}, {"kind": "distilled", "teacher": teacher_record(spec, "ase-calculator")})
+    models = mtsmlip.load(tmp_path / "d", teacher=spec)
+    with pytest.raises(DataError, match="distilled from the ASE calculator 'ase.calculators.emt:EMT'.*cannot run there"):
+        write_run(models, lmp.atoms, tmp_path / "run", LammpsRun(2, 0.5, 10), lmp.plugin)

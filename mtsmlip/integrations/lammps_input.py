@@ -8,6 +8,16 @@ from nequip's `pair_nequip_allegro`, built as a plugin by `mtsmlip lammps-build`
 `allegro` for Allegro models (strictly local: any number of MPI ranks),
 `nequip` for NequIP models (message passing: one rank).
 
+A distilled pair (`mtsmlip distill`) has no slow model of its own: its slow
+force is teacher - fast. It is written as `pair_style hybrid/scaled 1 FAST 1
+TEACHER -1 FAST` with `run_style respa 2 n hybrid 1 2 2`: the fast model on the
+inner level, the teacher and the fast model subtracted again on the outer
+level (one more fast call per outer step than mtsmlip's engine makes, which
+reuses the inner level's). The teacher must be a nequip model: a model
+directory's baseline, or a nequip model file given again with --teacher
+(compiled for pair_nequip, one rank). An ASE-calculator teacher cannot run in
+LAMMPS and is refused.
+
 Each part is compiled for its pair style with `nequip-compile` (AOTInductor,
 `.nequip.pt2`) on this machine: a compiled model is tied to the CPU's
 instruction set and the torch build. Compiled files are kept in a cache keyed by
@@ -137,33 +147,53 @@ def compile_part(models, part: str, structure, device: str = "cpu", say=print) -
 
     model = models.models[part]
     model_file = models.directory / f"{part}.pt"
-    where = str(model_file)
-    style = pair_style_of(model, where)
+    style = pair_style_of(model, str(model_file))
     sha = sha256_of(model_file)
-    cached = compiled_cache_dir() / f"{compile_key(sha, style, device)}.nequip.pt2"  # by content: equal files compile once
+
+    def package(tmp: Path) -> Path:
+        path = tmp / f"{part}.nequip.zip"
+        write_package(model, path, f"{models.directory} ({part})", structure)
+        return path
+
+    return compiled(package, sha, style, device, part, str(model_file), say), style, sha
+
+
+def compile_teacher_file(spec: str, device: str = "cpu", say=print) -> tuple[Path, str, str]:
+    """(compiled file, pair style, sha256) of a nequip model file given as a
+    distilled pair's --teacher (.nequip.zip or .ckpt, which nequip-compile takes
+    as they are). It is compiled for pair_nequip, which runs any nequip model,
+    Allegro included, on one MPI rank: the file does not say which it is without
+    loading it."""
+    sha = sha256_of(spec)
+    return compiled(lambda tmp: Path(spec), sha, "nequip", device, "teacher", spec, say), "nequip", sha
+
+
+def compiled(package, sha: str, style: str, device: str, label: str, where: str, say) -> Path:
+    """The cached `.nequip.pt2` of a model whose file has hash `sha`, compiled
+    for pair style `style` from the nequip package `package(tmp_dir)` returns,
+    unless the cache has it (the cache is by content: equal files compile once)."""
+    cached = compiled_cache_dir() / f"{compile_key(sha, style, device)}.nequip.pt2"
     if cached.is_file():
-        say(f"mtsmlip lammps-input: {part}: reusing {cached} (same model file, torch, nequip and CPU)")
-        return cached, style, sha
+        say(f"mtsmlip lammps-input: {label}: reusing {cached} (same model file, torch, nequip and CPU)")
+        return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     nequip_compile = shutil.which("nequip-compile")
     if nequip_compile is None:
         raise DataError("nequip-compile is not on PATH (it comes with the nequip package)")
-    say(f"mtsmlip lammps-input: {part}: compiling for pair_style {style} with nequip-compile "
+    say(f"mtsmlip lammps-input: {label}: compiling for pair_style {style} with nequip-compile "
         "(AOTInductor; a minute or two on a small CPU)")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".compile-", dir=cached.parent) as tmp:
-        package = Path(tmp) / f"{part}.nequip.zip"
-        write_package(model, package, f"{models.directory} ({part})", structure)
-        partial = Path(tmp) / f"{part}.nequip.pt2"
-        cmd = [nequip_compile, str(package), str(partial), "--mode", "aotinductor", "--device", device,
+        partial = Path(tmp) / f"{label}.nequip.pt2"
+        cmd = [nequip_compile, str(package(Path(tmp))), str(partial), "--mode", "aotinductor", "--device", device,
                "--target", f"pair_{style}"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not partial.is_file():
             raise DataError(f"{where}: nequip-compile failed (exit {done.returncode}):\n"
                             f"{(done.stderr or done.stdout)[-3000:]}")
         os.replace(partial, cached)
-    say(f"mtsmlip lammps-input: {part}: compiled in {time.perf_counter() - start:.0f} s -> {cached}")
-    return cached, style, sha
+    say(f"mtsmlip lammps-input: {label}: compiled in {time.perf_counter() - start:.0f} s -> {cached}")
+    return cached
 
 
 def box_for(atoms, cutoff_A: float):
@@ -222,6 +252,22 @@ def thermostat_lines(run: LammpsRun, outer: bool) -> list[str]:
     return lines
 
 
+def sub_style_lines(sub_styles: list[tuple], names: str) -> list[str]:
+    """pair_style and pair_coeff lines of a hybrid pair. `sub_styles`: (scale,
+    model file, pair style) each; scales None: hybrid/overlay, else hybrid/scaled.
+    A style used more than once is named with its index among its uses."""
+    styles = [style for _, _, style in sub_styles]
+    if all(scale is None for scale, _, _ in sub_styles):
+        head = "hybrid/overlay " + " ".join(styles)
+    else:
+        head = "hybrid/scaled " + " ".join(f"{scale:g} {style}" for scale, _, style in sub_styles)
+    lines = [f"pair_style      {head}"]
+    for k, (_, file, style) in enumerate(sub_styles):
+        index = f" {styles[:k + 1].count(style)}" if styles.count(style) > 1 else ""
+        lines.append(f"pair_coeff      * * {style}{index} {file} {names}")
+    return lines
+
+
 def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, baseline: bool) -> str:
     """in.mts (baseline False) or in.baseline. `parts`: {part: (file name, pair style)}."""
     names = " ".join(species)
@@ -241,17 +287,15 @@ def input_text(run: LammpsRun, plugin: Path, species: list[str], parts: dict, ba
         steps = run.steps * run.n_inner
         stride = run.stride * run.n_inner
     else:
-        (fast, fast_style), (slow, slow_style) = parts["fast"], parts["slow"]
-        if fast_style == slow_style:
-            forces = [f"pair_style      hybrid/overlay {fast_style} {slow_style}",
-                      f"pair_coeff      * * {fast_style} 1 {fast} {names}",
-                      f"pair_coeff      * * {slow_style} 2 {slow} {names}"]
-        else:
-            forces = [f"pair_style      hybrid/overlay {fast_style} {slow_style}",
-                      f"pair_coeff      * * {fast_style} {fast} {names}",
-                      f"pair_coeff      * * {slow_style} {slow} {names}"]
-        forces += ["# fast (sub-style 1) every inner step, slow (sub-style 2) every outer step",
-                   f"run_style       respa 2 {run.n_inner} hybrid 1 2",
+        if "slow" in parts:  # co-trained: fast + slow
+            forces = sub_style_lines([(None, *parts["fast"]), (None, *parts["slow"])], names)
+            levels, comment = "1 2", "fast (sub-style 1) every inner step, slow (sub-style 2) every outer step"
+        else:  # distilled: slow = teacher - fast, so the pair is fast + teacher - fast
+            forces = sub_style_lines([(1.0, *parts["fast"]), (1.0, *parts["baseline"]), (-1.0, *parts["fast"])], names)
+            levels, comment = "1 2 2", ("fast (sub-style 1) every inner step; the teacher (2) minus the fast model "
+                                        "again (3), the distilled slow force, every outer step")
+        forces += [f"# {comment}",
+                   f"run_style       respa 2 {run.n_inner} hybrid {levels}",
                    f"timestep        {run.timestep_fs * run.n_inner * 1e-3:.12g}   # ps: the OUTER step, "
                    f"{run.n_inner} x {run.timestep_fs:g} fs"]
         steps = run.steps
@@ -310,11 +354,17 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     from .lammps_build import find_plugin, lammps_install
 
     run.check()
-    if models.teacher is not None:
-        raise DataError(f"{models.directory}: a distilled pair's slow force is teacher − fast; mtsmlip lammps-input "
-                        "writes co-trained pairs only (by hand: pair_style hybrid/scaled 1.0 allegro 1.0 TEACHER -1.0 allegro, "
-                        "the first sub-style at the inner r-RESPA level; docs/lammps.md)")
-    missing = [p for p in ("fast", "slow", "baseline") if p not in models.models]
+    teacher = models.teacher
+    if teacher is not None and teacher["kind"] == "ase-calculator":
+        raise DataError(f"{models.directory}: distilled from the ASE calculator {teacher['spec']!r}; LAMMPS runs "
+                        "nequip and Allegro models only (pair_nequip_allegro), so this pair's slow force "
+                        "(teacher - fast) cannot run there: distil from a nequip model, or run it with mtsmlip md")
+    if teacher is not None and teacher["kind"] == "nequip-model" and models.teacher_spec is None:
+        raise DataError(f"{models.directory}: distilled from the nequip model {teacher['spec']!r}: give it again "
+                        "with --teacher (mtsmlip never builds a teacher from what a file records)")
+    external = teacher is not None and teacher["kind"] == "nequip-model"
+    needed = ("fast",) if external else ("fast", "baseline") if teacher is not None else ("fast", "slow", "baseline")
+    missing = [p for p in needed if p not in models.models]
     if missing:
         raise DataError(f"{models.directory}: no {', '.join(missing)} model")
     species = list(models.models["fast"].type_names)
@@ -333,8 +383,11 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     parts, record_parts = {}, {}
-    for part in ("fast", "slow", "baseline"):
-        cached, style, sha = compile_part(models, part, atoms, device=device, say=say)
+    for part in ("fast", "slow", "baseline") if teacher is None else ("fast", "baseline"):
+        if part == "baseline" and external:
+            cached, style, sha = compile_teacher_file(models.teacher_spec, device=device, say=say)
+        else:
+            cached, style, sha = compile_part(models, part, atoms, device=device, say=say)
         local = out_dir / "models" / f"{part}.nequip.pt2"
         atomic_write(local, lambda tmp, src=cached: shutil.copyfile(src, tmp))
         parts[part] = (f"models/{part}.nequip.pt2", style)
@@ -343,11 +396,13 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     for baseline, name in ((False, "in.mts"), (True, "in.baseline")):
         text = input_text(run, plugin, species, parts, baseline)
         atomic_write(out_dir / name, lambda tmp, t=text: Path(tmp).write_text(t))
-    uses_nequip = {"mts": "nequip" in (parts["fast"][1], parts["slow"][1]), "baseline": parts["baseline"][1] == "nequip"}
+    in_mts = ("fast", "slow") if teacher is None else ("fast", "baseline")  # a distilled slow force is the teacher's
+    uses_nequip = {"mts": any(parts[p][1] == "nequip" for p in in_mts), "baseline": parts["baseline"][1] == "nequip"}
     script = run_script(install, uses_nequip)
     atomic_write(out_dir / "run.sh", lambda tmp: Path(tmp).write_text(script))
     os.chmod(out_dir / "run.sh", 0o755)
-    record = {"model": str(models.directory), "plugin": str(plugin), "lammps_version": install.version,
+    record = {"model": str(models.directory), "distilled_from": teacher, "plugin": str(plugin),
+              "lammps_version": install.version,
               "species_order": species, "run": asdict(run), "parts": record_parts,
               "atoms": len(atoms), "max_ranks": {k: (1 if v else None) for k, v in uses_nequip.items()}}
     atomic_write_json(out_dir / "lammps.json", record)
@@ -365,7 +420,7 @@ def run(args) -> int:
                         "pass --overwrite to replace it (its restart files, trajectories and logs are removed)")
     for path in existing:
         path.unlink()
-    models = TrainedModels.load(args.model)
+    models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
     lrun = LammpsRun(n_inner=args.n_inner, timestep_fs=args.timestep_fs, steps=args.steps,
                      temperature_K=args.temperature_K, thermostat=args.thermostat,
