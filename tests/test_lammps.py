@@ -3,8 +3,11 @@
 
 One plugin build and one compile of a tiny float64 pair (fast: Allegro; slow and
 baseline: one NequIP model, compiled once) serve the whole module: about 3
-minutes on 2 cores. The source is read from $MTSMLIP_PAIR_NEQUIP_ALLEGRO
-(default ../shared/vendor/pair_nequip_allegro); in CI its absence fails."""
+minutes on 2 cores. Both go to a cache kept in pytest's cache directory
+(.pytest_cache, keyed by content and versions as the user's cache is), so a
+second local run reuses them; a clean clone, as in CI, builds everything. The
+source is read from $MTSMLIP_PAIR_NEQUIP_ALLEGRO (default
+../shared/vendor/pair_nequip_allegro); in CI its absence fails."""
 
 import os
 import re
@@ -31,7 +34,7 @@ def need(condition: bool, why: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lmp(tmp_path_factory):
+def lmp(tmp_path_factory, pytestconfig):
     """The plugin, a tiny pair compiled for LAMMPS and its written run."""
     import importlib.util
 
@@ -45,10 +48,11 @@ def lmp(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lammps")
     old_cache = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # compiled models: this module's own cache
+    # the plugin and the compiled models: the tests' own cache, not the user's
+    os.environ["XDG_CACHE_HOME"] = str(pytestconfig.cache.mkdir("mtsmlip-lammps-cache"))
     try:
         source_before = lammps_build.source_hash(SOURCE)
-        plugin = lammps_build.build(SOURCE, root / "plugin", say=lambda *a: None)
+        plugin = lammps_build.build(SOURCE, say=lambda *a: None)
         configs = {name: tiny_model_config(name, seed, 0.02) for seed, name in enumerate(("fast", "slow"))}
         modules = {name: (build_model(cfg).eval(), cfg) for name, cfg in configs.items()}
         # the baseline is the slow model's file again: compiled once (the cache is by content)
