@@ -41,13 +41,13 @@ def test_unknown_model_name_lists_what_is_shipped(tmp_path):
         resolve_model_dir("no-such-model")
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+WATER_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "water.md"
 
 
-def readme_accuracy_table() -> dict:
-    """{model: (energy MAE meV/atom, force MAE meV/Å)} from the README's table of
+def results_accuracy_table() -> dict:
+    """{model: (energy MAE meV/atom, force MAE meV/Å)} from the results table of
     the shipped water models (rows 'fast alone', 'fast + slow', 'baseline')."""
-    lines = README.read_text().splitlines()
+    lines = WATER_RESULTS.read_text().splitlines()
     start = next(k for k, line in enumerate(lines) if line.startswith("| model |"))
     end = next(k for k in range(start, len(lines)) if not lines[k].startswith("|"))  # that table only
     rows = [line.strip().strip("|").split("|") for line in lines[start:end]
@@ -62,19 +62,19 @@ def readme_accuracy_table() -> dict:
     return table
 
 
-def test_shipped_water_models_reproduce_the_readme_table(water_file, tmp_path, capsys):
+def test_shipped_water_models_reproduce_the_results_table(water_file, tmp_path, capsys):
     """`mtsmlip eval --model water` on the last 200 frames (the held-out test set)
-    gives the numbers printed in the README."""
+    gives the numbers of the results page (docs/results/water.md)."""
     import json
 
     from mtsmlip.cli import main
 
-    readme = readme_accuracy_table()
-    assert set(readme) == {"fast", "total", "baseline"}
+    table = results_accuracy_table()
+    assert set(table) == {"fast", "total", "baseline"}
     assert main(["eval", "--model", "water", "--data", str(water_file), "--frames=-200:", "--json",
                  "--out", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n_frames"] == 200
-    for name, (energy_mae, force_mae) in readme.items():
+    for name, (energy_mae, force_mae) in table.items():
         assert result[name]["energy_mae_meV_per_atom"] == pytest.approx(energy_mae, abs=0.05), name
         assert result[name]["force_mae_meV_per_A"] == pytest.approx(force_mae, abs=0.05), name

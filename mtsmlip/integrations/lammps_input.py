@@ -336,7 +336,7 @@ fi
 export OMP_NUM_THREADS="$threads"
 # the models were compiled for the CPU: keep the pair styles off any GPU
 export CUDA_VISIBLE_DEVICES=
-newest=$(ls restart.$which.* 2>/dev/null | sed "s/^restart\.$which\.//" | sort -n | tail -1)
+newest=$(ls restart.$which.* 2>/dev/null | sed "s/^restart\\.$which\\.//" | sort -n | tail -1)
 if [ -n "$newest" ]; then
   echo "run.sh: continuing from restart.$which.$newest" >&2
   set -- -var start "read_restart restart.$which.$newest"
