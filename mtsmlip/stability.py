@@ -31,11 +31,21 @@ class StabilitySettings:
 
     temperature_K: float = 300.0
     timestep_fs: float = 0.5
-    md_fs: float = 500.0
+    md_fs: float = 500.0  # per run, at most
+    atom_fs: float = 32_000.0  # atoms x fs a run explores: 500 fs of 64 atoms
+    min_md_fs: float = 100.0
     frames: int = 2
     friction_per_fs: float = 0.01
     probe_fs: float = 100.0
     seed: int = 0
+
+    def md_fs_for(self, n_atoms: int) -> float:
+        """How long each run from a start of `n_atoms` lasts: `md_fs` up to 64
+        atoms, then shorter in proportion (not under `min_md_fs`). A hole is a
+        local configuration the data never held, and a box of N atoms visits
+        local configurations N times as fast as one molecule does, so atoms x fs
+        is what finds it; without this a 192-atom box took an hour on 2 cores."""
+        return min(self.md_fs, max(self.min_md_fs, self.atom_fs / n_atoms))
 
     def run(self, temperature_K: float, n_inner: int = 1, baseline: bool = False) -> RunSettings:
         return RunSettings(self.timestep_fs, n_inner, "langevin", temperature_K,
@@ -85,7 +95,10 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
     if not starts:
         raise DataError("the stability check needs at least one validation frame")
     has_baseline = "baseline" in models.models or models.teacher is not None
-    say(f"stability check: Langevin MD, {settings.timestep_fs:g} fs steps, {settings.md_fs:g} fs per run, from "
+    md_fs = [settings.md_fs_for(len(atoms)) for atoms in starts]
+    say(f"stability check: Langevin MD, {settings.timestep_fs:g} fs steps, "
+        f"{' / '.join(sorted({f'{t:g}' for t in md_fs}))} fs per run ({settings.atom_fs:g} atom-fs, at most "
+        f"{settings.md_fs:g} fs), from "
         f"{len(starts)} validation frame(s) at {settings.temperature_K:g} K and "
         f"{settings.temperature_K * TEMPERATURE_FACTORS[-1]:g} K")
     n_auto, probe_lines = recommended_n(models, starts[0], settings, say)
@@ -96,7 +109,7 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
             kinds = [("pair", 1, False)] + ([("pair", n_auto, False)] if n_auto > 1 else []) \
                 + ([("baseline", 1, True)] if has_baseline else [])
             for name, n, baseline in kinds:
-                result = md_segment(models, atoms, settings.run(temperature, n, baseline), settings.md_fs,
+                result = md_segment(models, atoms, settings.run(temperature, n, baseline), md_fs[k],
                                     settings.seed + k)
                 runs.append({"model": name, "n_inner": n, "frame": k, "temperature_K": temperature, **result})
                 say(f"  {name} n = {n}, frame {k}, {temperature:g} K: "
@@ -180,7 +193,8 @@ def check_stability(out, frames_path, cfg: dict, say=None, teacher: str | None =
     models = TrainedModels.load(out, teacher=teacher)
     frames = frames_of(frames_path)
     settings = StabilitySettings(temperature_K=float(cfg["stability_temperature_K"]),
-                                 md_fs=float(cfg["stability_md_fs"]), seed=int(cfg["seed"]))
+                                 md_fs=float(cfg["stability_md_fs"]), atom_fs=float(cfg["stability_atom_fs"]),
+                                 seed=int(cfg["seed"]))
     validation = [frames[i] for i in models.manifest["split"]["val"]]
     record = stability_check(models, validation, settings, say)
     record["accuracy"] = accuracy_summary(models, validation, frames_path)

@@ -60,3 +60,20 @@ def test_the_accuracy_summary_compares_pair_and_baseline_per_species(gentle):
     worse = [s for s in by["pair"] if by["pair"][s] > by["baseline"][s]]
     assert ("less accurate than the baseline on" in text) == bool(worse)
     assert "pair / baseline" in text
+
+
+def test_each_run_lasts_a_fixed_number_of_atom_femtoseconds_above_a_size(gentle):
+    """A box twice as large runs half as long (the same atoms x fs), within the
+    cap and the floor; the run lengths are what the record and the first line say."""
+    settings = StabilitySettings(md_fs=10.0, atom_fs=24 * 5.0, min_md_fs=2.0, probe_fs=5.0, frames=2)
+    assert settings.md_fs_for(6) == 10.0  # small: the cap
+    assert settings.md_fs_for(24) == 5.0 and settings.md_fs_for(48) == 2.5
+    assert settings.md_fs_for(10_000) == 2.0  # large: the floor
+    small, large = small_water_box(seed=1), small_water_box(seed=2).repeat((2, 1, 1))
+    lines = []
+    record = stability_check(gentle, [small, large], settings, say=lines.append)
+    assert len(small) == 24 and len(large) == 48
+    for frame, fs in ((0, 5.0), (1, 2.5)):
+        runs = [r["fs"] for r in record["runs"] if r["frame"] == frame]
+        assert len(runs) >= 4 and runs == pytest.approx([fs] * len(runs), abs=0.6), (frame, runs)
+    assert "2.5 / 5 fs per run" in lines[0]

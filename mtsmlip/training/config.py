@@ -29,6 +29,7 @@ CONFIG_NUMBERS = {
     "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
     "loss.slowness_temperature_K": (float, 0.0, False),
     "stability_md_fs": (float, 0.0, True), "stability_temperature_K": (float, 0.0, False),
+    "stability_atom_fs": (float, 0.0, False),
 }
 
 
@@ -56,7 +57,8 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
 KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
-                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "slow_search": False,
+                      "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "stability_atom_fs": 1e12,
+                      "slow_search": False,
                       "slow_architecture": "nequip"}
 SLOW_ARCHITECTURES = ("nequip", "allegro")
 SHORT_RANGE_WALLS = (None, "zbl", "data")
