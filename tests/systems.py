@@ -15,7 +15,7 @@ TINY_R_MAX_A = {"fast": 3.0, "slow": 3.5}
 
 
 def tiny_model_config(role: str, seed: int = 0, energy_scale=None) -> dict:
-    """A tiny untrained float64 model: Allegro for roles "fast" and "slow_allegro", NequIP (2 layers,
+    """A tiny untrained float64 model: Allegro for roles "fast" and "slow_allegro", NequIP (1 layer,
     8 features) otherwise. A small `energy_scale` gives gentle forces (short
     comparison runs stay physical)."""
     preset = {"fast": FAST_PRESET, "slow_allegro": SLOW_ALLEGRO_PRESET}.get(role, SLOW_PRESET)
@@ -23,7 +23,7 @@ def tiny_model_config(role: str, seed: int = 0, energy_scale=None) -> dict:
     if energy_scale is not None:
         overrides["per_type_energy_scales"] = energy_scale
     if "nequip" in preset["_target_"]:
-        overrides.update(num_layers=2, num_features=8, radial_mlp_width=16)
+        overrides.update(num_layers=1, num_features=8, radial_mlp_width=16)  # one layer: half the cost of two
     return model_config(preset, ["H", "O"], seed=seed, model_dtype="float64", **overrides)
 
 

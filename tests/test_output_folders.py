@@ -44,10 +44,13 @@ def gentle_inputs(tmp_path_factory, md_inputs):
 def test_two_concurrent_md_runs_into_one_folder(gentle_inputs, tmp_path):
     md_inputs = gentle_inputs
     out = tmp_path / "shared"
-    first = spawn(md_argv(md_inputs, out, "--steps", "100000"))
+    # 5 K: the first run must outlast the second's try; at 100 K a free H of the gentle
+    # pair can reach its O within the safety limit in tens of fs, which ends the run
+    slow = ("--steps", "100000", "--temperature-K", "5")
+    first = spawn(md_argv(md_inputs, out, *slow))
     try:
         wait_for_rows(first, out / "md.log", 2)
-        second = spawn(md_argv(md_inputs, out, "--steps", "100000", "--resume"))
+        second = spawn(md_argv(md_inputs, out, *slow, "--resume"))
         assert second.wait(timeout=120) == 2
         err = second.stderr.read().decode()
         assert f"is in use by another run (process {first.pid}, mtsmlip md" in err and "Traceback" not in err
