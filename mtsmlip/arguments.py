@@ -210,6 +210,9 @@ def train(p) -> None:
                    help="overrides `epochs` of each stage (config default auto: about `steps` optimiser steps, "
                         "ended early when the validation loss reaches a plateau)")
     add_max_minutes(p)
+    p.add_argument("--check-fs", type=non_negative, default=None,
+                   help="overrides `stability_md_fs`: fs of MD per run of the stability check after training "
+                        "(at most; config default 500; 0 skips the check)")
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
     p.add_argument("--slow-architecture", choices=["nequip", "allegro"], default=None,
                    help="the slow model: nequip (default) or allegro, which is strictly local, so that in LAMMPS "

@@ -12,7 +12,7 @@ def run(args) -> int:
 
     overrides = {"seed": args.seed, "train_frames": args.train_frames, "epochs": args.epochs,
                  "max_minutes": args.max_minutes, "baseline": False if args.no_baseline else None,
-                 "slow_architecture": args.slow_architecture}
+                 "slow_architecture": args.slow_architecture, "stability_md_fs": args.check_fs}
     cfg = training.resume_config(args.out, args.config, **overrides) if args.resume else None
     if cfg is None:
         cfg = training.load_config(args.config, **overrides)

@@ -473,11 +473,13 @@ def test_twenty_frames_train_with_the_default_split_and_budget(tmp_path):
     2 test frames, 16 to train on, and epochs from the step budget."""
     data = write_frames(tmp_path / "twenty.extxyz", labelled_frames(20))
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({**tiny_architectures(), "steps": 24, "stability_md_fs": 10}))
-    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    config.write_text(yaml.safe_dump({**tiny_architectures(), "steps": 24}))
+    assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--check-fs", "10"]) == 0  # a short stability check (the config's default is 500 fs)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     chosen = manifest["chosen"]
     assert {r["temperature_K"] for r in manifest["stability"]["runs"]} == {300.0, 450.0}
+    assert all(r["fs"] <= 10.5 for r in manifest["stability"]["runs"])
     assert mtsmlip.load(tmp_path / "run").manifest["stability"] == manifest["stability"]  # hashes still hold
     assert (chosen["train_frames"], chosen["val_frames"], chosen["test_frames"]) == (16, 2, 2)
     assert chosen["epochs_per_stage"] == 3  # 24 steps of 8 batches of 2 frames
