@@ -7,7 +7,7 @@ DATA="${DATA:-${MTSMLIP_DATA:-../../../../shared/data}/water-cheng2019/water_159
 for name in "$@"; do
   [ -f $name/run/manifest.json ] && continue
   resume=""; [ -d $name/run/checkpoints ] && resume="--resume"
-  echo "=== $name $(date -u)"
+  mkdir -p $name; echo "=== $name $(date -u)"
   mtsmlip train --data "$DATA" --config $name.yaml --out $name/run --reuse-stages-from ../run $resume > $name/train.log 2>&1
   echo "=== $name done rc=$? $(date -u)"
 done
