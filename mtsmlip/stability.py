@@ -99,7 +99,7 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
     has_baseline = "baseline" in models.models or models.teacher is not None
     md_fs = [settings.md_fs_for(len(atoms)) for atoms in starts]
     say(f"stability check: Langevin MD, {settings.timestep_fs:g} fs steps, "
-        f"{' / '.join(sorted({f'{t:g}' for t in md_fs}))} fs per run ({settings.atom_fs:g} atom-fs, at most "
+        f"{' / '.join(f'{t:g}' for t in sorted(set(md_fs)))} fs per run ({settings.atom_fs:g} atom-fs, at most "
         f"{settings.md_fs:g} fs), from "
         f"{len(starts)} validation frame(s) at {settings.temperature_K:g} K and "
         f"{settings.temperature_K * TEMPERATURE_FACTORS[-1]:g} K")

@@ -359,12 +359,13 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
         raise DataError(f"{models.directory}: distilled from the ASE calculator {teacher['spec']!r}; LAMMPS runs "
                         "nequip and Allegro models only (pair_nequip_allegro), so this pair's slow force "
                         "(teacher - fast) cannot run there: distil from a nequip model, or run it with mtsmlip md")
-    if teacher is not None and teacher["kind"] == "nequip-model" and models.teacher_spec is None:
+    external = teacher is not None and teacher["kind"] == "nequip-model"  # its file is compiled, not a model here
+    if external and models.teacher_spec is None:
         raise DataError(f"{models.directory}: distilled from the nequip model {teacher['spec']!r}: give it again "
                         "with --teacher (mtsmlip never builds a teacher from what a file records)")
-    external = teacher is not None and teacher["kind"] == "nequip-model"
-    needed = ("fast",) if external else ("fast", "baseline") if teacher is not None else ("fast", "slow", "baseline")
-    missing = [p for p in needed if p not in models.models]
+    written = ("fast", "slow", "baseline") if teacher is None else ("fast", "baseline")  # a distilled baseline: the teacher
+    in_mts = written[:2]
+    missing = [p for p in written if p not in models.models and not (p == "baseline" and external)]
     if missing:
         raise DataError(f"{models.directory}: no {', '.join(missing)} model")
     species = list(models.models["fast"].type_names)
@@ -383,7 +384,7 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     parts, record_parts = {}, {}
-    for part in ("fast", "slow", "baseline") if teacher is None else ("fast", "baseline"):
+    for part in written:
         if part == "baseline" and external:
             cached, style, sha = compile_teacher_file(models.teacher_spec, device=device, say=say)
         else:
@@ -396,7 +397,6 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     for baseline, name in ((False, "in.mts"), (True, "in.baseline")):
         text = input_text(run, plugin, species, parts, baseline)
         atomic_write(out_dir / name, lambda tmp, t=text: Path(tmp).write_text(t))
-    in_mts = ("fast", "slow") if teacher is None else ("fast", "baseline")  # a distilled slow force is the teacher's
     uses_nequip = {"mts": any(parts[p][1] == "nequip" for p in in_mts), "baseline": parts["baseline"][1] == "nequip"}
     script = run_script(install, uses_nequip)
     atomic_write(out_dir / "run.sh", lambda tmp: Path(tmp).write_text(script))
