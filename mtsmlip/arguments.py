@@ -189,6 +189,12 @@ def add_max_minutes(p) -> None:
                         "stage ends after the epoch that reaches its share")
 
 
+def add_check_fs(p) -> None:
+    p.add_argument("--check-fs", type=non_negative, default=None,
+                   help="overrides `stability_md_fs`: fs of MD per run of the stability check after training "
+                        "(at most; config default 500; 0 skips the check)")
+
+
 def add_no_progress(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -210,9 +216,7 @@ def train(p) -> None:
                    help="overrides `epochs` of each stage (config default auto: about `steps` optimiser steps, "
                         "ended early when the validation loss reaches a plateau)")
     add_max_minutes(p)
-    p.add_argument("--check-fs", type=non_negative, default=None,
-                   help="overrides `stability_md_fs`: fs of MD per run of the stability check after training "
-                        "(at most; config default 500; 0 skips the check)")
+    add_check_fs(p)
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")
     p.add_argument("--slow-architecture", choices=["nequip", "allegro"], default=None,
                    help="the slow model: nequip (default) or allegro, which is strictly local, so that in LAMMPS "
@@ -242,6 +246,7 @@ def distill(p) -> None:
                    help="overrides `train_frames` (frames of --data to train on)")
     p.add_argument("--epochs", type=at_least_one, default=None, help="overrides `epochs`")
     add_max_minutes(p)
+    add_check_fs(p)
     p.add_argument("--seed", type=seed_value, default=None, help="overrides `seed` (split, initialisation, MD)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     add_device(p)

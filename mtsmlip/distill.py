@@ -240,7 +240,7 @@ def run(args) -> int:
     from . import training
 
     overrides = {"seed": args.seed, "train_frames": args.train_frames, "epochs": args.epochs,
-                 "max_minutes": args.max_minutes}
+                 "max_minutes": args.max_minutes, "stability_md_fs": args.check_fs}
     cfg = training.load_config(args.config, **overrides)
     md = None
     if args.structure is not None:

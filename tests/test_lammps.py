@@ -404,3 +404,17 @@ def test_a_pair_distilled_from_an_ase_calculator_is_refused_by_name(lmp, tmp_pat
     models = mtsmlip.load(tmp_path / "d", teacher=spec)
     with pytest.raises(DataError, match="distilled from the ASE calculator 'ase.calculators.emt:EMT'.*cannot run there"):
         write_run(models, lmp.atoms, tmp_path / "run", LammpsRun(2, 0.5, 10), lmp.plugin)
+
+
+def test_the_lammps_tutorial_runs_end_to_end(lmp, tmp_path):
+    """docs/tutorials/lammps.md as written, with two stand-ins: the checkout is
+    the source these tests build from, and the model is the tiny pair compiled
+    above (the shipped water models would take minutes to compile)."""
+    from tests.tutorials import TUTORIALS, run_page
+
+    run_page(TUTORIALS / "lammps.md", tmp_path,
+             replace={"--source pair_nequip_allegro": f"--source {SOURCE}", "--model water": f"--model {lmp.root / 'pair'}"})
+    rows = {which: thermo_rows((tmp_path / "runs/lmp" / f"log.{which}.lammps").read_text())
+            for which in ("mts", "baseline")}
+    assert rows["mts"][-1][0] == 20 and rows["baseline"][-1][0] == 80  # the same 40 fs: 20 outer, 80 baseline steps
+    assert all(np.isfinite(r).all() for r in rows["mts"] + rows["baseline"])
