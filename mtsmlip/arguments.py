@@ -382,7 +382,8 @@ def ipi_input(p) -> None:
     add_model_and_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--out", required=True, help="output directory: input.xml, init.extxyz, run.sh")
-    p.add_argument("--n-inner", type=at_least_one, default=4, help="inner (fast) steps per outer (slow) step")
+    p.add_argument("--n-inner", type=at_least_one, default=None,
+                   help="inner (fast) steps per outer (slow) step (default: 4; with --baseline: 1)")
     p.add_argument("--timestep-fs", type=positive, default=0.5, help="inner time step δt (fs)")
     p.add_argument("--steps", type=at_least_one, default=1000, help="outer steps")
     p.add_argument("--temperature-K", type=positive, default=None,

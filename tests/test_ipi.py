@@ -228,6 +228,16 @@ def test_inconsistent_ipi_runs_are_refused(trained, start, tmp_path, capsys, opt
     assert message in capsys.readouterr().err
 
 
+def test_a_baseline_run_without_n_inner_is_velocity_verlet_and_mts_defaults_to_four(trained, start, tmp_path):
+    _atoms, structure = start
+    for options, name in ((["--baseline"], "baseline"), ([], "mts")):
+        assert main(["ipi-input", "--model", str(trained), "--structure", str(structure), "--out",
+                     str(tmp_path / name), *options]) == 0
+    baseline, mts = ((tmp_path / name / "input.xml").read_text() for name in ("baseline", "mts"))
+    assert "nmts" not in baseline and baseline.count("<ffsocket") == 1
+    assert re.search(r"<nmts>\s*\[1, 4\]\s*</nmts>", mts) and mts.count("<ffsocket") == 2
+
+
 def test_force_server_rebuilds_for_a_new_cell(trained):
     """NPT in i-PI changes the cell: the neighbour lists follow it."""
     models = mtsmlip.load(trained)

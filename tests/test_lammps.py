@@ -418,3 +418,6 @@ def test_the_lammps_tutorial_runs_end_to_end(lmp, tmp_path):
             for which in ("mts", "baseline")}
     assert rows["mts"][-1][0] == 20 and rows["baseline"][-1][0] == 80  # the same 40 fs: 20 outer, 80 baseline steps
     assert all(np.isfinite(r).all() for r in rows["mts"] + rows["baseline"])
+    assert (tmp_path / "runs/lmp/structure.data").is_file()
+    assert {p.name for p in (tmp_path / "runs/lmp").glob("trajectory.*.dump")} == {"trajectory.mts.dump",
+                                                                                 "trajectory.baseline.dump"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -46,15 +47,37 @@ class Block:
 def runnable_blocks(page: Path, replace: dict[str, str] | None = None) -> list[Block]:
     """The page's runnable blocks, each `old` of `replace` swapped for its `new`
     (a test's stand-in for what it cannot run as written, such as a model that
-    would take minutes to compile); an `old` the page lacks is an error, so a
-    replacement cannot outlive the text it was written for."""
+    would take minutes to compile). Each `old` must occur exactly once in the
+    page's runnable blocks as written, as whole words ("--steps 200" does not
+    match "--steps 2000"), so a stand-in cannot outlive the text it was written for."""
     text = page.read_text()
     blocks = [Block(page.name, k, language, code) for k, (language, code) in enumerate(RUNNABLE.findall(text))]
-    for old, new in (replace or {}).items():
-        if not any(old in b.code for b in blocks):
-            raise ValueError(f"{page.name}: no runnable block contains {old!r}")
-        blocks = [Block(b.page, b.index, b.language, b.code.replace(old, new)) for b in blocks]
-    return blocks
+    patterns = {old: re.compile(r"(?<![\w.-])" + re.escape(old) + r"(?![\w.])") for old in (replace or {})}
+    for old, pattern in patterns.items():
+        count = sum(len(pattern.findall(b.code)) for b in blocks)
+        if count != 1:
+            raise ValueError(f"{page.name}: {count} runnable blocks' occurrences of {old!r}, not exactly one")
+    return [Block(b.page, b.index, b.language, _replaced(b.code, patterns, replace)) for b in blocks]
+
+
+def _replaced(code: str, patterns: dict, replace: dict) -> str:
+    for old, pattern in patterns.items():
+        code = pattern.sub(lambda _m, new=replace[old]: new, code)
+    return code
+
+
+def commands(page: Path, replace: dict[str, str] | None = None) -> list[list[str]]:
+    """Every `mtsmlip ...` command of the page's bash blocks (runnable or not, each
+    as written, and the runnable ones with `replace` applied), as argument lists."""
+    text = page.read_text()
+    codes = re.findall(r"```bash\n(.*?)```", text, re.S) + [b.code for b in runnable_blocks(page, replace)]
+    found = []
+    for code in codes:
+        for line in code.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] == "mtsmlip":
+                found.append(words[1:])
+    return found
 
 
 def run_block(block: Block, work: Path, env: dict | None = None, timeout_s: float = 600) -> float:
@@ -67,8 +90,10 @@ def run_block(block: Block, work: Path, env: dict | None = None, timeout_s: floa
     else:
         command = ["bash", "-euo", "pipefail", "-c", block.code]
     clock = time.perf_counter()
+    # the mtsmlip beside this Python first, as for a reader whose environment is active
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, "PATH": path, **(env or {})})
     wall_s = time.perf_counter() - clock
     if done.returncode != 0:
         raise AssertionError(f"{block.page}, runnable block {block.index} exited {done.returncode}:\n{block.code}\n"

@@ -32,6 +32,7 @@ THERMOSTATS = {
     "bussi": ("svr", "pile_g"),  # stochastic velocity rescaling; PILE-G (SVR on the centroid)
 }
 PROPERTY_STRIDE_DEFAULT = 10
+DEFAULT_N_INNER = 4  # without --baseline and --n-inner
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,8 @@ def run(args) -> int:
     models = TrainedModels.load(args.model, teacher=args.teacher)
     atoms = read_structure(args.structure)
     addresses = addresses_from(args)
-    spec = IPIRun(steps=args.steps, timestep_fs=args.timestep_fs, n_inner=args.n_inner,
+    n_inner = args.n_inner if args.n_inner is not None else 1 if args.baseline else DEFAULT_N_INNER
+    spec = IPIRun(steps=args.steps, timestep_fs=args.timestep_fs, n_inner=n_inner,
                   temperature_K=args.temperature_K, thermostat=args.thermostat, tau_fs=args.tau_fs,
                   beads=args.beads, contract_beads=args.contract_beads, baseline=args.baseline, seed=args.seed,
                   stride=args.stride, species=tuple(sorted(set(atoms.get_chemical_symbols()))),
