@@ -50,14 +50,18 @@ def repeat_dir(out: Path, k: int) -> Path:
     return Path(out) / f"repeat-{k}"
 
 
-def repeat_settings(cfg, k: int, n_auto: int | None):
+def repeat_settings(cfg, k: int, n_auto: int | None, kind: str | None = None):
     """The settings of repeat k (1-based): n = 1 added; from the second on, its
-    own seed, the probe's n in place of 'auto', and no force spectra."""
+    own seed, the probe's n in place of 'auto', the kind of system repeat 1
+    found in place of 'auto' (so that every repeat is judged by the same
+    observables), and no force spectra."""
     n_inner = tuple(sorted({1, *cfg.n_inner}, key=lambda n: (n == "auto", n if n != "auto" else 0)))
     cfg = replace(cfg, n_inner=n_inner)
     if k == 1:
         return cfg
     cfg = replace(cfg, seed=cfg.seed + SEED_STRIDE * (k - 1), spectrum_ps=0.0)
+    if cfg.system == "auto" and kind is not None:
+        cfg = replace(cfg, system=kind)
     return cfg.with_auto(n_auto) if "auto" in cfg.n_inner else cfg
 
 
@@ -73,19 +77,21 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
     replicas = not is_periodic(structure)
     with output_lock(out, "compare"):
         fresh = _check_same_repeats(out, cfg, repeats, same_count=replicas)
-        results, n_auto = [], None
+        results, n_auto, kind = [], None, None
         try:
             if replicas:
                 results = replica_results(model_dir, structure, cfg, out, repeats, progress_bar, teacher)
             for k in range(1, repeats + 1) if not replicas else ():
                 _say(f"repeat {k} of {repeats}")
-                done = run_repeat(lambda: compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto),
+                done = run_repeat(lambda: compare(model_dir, structure_path, repeat_settings(cfg, k, n_auto, kind),
                                                   repeat_dir(out, k), progress_bar=progress_bar, teacher=teacher),
                                   out, k)
                 if done is not None:
                     results.append({**done, "repeat": k})
                 if k == 1 and results and results[0].get("n_inner_auto"):
                     n_auto = int(results[0]["n_inner_auto"]["n_inner"])
+                if k == 1 and results:
+                    kind = results[0]["system_kind"]
         except DataError:  # bad input, refused before any run: leave OUT as it was
             if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)) \
                     and not (out / "replicas").exists():

@@ -211,3 +211,40 @@ def test_a_repeat_whose_baseline_blows_up_is_left_out_and_not_replayed(tmp_path,
     calls.clear()
     cr.compare_repeated("unused", water, cfg, tmp_path / "out", 4)
     assert calls == [1, 3, 4]  # repeat 2 is not replayed
+
+
+@pytest.mark.parametrize("asked, judged_as", [("auto", ["auto", "liquid", "liquid"]),
+                                              ("crystal", ["crystal", "crystal", "crystal"])])
+def test_every_repeat_is_judged_as_the_kind_of_system_repeat_1_found(tmp_path, monkeypatch, asked, judged_as):
+    """Water in 1.5 ps runs moved 0.8-2.6 A^2: decided per repeat, two of four
+    were once called crystals and judged by other observables than the rest."""
+    import ase.io
+
+    import mtsmlip.compare_repeats as cr
+    from mtsmlip.compare import CompareSettings
+    from tests.systems import small_water_box
+
+    systems = []
+
+    def fake_compare(model_dir, structure_path, cfg, out, progress_bar=True, teacher=None):
+        systems.append(cfg.system)
+        k = 1 + cfg.seed // cr.SEED_STRIDE
+        return {**fake_repeat(np.random.default_rng(k), {1: 0.0, 2: 0.0}),
+                "system_kind": "liquid" if cfg.system == "auto" else cfg.system}
+
+    water = tmp_path / "box.extxyz"
+    ase.io.write(water, small_water_box())
+    monkeypatch.setattr(cr, "compare", fake_compare)
+    cr.compare_repeated("unused", water, CompareSettings(ps=0.01, n_inner=(2,), system=asked), tmp_path / "out", 3)
+    assert systems == judged_as
+
+
+def test_a_slowly_diffusing_liquid_is_mobile_and_a_crystal_near_melting_is_not():
+    from mtsmlip.analysis import mobile_species
+
+    rng = np.random.default_rng(1)
+    n_frames, dt_ps = 300, 0.005  # 1.5 ps
+    hot_crystal = rng.uniform(0, 10, (64, 3)) + rng.normal(0, np.sqrt(0.03), (n_frames, 64, 3))  # |dx|^2 ~ 0.18 A^2
+    steps = rng.normal(0, np.sqrt(2 * 0.1 * dt_ps), (n_frames, 64, 3))  # D = 0.1 A^2/ps: 0.9 A^2 in 1.5 ps
+    slow_liquid = rng.uniform(0, 10, (64, 3)) + np.cumsum(steps, axis=0)
+    assert mobile_species(np.concatenate([hot_crystal, slow_liquid], axis=1), ["Mo"] * 64 + ["O"] * 64) == ["O"]
