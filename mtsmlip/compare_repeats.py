@@ -88,10 +88,9 @@ def compare_repeated(model_dir, structure_path, cfg, out, repeats: int, toleranc
                                   out, k)
                 if done is not None:
                     results.append({**done, "repeat": k})
-                if k == 1 and results and results[0].get("n_inner_auto"):
-                    n_auto = int(results[0]["n_inner_auto"]["n_inner"])
-                if k == 1 and results:
-                    kind = results[0]["system_kind"]
+                if k == 1 and results:  # repeat 1 sets the probe's n and the kind of system for all
+                    probe = results[0].get("n_inner_auto")
+                    n_auto, kind = int(probe["n_inner"]) if probe else None, results[0]["system_kind"]
         except DataError:  # bad input, refused before any run: leave OUT as it was
             if fresh and not any(repeat_dir(out, k).exists() for k in range(1, repeats + 1)) \
                     and not (out / "replicas").exists():

@@ -3,17 +3,17 @@
 parser's, and the README's two commands are the ones CI runs."""
 
 import os
-import re
 import subprocess
 import sys
 
 from tests.conftest import REPO
+from tests.tutorials import BASH_BLOCK
 
 README = REPO / "README.md"
 
 
 def readme_blocks() -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+    return BASH_BLOCK.findall(README.read_text())
 
 
 def test_the_site_builds_in_strict_mode_with_every_command_and_option(tmp_path):

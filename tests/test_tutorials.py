@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.tutorials import STAND_INS, TUTORIALS, commands, runnable_blocks, run_page
+from tests.tutorials import BASH_BLOCK, STAND_INS, TUTORIALS, commands, runnable_blocks, run_page
 
 
 def test_every_tutorial_is_in_the_site_and_has_runnable_blocks():
@@ -25,7 +25,7 @@ def test_every_tutorial_is_in_the_site_and_has_runnable_blocks():
         blocks = runnable_blocks(page)
         assert blocks and any(b.language == "bash" for b in blocks), page.name
         # every command the page shows in a bash block is one a test runs
-        shown = re.findall(r"```bash\n(.*?)```", page.read_text(), re.S)
+        shown = BASH_BLOCK.findall(page.read_text())
         unrun = [code for code in shown if code not in {b.code for b in blocks}]
         assert all("pip install" in code or "git clone" in code for code in unrun), (page.name, unrun)
 

@@ -20,6 +20,7 @@ from tests.conftest import REPO
 
 TUTORIALS = REPO / "docs" / "tutorials"
 RUNNABLE = re.compile(r"<!-- runnable -->\n```(python|bash)\n(.*?)```", re.S)
+BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 
 # What the tests swap in: the pages are sized for a reader (a few minutes each),
 # the suite only checks that commands, options and files still fit together.
@@ -70,7 +71,7 @@ def commands(page: Path, replace: dict[str, str] | None = None) -> list[list[str
     """Every `mtsmlip ...` command of the page's bash blocks (runnable or not, each
     as written, and the runnable ones with `replace` applied), as argument lists."""
     text = page.read_text()
-    codes = re.findall(r"```bash\n(.*?)```", text, re.S) + [b.code for b in runnable_blocks(page, replace)]
+    codes = BASH_BLOCK.findall(text) + [b.code for b in runnable_blocks(page, replace)]
     found = []
     for code in codes:
         for line in code.replace("\\\n", " ").splitlines():
