@@ -1,8 +1,12 @@
 """The stability check at the end of `train` (and `distill`): is the pair fit to
 run, before a user spends hours on it?
 
-Short Langevin MD from validation frames, at T and 1.5·T: the pair at n = 1, the
+Short MD from validation frames, at T and 1.5·T: the pair at n = 1, the
 baseline, and the pair at the n that the probe (:mod:`mtsmlip.probe`) recommends.
+The thermostat is the one `compare` chooses by default: Bussi for a periodic
+system, Langevin for an isolated molecule. (Langevin's friction hides holes that
+Bussi finds: a default water pair that passed 500 fs Langevin runs blew up under
+Bussi within 0.7 ps, 2026-12-06.)
 Beside it, the held-out force error per species, pair against baseline. A pair
 that blows up anywhere is never reported as fine: the summary says where, and
 what to try. The result is kept in the model directory's manifest.
@@ -20,14 +24,17 @@ from . import forces
 from .md.engine import Engine, initialise_momenta
 from .md.safety import MDInstability
 from .md.settings import RunSettings
+from .system import is_periodic
 
 TEMPERATURE_FACTORS = (1.0, 1.5)
 
 
 @dataclass(frozen=True)
 class StabilitySettings:
-    """Langevin MD of `md_fs` per run at `timestep_fs`, from `frames` validation
-    frames, at `temperature_K` and 1.5 times it; the probe's NVE segments last `probe_fs`."""
+    """MD of `md_fs` per run at `timestep_fs`, from `frames` validation frames, at
+    `temperature_K` and 1.5 times it; the probe's NVE segments last `probe_fs`.
+    `thermostat` "auto" is compare's default: Bussi (`tau_fs`, None: the engine's
+    default) for a periodic start, Langevin (`friction_per_fs`) for a molecule."""
 
     temperature_K: float = 300.0
     timestep_fs: float = 0.5
@@ -36,6 +43,8 @@ class StabilitySettings:
     min_md_fs: float = 100.0
     frames: int = 2
     friction_per_fs: float = 0.01
+    thermostat: str = "auto"  # or "langevin" / "bussi" for every start
+    tau_fs: float | None = None
     probe_fs: float = 100.0
     seed: int = 0
 
@@ -49,9 +58,16 @@ class StabilitySettings:
         blew up under Bussi after 0.66 ps (2026-12-06)."""
         return min(self.md_fs, max(self.min_md_fs, self.atom_fs / n_atoms))
 
-    def run(self, temperature_K: float, n_inner: int = 1, baseline: bool = False) -> RunSettings:
-        return RunSettings(self.timestep_fs, n_inner, "langevin", temperature_K,
-                           friction_per_fs=self.friction_per_fs, baseline=baseline)
+    def thermostat_for(self, atoms: Atoms) -> str:
+        """The thermostat of the runs from `atoms`: compare's rule for "auto"."""
+        if self.thermostat != "auto":
+            return self.thermostat
+        return "bussi" if is_periodic(atoms) else "langevin"
+
+    def run(self, temperature_K: float, n_inner: int = 1, baseline: bool = False,
+            thermostat: str = "langevin") -> RunSettings:
+        rates = {"friction_per_fs": self.friction_per_fs} if thermostat == "langevin" else {"tau_fs": self.tau_fs}
+        return RunSettings(self.timestep_fs, n_inner, thermostat, temperature_K, baseline=baseline, **rates)
 
 
 def fresh_start(atoms: Atoms, temperature_K: float, seed: int) -> Atoms:
@@ -67,7 +83,7 @@ def engine_for(models, atoms: Atoms, run: RunSettings, seed: int) -> Engine:
 
 
 def md_segment(models, atoms: Atoms, run: RunSettings, md_fs: float, seed: int) -> dict:
-    """Langevin MD of `md_fs` from `atoms` (fresh Maxwell–Boltzmann momenta):
+    """MD of `md_fs` under `run` from `atoms` (fresh Maxwell–Boltzmann momenta):
     {"stable": bool, "fs": simulated fs, "problem": what stopped it, or None}."""
     engine = engine_for(models, fresh_start(atoms, run.temperature_K, seed), run, seed)
     try:
@@ -83,7 +99,7 @@ def recommended_n(models, atoms: Atoms, settings: StabilitySettings, say) -> tup
 
     start = fresh_start(atoms, settings.temperature_K, settings.seed)
     result = probe_n_inner(lambda a, run: engine_for(models, a, run, settings.seed), start,
-                           settings.run(settings.temperature_K),
+                           settings.run(settings.temperature_K, thermostat=settings.thermostat_for(atoms)),
                            ProbeSettings(nve_fs=settings.probe_fs), say=lambda line: None,
                            unstable_reference_fails=True)
     return result.n_inner, result.lines()
@@ -98,7 +114,8 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
         raise DataError("the stability check needs at least one validation frame")
     has_baseline = "baseline" in models.models or models.teacher is not None
     md_fs = [settings.md_fs_for(len(atoms)) for atoms in starts]
-    say(f"stability check: Langevin MD, {settings.timestep_fs:g} fs steps, "
+    thermostats = sorted({settings.thermostat_for(atoms) for atoms in starts})
+    say(f"stability check: {' / '.join(t.capitalize() for t in thermostats)} MD, {settings.timestep_fs:g} fs steps, "
         f"{' / '.join(f'{t:g}' for t in sorted(set(md_fs)))} fs per run ({settings.atom_fs:g} atom-fs, at most "
         f"{settings.md_fs:g} fs), from "
         f"{len(starts)} validation frame(s) at {settings.temperature_K:g} K and "
@@ -111,9 +128,11 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
             kinds = [("pair", 1, False)] + ([("pair", n_auto, False)] if n_auto > 1 else []) \
                 + ([("baseline", 1, True)] if has_baseline else [])
             for name, n, baseline in kinds:
-                result = md_segment(models, atoms, settings.run(temperature, n, baseline), md_fs[k],
+                thermostat = settings.thermostat_for(atoms)
+                result = md_segment(models, atoms, settings.run(temperature, n, baseline, thermostat), md_fs[k],
                                     settings.seed + k)
-                runs.append({"model": name, "n_inner": n, "frame": k, "temperature_K": temperature, **result})
+                runs.append({"model": name, "n_inner": n, "frame": k, "temperature_K": temperature,
+                             "thermostat": thermostat, **result})
                 say(f"  {name} n = {n}, frame {k}, {temperature:g} K: "
                     + ("stable" if result["stable"] else f"BLEW UP after {result['fs']:g} fs ({result['problem']})"))
     pair_failures = [r for r in runs if r["model"] == "pair" and not r["stable"]]

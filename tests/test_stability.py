@@ -29,6 +29,24 @@ def test_a_gentle_pair_passes_and_every_run_is_recorded(gentle):
                                                                            ("baseline", 300.0), ("baseline", 450.0)}
     assert all(r["stable"] and r["fs"] == pytest.approx(10.0, abs=2.5) for r in record["runs"])
     assert "ran stably everywhere" in lines[-1]
+    assert {r["thermostat"] for r in record["runs"]} == {"bussi"}  # a periodic box: compare's default
+
+
+def test_the_check_runs_under_compares_default_thermostat(gentle):
+    """Bussi for a periodic start, Langevin for an isolated one (what `compare`
+    would run), unless a thermostat is set; each run records which."""
+    box = small_water_box(seed=1)
+    cluster = box.copy()
+    cluster.pbc = False
+    cluster.cell = None
+    assert QUICK.thermostat_for(box) == "bussi" and QUICK.thermostat_for(cluster) == "langevin"
+    assert StabilitySettings(thermostat="langevin").thermostat_for(box) == "langevin"
+    assert QUICK.run(300.0, 2, thermostat="bussi").tau_fs is None  # the engine's default relaxation time
+    assert QUICK.run(300.0, 2, thermostat="langevin").friction_per_fs == QUICK.friction_per_fs
+    lines = []
+    record = stability_check(gentle, [cluster], QUICK, say=lines.append)
+    assert {r["thermostat"] for r in record["runs"]} == {"langevin"}
+    assert lines[0].startswith("stability check: Langevin MD")
 
 
 def test_a_broken_pair_is_reported_as_failed_with_what_to_try(broken):

@@ -473,7 +473,7 @@ def test_twenty_frames_train_with_the_default_split_and_budget(tmp_path):
     2 test frames, 16 to train on, and epochs from the step budget."""
     data = write_frames(tmp_path / "twenty.extxyz", labelled_frames(20))
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({**tiny_architectures(), "steps": 24}))
+    config.write_text(yaml.safe_dump({**tiny_architectures(), "steps": 24, "min_epochs": 1}))
     assert main(["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"),
                  "--check-fs", "10"]) == 0  # a short stability check (the config's default is 500 fs)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -484,6 +484,27 @@ def test_twenty_frames_train_with_the_default_split_and_budget(tmp_path):
     assert (chosen["train_frames"], chosen["val_frames"], chosen["test_frames"]) == (16, 2, 2)
     assert chosen["epochs_per_stage"] == 3  # 24 steps of 8 batches of 2 frames
     assert all(1 <= n <= 3 for n in chosen["epochs_run"].values())
+
+
+def test_auto_epochs_reach_the_step_budget_and_see_every_frame_min_epochs_times():
+    """epochs: auto gives `steps` optimiser steps, but never fewer than
+    `min_epochs` passes over the training frames: 1000 water boxes at 1 frame per
+    step get 8 epochs (8000 steps), not the 3 that 3000 steps would take, while
+    800 aspirin frames at 2 per step (8 epochs for 3000 steps) and 800 ethanol
+    frames at 4 per step (15) keep what the step budget gives."""
+    from mtsmlip.training.config import load_config
+    from mtsmlip.training.pipeline import MAX_AUTO_EPOCHS, stage_epochs
+
+    cfg = load_config()
+    assert (cfg["steps"], cfg["min_epochs"]) == (3000, 8)
+    assert stage_epochs(cfg, n_train=1000, batch_size=1) == 8
+    assert stage_epochs({**cfg, "min_epochs": 1}, n_train=1000, batch_size=1) == 3
+    assert stage_epochs(cfg, n_train=800, batch_size=2) == 8
+    assert stage_epochs(cfg, n_train=800, batch_size=4) == 15
+    assert stage_epochs(cfg, n_train=2, batch_size=1) == MAX_AUTO_EPOCHS
+    assert stage_epochs({**cfg, "epochs": 5}, n_train=1000, batch_size=1) == 5  # a set number is kept
+    with pytest.raises(DataError, match="min_epochs"):
+        load_config(min_epochs=0)
 
 
 def test_a_plateau_ends_a_stage(tmp_path):

@@ -23,7 +23,7 @@ AUTO_KEYS = ("batch_size", "train_frames", "val_frames", "epochs")  # may be "au
 # key -> (kind, smallest allowed value, whether the smallest is allowed itself)
 CONFIG_NUMBERS = {
     "seed": (int, 0, True), "train_frames": (int, 1, True), "val_frames": (int, 1, True),
-    "epochs": (int, 1, True), "steps": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
+    "epochs": (int, 1, True), "steps": (int, 1, True), "min_epochs": (int, 1, True), "batch_size": (int, 1, True), "learning_rate": (float, 0.0, False),
     "lr_min_factor": (float, 0.0, True), "ema_decay": (float, 0.0, True), "fast_lr_factor": (float, 0.0, True),
     "loss.energy_weight": (float, 0.0, True), "loss.force_weight": (float, 0.0, True),
     "loss.fast_force_weight": (float, 0.0, True), "loss.slowness_weight": (float, 0.0, True),
@@ -56,7 +56,7 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 
 # keys added since a run may have saved its config, with the values that keep such
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
-KEYS_OF_OLDER_RUNS = {"steps": 3000, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
+KEYS_OF_OLDER_RUNS = {"steps": 3000, "min_epochs": 1, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
                       "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "stability_atom_fs": 1e12,
                       "slow_search": False,
                       "slow_architecture": "nequip"}

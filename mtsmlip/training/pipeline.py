@@ -202,11 +202,13 @@ def frame_counts(n_frames: int, cfg: dict) -> tuple[int, int]:
 
 def stage_epochs(cfg: dict, n_train: int, batch_size: int) -> int:
     """Epochs of each stage: `epochs`, or for "auto" as many as `steps` optimiser
-    steps take (at least 1, at most :data:`MAX_AUTO_EPOCHS`)."""
+    steps take, at least `min_epochs` (each training frame seen that often) and at
+    most :data:`MAX_AUTO_EPOCHS`."""
     if cfg["epochs"] != "auto":
         return int(cfg["epochs"])
     steps_per_epoch = math.ceil(n_train / batch_size)
-    return max(1, min(MAX_AUTO_EPOCHS, math.ceil(int(cfg["steps"]) / steps_per_epoch)))
+    wanted = max(int(cfg["min_epochs"]), math.ceil(int(cfg["steps"]) / steps_per_epoch))
+    return max(1, min(MAX_AUTO_EPOCHS, wanted))
 
 
 def config_split(n_frames: int, cfg: dict):
@@ -346,7 +348,7 @@ def chosen_budget(plan: dict, cfg: dict, results: dict) -> dict:
         "epochs_run": {name: len(r["history"]) for name, r in results.items()},
         "why": {"frames": "auto: 10 % validation (2-100), as many held out, the rest (<= 1000) trained on"
                 if "auto" in (cfg["train_frames"], cfg["val_frames"]) else "set in the config",
-                "epochs": f"auto: about {cfg['steps']} optimiser steps (<= {MAX_AUTO_EPOCHS} epochs)"
+                "epochs": f"auto: about {cfg['steps']} optimiser steps ({cfg['min_epochs']} to {MAX_AUTO_EPOCHS} epochs)"
                 if cfg["epochs"] == "auto" else "set in the config",
                 "stop": f"a stage ends after {cfg['plateau_epochs']} epochs without a 1 % better validation loss"
                 if cfg.get("plateau_epochs") else "every epoch runs",
