@@ -53,10 +53,13 @@ def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None):
     return engine
 
 
-@pytest.mark.parametrize("thermostat", [None, "langevin"])
+@pytest.mark.parametrize("thermostat", [None, "langevin", "bussi"])
 def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermostat):
+    """Bussi takes its device path (what it does on a GPU; on the CPU it reads K)."""
     settings = RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None)
     engine = engine_on(gentle, settings)
+    if thermostat == "bussi":
+        engine.thermostat.on_device = True
     engine.run(1, progress=False)  # first calls build the lists
     inside, integrate = [], Engine.integrate
 
@@ -187,3 +190,54 @@ def test_a_provider_that_raises_on_a_blown_up_state_still_stops_by_name(gentle):
     with pytest.raises(MDInstability, match=r"step 11: NaN or inf in forces_fast.*Last good state: step 10"):
         engine.run(40, progress=False)
     assert engine.step == 10
+
+
+@pytest.mark.parametrize("case", ["water box", "small triclinic cell", "isolated"])
+def test_the_device_neighbour_list_is_the_numpy_one(case):
+    """vesin's torch interface (the builder on a GPU, run here on the CPU) gives
+    the same edges, in the same canonical order, with the same shift vectors as
+    the numpy builder: a run builds the same lists on either, including a cell
+    narrower than the cutoff (several images of one neighbour) and no cell."""
+    import numpy as np
+    from ase import Atoms
+
+    from mtsmlip.forces.model import SkinNeighborList
+
+    if case == "water box":
+        atoms = small_water_box(seed=4)
+    elif case == "small triclinic cell":
+        rng = np.random.default_rng(0)
+        cell = np.array([[2.9, 0.0, 0.0], [0.7, 3.1, 0.0], [-0.4, 0.5, 2.8]])
+        atoms = Atoms("Mo3", scaled_positions=rng.random((3, 3)), cell=cell, pbc=True)
+    else:
+        atoms = small_water_box(seed=4)
+        atoms.pbc, atoms.cell = False, None
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    lists = {b: SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, builder=b) for b in ("numpy", "torch")}
+    for nl in lists.values():
+        nl.build(x)
+    numpy_list, torch_list = lists["numpy"], lists["torch"]
+    assert numpy_list.edge_index.shape[1] > 0
+    assert torch.equal(torch_list.edge_index, numpy_list.edge_index)
+    assert torch.equal(torch_list.shift_vectors, numpy_list.shift_vectors)
+    if case == "small triclinic cell":  # an atom meets images of itself and of its neighbours
+        assert (numpy_list.edge_index[0] == numpy_list.edge_index[1]).any()
+    with pytest.raises(ValueError, match="builder"):
+        SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, builder="gpu")
+
+
+def test_bussi_on_the_device_rescales_as_on_the_host(gentle):
+    """Bussi's device path (K a tensor, no host read) draws the same random
+    numbers and gives the same trajectory, to rounding, as its host path."""
+    states = {}
+    for on_device in (False, True):
+        engine = engine_on(gentle, RunSettings(0.5, 2, "bussi", 300.0, tau_fs=20.0))
+        engine.thermostat.on_device = on_device
+        seen = states.setdefault(on_device, [])
+        engine.attach(lambda e, seen=seen: seen.append(e.state))
+        engine.run(20, progress=False)
+    assert len(states[True]) == len(states[False]) == 21
+    for a, b in zip(states[False], states[True]):
+        torch.testing.assert_close(b.momenta, a.momenta, rtol=1e-10, atol=1e-12)
+        assert float(b.work_eV) == pytest.approx(float(a.work_eV), rel=1e-9, abs=1e-12)
+    assert float(states[True][-1].work_eV) != 0.0  # the thermostat did work

@@ -2,6 +2,9 @@
 
 Each model gets a :class:`SkinNeighborList`: a vesin list at ``r_max + skin``,
 rebuilt only when some atom moved more than half the skin since the last build.
+On the CPU it is built by vesin from numpy arrays; on a GPU by vesin's torch
+interface on the device, so positions never go to the host for it. Both give the
+same edges in the same (canonical) order.
 Every call filters its candidate edges to the model's own ``r_max`` (nequip models
 give exactly zero beyond r_max, so this changes no force, only the cost), computes
 the edge vectors once and hands them to the model, which returns the energy and
@@ -74,13 +77,21 @@ class SkinNeighborList:
     filter_edges: hand the model only the edges shorter than its r_max (needs
     ``nonzero``, a host sync on a GPU); without, all candidates go in (nequip
     models give exactly zero beyond r_max: the same forces, more edges, no sync).
+
+    builder: "auto" (numpy vesin for CPU positions, vesin's torch interface on
+    the positions' device otherwise), "numpy" or "torch".
     """
 
-    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc, filter_edges: bool = True):
+    BUILDERS = ("auto", "numpy", "torch")
+
+    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc, filter_edges: bool = True, builder: str = "auto"):
+        if builder not in self.BUILDERS:
+            raise ValueError(f"neighbour list builder must be one of {self.BUILDERS} (got {builder!r})")
         self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
         self.cell = torch.as_tensor(np.asarray(cell, dtype=float))
         self.pbc = np.asarray(pbc, dtype=bool)
         self.filter_edges = bool(filter_edges)
+        self.builder = builder
         self.built_at = None
         self.n_builds = 0
         self.lazy, self.stale, self.moved2_A2 = False, None, None
@@ -109,17 +120,43 @@ class SkinNeighborList:
         self.lazy = False
 
     def build(self, positions: torch.Tensor) -> None:
-        x = positions.detach().cpu().numpy()
+        on_device = self.builder == "torch" or (self.builder == "auto" and positions.device.type != "cpu")
+        edge_index, shifts = (self._build_torch if on_device else self._build_numpy)(positions.detach())
+        self.edge_index = edge_index
+        self.shift_vectors = (shifts.to(torch.float64) @ self.cell.to(shifts.device)).to(positions)
+        self.built_at = positions.detach().clone()
+        self.ones = torch.ones(3, dtype=positions.dtype, device=positions.device)
+        self.n_builds += 1
+
+    def _build_numpy(self, positions: torch.Tensor):
+        """(edge_index (2, E) int64, integer shifts (E, 3)) on the positions' device, from numpy vesin."""
         box = self.cell.numpy() if self.pbc.any() else np.zeros((3, 3))
         nl = NeighborList(cutoff=self.cutoff_A + self.skin_A, full_list=True)
-        i, j, shifts = nl.compute(x, box, self.pbc.tolist(), quantities="ijS")
+        i, j, shifts = nl.compute(positions.cpu().numpy(), box, self.pbc.tolist(), quantities="ijS")
         order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
         device = positions.device
-        self.edge_index = torch.from_numpy(np.stack([i[order], j[order]]).astype(np.int64)).to(device)
-        self.shift_vectors = (torch.from_numpy(shifts[order].astype(float)) @ self.cell).to(positions)
-        self.built_at = positions.detach().clone()
-        self.ones = torch.ones(3, dtype=positions.dtype, device=device)
-        self.n_builds += 1
+        edge_index = torch.from_numpy(np.stack([i[order], j[order]]).astype(np.int64)).to(device)
+        return edge_index, torch.from_numpy(shifts[order].astype(np.int64)).to(device)
+
+    def _build_torch(self, positions: torch.Tensor):
+        """The same as :meth:`_build_numpy`, built by vesin's torch interface on the
+        positions' device and sorted there (one key per edge: i, j, then the shift)."""
+        from vesin.torch import NeighborList as TorchNeighborList
+
+        box = self.cell.to(positions) if self.pbc.any() else torch.zeros((3, 3), dtype=positions.dtype,
+                                                                              device=positions.device)
+        nl = TorchNeighborList(cutoff=self.cutoff_A + self.skin_A, full_list=True)
+        i, j, shifts = nl.compute(positions, box, torch.as_tensor(self.pbc, device=positions.device),
+                                  quantities="ijS")
+        i, j, shifts = i.to(torch.int64), j.to(torch.int64), shifts.to(torch.int64)
+        if shifts.numel():
+            span = 2 * int(shifts.abs().max()) + 1  # one host read per build, not per step
+            offset = shifts + span // 2
+            key = ((i * len(positions) + j) * span + offset[:, 0]) * span + offset[:, 1]
+            key = key * span + offset[:, 2]
+            order = torch.argsort(key)
+            i, j, shifts = i[order], j[order], shifts[order]
+        return torch.stack([i, j]), shifts
 
     def edges(self, positions: torch.Tensor, r_max_A: float):
         """Edges shorter than `r_max_A` now (all candidates without filter_edges):

@@ -15,7 +15,10 @@ kinetic energy it added (eV), which the step adds to the state's ``work_eV``.
 Randomness comes from an injected ``numpy.random.Generator`` for numpy and torch
 states alike, so the two paths draw the same numbers and the generator state is
 one plain dict to save in a restart. The inner piece stays on the device (its
-work is a 0-d tensor, no host sync); Bussi's outer piece needs K as a number.
+work is a 0-d tensor, no host sync). Bussi's outer piece needs K: on the CPU as a
+number (as it always has, so CPU trajectories keep every bit); on a GPU its
+random numbers, which do not depend on K, are drawn on the host and α is
+computed on the device, so no step waits for the GPU.
 """
 
 from __future__ import annotations
@@ -139,12 +142,15 @@ class Bussi(_Stochastic):
         super().__init__(temperature_K, rng)
         self.rate = 1.0 / (_positive("tau_fs", tau_fs) * units.fs)
         self.n_dof = n_dof
+        self.on_device = None  # None: for momenta on a GPU; True/False: always / never (tests)
 
     def inner(self, p, masses, dt):
         return p, 0.0
 
     def outer(self, p, masses, dt):
         """Rescale p so that K follows the canonical stochastic dynamics over dt."""
+        if self._device_path(p):
+            return self.outer_on_device(p, masses, dt)
         kinetic = kinetic_energy_eV(p, masses)
         if kinetic == 0.0:
             return p, 0.0
@@ -152,13 +158,36 @@ class Bussi(_Stochastic):
         alpha = self.scale_factor(kinetic, n_dof, dt)
         return alpha * p, kinetic * (alpha * alpha - 1.0)
 
+    def _device_path(self, p) -> bool:
+        if isinstance(p, np.ndarray):
+            return False
+        return p.device.type != "cpu" if self.on_device is None else bool(self.on_device)
+
+    def random_numbers(self, n_dof: int) -> tuple[float, float]:
+        """R₁ and Σ_{n_dof−1} R² of one rescaling, in the order :meth:`scale_factor` draws them."""
+        r1 = self.rng.standard_normal()
+        return r1, (2.0 * self.rng.standard_gamma((n_dof - 1) / 2) if n_dof > 1 else 0.0)
+
+    def outer_on_device(self, p, masses, dt):
+        """:meth:`outer` with K a 0-d tensor: the same α (to rounding), no host read."""
+        import torch
+
+        kinetic = kinetic_energy(p, masses)
+        r1, r_sum = self.random_numbers(self.n_dof or p.numel())
+        c = math.exp(-self.rate * dt)
+        ratio = 0.5 * self.kT_eV / torch.where(kinetic > 0, kinetic, torch.ones_like(kinetic))
+        alpha2 = c + (1 - c) * (r1 * r1 + r_sum) * ratio + 2 * r1 * torch.sqrt(c * (1 - c) * ratio)
+        flip = r1 + torch.sqrt(c / ((1 - c) * ratio)) < 0
+        alpha = torch.where(flip, -torch.sqrt(alpha2), torch.sqrt(alpha2))
+        alpha = torch.where(kinetic > 0, alpha, torch.ones_like(alpha))  # nothing to rescale
+        return alpha * p, kinetic * (alpha * alpha - 1.0)
+
     def scale_factor(self, kinetic_eV: float, n_dof: int, dt) -> float:
         """Bussi's α (with the sign that keeps the update time-reversible), as in
         i-PI's ThermoSVR: α² = c + (1−c)(R₁² + Σ_{n_dof−1} R²)·kT/(2K) + 2R₁·sqrt(c(1−c)·kT/(2K))."""
         c = math.exp(-self.rate * dt)
         ratio = 0.5 * self.kT_eV / kinetic_eV
-        r1 = self.rng.standard_normal()
-        r_sum = 2.0 * self.rng.standard_gamma((n_dof - 1) / 2) if n_dof > 1 else 0.0
+        r1, r_sum = self.random_numbers(n_dof)
         alpha2 = c + (1 - c) * (r1 * r1 + r_sum) * ratio + 2 * r1 * math.sqrt(c * (1 - c) * ratio)
         alpha = math.sqrt(alpha2)
         return -alpha if r1 + math.sqrt(c / ((1 - c) * ratio)) < 0 else alpha
