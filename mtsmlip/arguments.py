@@ -213,8 +213,9 @@ def train(p) -> None:
     p.add_argument("--train-frames", type=at_least_one, default=None,
                    help="overrides `train_frames` (config default auto: all but the validation and test shares)")
     p.add_argument("--epochs", type=at_least_one, default=None,
-                   help="overrides `epochs` of each stage (config default auto: about `steps` optimiser steps, "
-                        "ended early when the validation loss reaches a plateau)")
+                   help="overrides `epochs` of each stage (config default auto: about `steps` optimiser steps and "
+                        "at least `min_epochs` passes over the frames, ended early when the validation loss "
+                        "reaches a plateau)")
     add_max_minutes(p)
     add_check_fs(p)
     p.add_argument("--no-baseline", action="store_true", help="skip the conventional baseline")

@@ -58,6 +58,10 @@ class StabilitySettings:
         blew up under Bussi after 0.66 ps (2026-12-06)."""
         return min(self.md_fs, max(self.min_md_fs, self.atom_fs / n_atoms))
 
+    def __post_init__(self):
+        if self.thermostat not in ("auto", "langevin", "bussi"):
+            raise DataError(f"stability check thermostat must be auto, langevin or bussi (got {self.thermostat!r})")
+
     def thermostat_for(self, atoms: Atoms) -> str:
         """The thermostat of the runs from `atoms`: compare's rule for "auto"."""
         if self.thermostat != "auto":
@@ -65,7 +69,12 @@ class StabilitySettings:
         return "bussi" if is_periodic(atoms) else "langevin"
 
     def run(self, temperature_K: float, n_inner: int = 1, baseline: bool = False,
-            thermostat: str = "langevin") -> RunSettings:
+            thermostat: str | None = None) -> RunSettings:
+        """One run's settings under `thermostat` (default: this check's own, which
+        must then not be "auto": :meth:`thermostat_for` resolves that per start)."""
+        thermostat = thermostat or self.thermostat
+        if thermostat == "auto":
+            raise ValueError("StabilitySettings.run needs the thermostat resolved for a start (thermostat_for)")
         rates = {"friction_per_fs": self.friction_per_fs} if thermostat == "langevin" else {"tau_fs": self.tau_fs}
         return RunSettings(self.timestep_fs, n_inner, thermostat, temperature_K, baseline=baseline, **rates)
 

@@ -4,6 +4,7 @@ failed (never as fine) with where and what to try; a gentle pair passes."""
 import pytest
 
 import mtsmlip
+from mtsmlip.errors import DataError
 from mtsmlip.stability import StabilitySettings, stability_check, verdict_lines
 from tests.systems import small_water_box, write_tiny_pair
 
@@ -41,8 +42,13 @@ def test_the_check_runs_under_compares_default_thermostat(gentle):
     cluster.cell = None
     assert QUICK.thermostat_for(box) == "bussi" and QUICK.thermostat_for(cluster) == "langevin"
     assert StabilitySettings(thermostat="langevin").thermostat_for(box) == "langevin"
-    assert QUICK.run(300.0, 2, thermostat="bussi").tau_fs is None  # the engine's default relaxation time
+    run = StabilitySettings(tau_fs=20.0).run(300.0, 2, thermostat="bussi")
+    assert (run.thermostat, run.tau_fs, run.friction_per_fs) == ("bussi", 20.0, None)
     assert QUICK.run(300.0, 2, thermostat="langevin").friction_per_fs == QUICK.friction_per_fs
+    with pytest.raises(ValueError, match="resolved"):
+        QUICK.run(300.0)  # "auto" is per start
+    with pytest.raises(DataError, match="thermostat"):
+        StabilitySettings(thermostat="nve")
     lines = []
     record = stability_check(gentle, [cluster], QUICK, say=lines.append)
     assert {r["thermostat"] for r in record["runs"]} == {"langevin"}

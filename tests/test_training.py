@@ -483,10 +483,18 @@ def test_twenty_frames_train_with_the_default_split_and_budget(tmp_path):
     assert mtsmlip.load(tmp_path / "run").manifest["stability"] == manifest["stability"]  # hashes still hold
     assert (chosen["train_frames"], chosen["val_frames"], chosen["test_frames"]) == (16, 2, 2)
     assert chosen["epochs_per_stage"] == 3  # 24 steps of 8 batches of 2 frames
+    assert chosen["why"]["epochs"] == "auto: about 24 optimiser steps (8 an epoch)"
     assert all(1 <= n <= 3 for n in chosen["epochs_run"].values())
+    # a finished run is checked again with another check length; what trains may not change
+    run = ["train", "--data", str(data), "--config", str(config), "--out", str(tmp_path / "run"), "--resume"]
+    assert main(run + ["--check-fs", "5"]) == 0
+    again = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert all(r["fs"] <= 5.5 for r in again["stability"]["runs"]) and again["chosen"] == chosen
+    with pytest.raises(DataError, match="different config.*epochs"):
+        main(run + ["--epochs", "7"])
 
 
-def test_auto_epochs_reach_the_step_budget_and_see_every_frame_min_epochs_times():
+def test_auto_epochs_reach_the_step_budget_and_see_every_frame_min_epochs_times(tmp_path):
     """epochs: auto gives `steps` optimiser steps, but never fewer than
     `min_epochs` passes over the training frames: 1000 water boxes at 1 frame per
     step get 8 epochs (8000 steps), not the 3 that 3000 steps would take, while
@@ -505,6 +513,12 @@ def test_auto_epochs_reach_the_step_budget_and_see_every_frame_min_epochs_times(
     assert stage_epochs({**cfg, "epochs": 5}, n_train=1000, batch_size=1) == 5  # a set number is kept
     with pytest.raises(DataError, match="min_epochs"):
         load_config(min_epochs=0)
+    # a run saved before min_epochs existed resumes with the epochs it started with
+    from mtsmlip.training.config import saved_config
+
+    older = tmp_path / "train_config.yaml"
+    older.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "min_epochs"}))
+    assert stage_epochs(saved_config(older), n_train=1000, batch_size=1) == 3
 
 
 def test_a_plateau_ends_a_stage(tmp_path):

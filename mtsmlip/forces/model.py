@@ -78,8 +78,9 @@ class SkinNeighborList:
     ``nonzero``, a host sync on a GPU); without, all candidates go in (nequip
     models give exactly zero beyond r_max: the same forces, more edges, no sync).
 
-    builder: "auto" (numpy vesin for CPU positions, vesin's torch interface on
-    the positions' device otherwise), "numpy" or "torch".
+    builder: "auto" (vesin's torch interface on a CUDA device where the cell is
+    at least twice the cutoff wide in every periodic direction, which its GPU
+    code needs; numpy vesin otherwise), "numpy" or "torch".
     """
 
     BUILDERS = ("auto", "numpy", "torch")
@@ -120,13 +121,25 @@ class SkinNeighborList:
         self.lazy = False
 
     def build(self, positions: torch.Tensor) -> None:
-        on_device = self.builder == "torch" or (self.builder == "auto" and positions.device.type != "cpu")
+        on_device = self.builder == "torch" or (self.builder == "auto" and positions.device.type == "cuda"
+                                                and self.wide_enough_for_device())
         edge_index, shifts = (self._build_torch if on_device else self._build_numpy)(positions.detach())
         self.edge_index = edge_index
         self.shift_vectors = (shifts.to(torch.float64) @ self.cell.to(shifts.device)).to(positions)
         self.built_at = positions.detach().clone()
         self.ones = torch.ones(3, dtype=positions.dtype, device=positions.device)
         self.n_builds += 1
+
+    def wide_enough_for_device(self) -> bool:
+        """Every periodic direction of the cell at least 2 (cutoff + skin) wide
+        (perpendicular heights), or no periodic direction."""
+        if not self.pbc.any():
+            return True
+        cell = self.cell.numpy()
+        volume = abs(np.linalg.det(cell))
+        heights = [volume / np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+        reach = 2 * (self.cutoff_A + self.skin_A)
+        return all(h >= reach for h, periodic in zip(heights, self.pbc) if periodic)
 
     def _build_numpy(self, positions: torch.Tensor):
         """(edge_index (2, E) int64, integer shifts (E, 3)) on the positions' device, from numpy vesin."""
@@ -141,7 +154,7 @@ class SkinNeighborList:
     def _build_torch(self, positions: torch.Tensor):
         """The same as :meth:`_build_numpy`, built by vesin's torch interface on the
         positions' device and sorted there (one key per edge: i, j, then the shift)."""
-        from vesin.torch import NeighborList as TorchNeighborList
+        from vesin_torch import NeighborList as TorchNeighborList
 
         box = self.cell.to(positions) if self.pbc.any() else torch.zeros((3, 3), dtype=positions.dtype,
                                                                               device=positions.device)

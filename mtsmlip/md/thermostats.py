@@ -169,7 +169,10 @@ class Bussi(_Stochastic):
         return r1, (2.0 * self.rng.standard_gamma((n_dof - 1) / 2) if n_dof > 1 else 0.0)
 
     def outer_on_device(self, p, masses, dt):
-        """:meth:`outer` with K a 0-d tensor: the same α (to rounding), no host read."""
+        """:meth:`outer` with K a 0-d tensor: the same α (to rounding), no host read.
+        One difference: at K = 0 (nothing to rescale) it still draws its two
+        numbers, where the host path draws none, so a run started from zero
+        momenta follows another random stream on a GPU than on the CPU."""
         import torch
 
         kinetic = kinetic_energy(p, masses)

@@ -219,14 +219,20 @@ def config_split(n_frames: int, cfg: dict):
                                cfg.get("test_split", "random"))
 
 
+# keys of what runs after the models are written (the stability check): a resumed run
+# may change them, e.g. `train --resume --check-fs 500` checks a finished run again
+AFTER_TRAINING_KEYS = ("stability_md_fs", "stability_temperature_K", "stability_atom_fs")
+
+
 def _prepare_out_dir(out_dir: Path, cfg: dict, resume: bool, data_fingerprint: dict) -> dict:
     """Refuse to overwrite a run; on resume, continue with the saved config and
     only on the same data file (by content: a fingerprint is recorded at the start)."""
     saved, record = out_dir / CONFIG_FILE, out_dir / DATA_RECORD
     if resume and saved.is_file():
         old = saved_config(saved)
-        if old != cfg:
-            changed = sorted(k for k in set(old) | set(cfg) if old.get(k) != cfg.get(k))
+        changed = sorted(k for k in set(old) | set(cfg)
+                         if old.get(k) != cfg.get(k) and k not in AFTER_TRAINING_KEYS)
+        if changed:
             raise DataError(f"{saved}: --resume with a different config (keys {changed}); "
                             "resume with the same options or use a new --out")
         if record.is_file():
@@ -348,12 +354,26 @@ def chosen_budget(plan: dict, cfg: dict, results: dict) -> dict:
         "epochs_run": {name: len(r["history"]) for name, r in results.items()},
         "why": {"frames": "auto: 10 % validation (2-100), as many held out, the rest (<= 1000) trained on"
                 if "auto" in (cfg["train_frames"], cfg["val_frames"]) else "set in the config",
-                "epochs": f"auto: about {cfg['steps']} optimiser steps ({cfg['min_epochs']} to {MAX_AUTO_EPOCHS} epochs)"
+                "epochs": epochs_why(plan, cfg)
                 if cfg["epochs"] == "auto" else "set in the config",
                 "stop": f"a stage ends after {cfg['plateau_epochs']} epochs without a 1 % better validation loss"
                 if cfg.get("plateau_epochs") else "every epoch runs",
                 "max_minutes": cfg.get("max_minutes")},
     }
+
+
+def epochs_why(plan: dict, cfg: dict) -> str:
+    """Which rule set the epochs of a stage: the config, the step budget or `min_epochs`."""
+    if cfg["epochs"] != "auto":
+        return "set in the config"
+    steps_per_epoch = math.ceil(len(plan["split"].train) / plan["batch_size"])
+    by_steps = math.ceil(int(cfg["steps"]) / steps_per_epoch)
+    if plan.get("epochs") == MAX_AUTO_EPOCHS and by_steps >= MAX_AUTO_EPOCHS:
+        return f"auto: at most {MAX_AUTO_EPOCHS} epochs"
+    if int(cfg["min_epochs"]) > by_steps:
+        return (f"auto: min_epochs {cfg['min_epochs']} passes over the frames ({steps_per_epoch} optimiser steps "
+                f"each), more than the {cfg['steps']}-step budget's {by_steps}")
+    return f"auto: about {cfg['steps']} optimiser steps ({steps_per_epoch} an epoch)"
 
 
 def package_versions() -> dict:
