@@ -119,7 +119,8 @@ at_least_one = integer(1)
 def add_model(p) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model directory from `mtsmlip train`, or the name of shipped models "
-                        f"({DEFAULT_MODEL!r}: the shipped water models)")
+                        f"({DEFAULT_MODEL!r}: the shipped water models; 'water-allegro': the same with an Allegro "
+                        "slow model, for LAMMPS on several MPI ranks)")
 
 
 def add_model_and_teacher(p) -> None:
@@ -419,7 +420,8 @@ def lammps_build(p) -> None:
 
 def lammps_input(p) -> None:
     p.add_argument("--model", required=True, help="a model directory from `mtsmlip train` or `mtsmlip distill` "
-                                                  "(or the shipped name, water)")
+                                                  "(or a shipped name: water; water-allegro, whose whole pair "
+                                                  "is Allegro and runs on any number of MPI ranks)")
     add_teacher(p)
     p.add_argument("--structure", required=True, help="starting structure (any ase.io format; last frame)")
     p.add_argument("--out", required=True, help="output directory: in.mts, in.baseline, structure.data, models/, run.sh")
