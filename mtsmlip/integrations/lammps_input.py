@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,60 +141,97 @@ def compiled_cache_dir() -> Path:
     return cache_root() / "compiled"
 
 
-def compile_part(models, part: str, structure, device: str = "cpu", say=print) -> tuple[Path, str, str]:
-    """(compiled file in the cache, pair style, model file sha256) for one part,
-    compiled with nequip-compile unless the cache has it."""
+@dataclass(frozen=True)
+class CompileJob:
+    """One model to compile for one pair style: `package(dir)` writes its nequip
+    package into a directory and returns its path; `sha` is the model file's
+    SHA-256 (the cache is by content); `label` and `where` name it in messages."""
+
+    package: object
+    sha: str
+    style: str
+    device: str
+    label: str
+    where: str
+
+    @property
+    def cached(self) -> Path:
+        return compiled_cache_dir() / f"{compile_key(self.sha, self.style, self.device)}.nequip.pt2"
+
+
+def part_job(models, part: str, structure, device: str = "cpu") -> CompileJob:
+    """The compile job of one part of `models` (a TrainedModels) for its pair style."""
     from .nequip_package import write_package
 
     model = models.models[part]
     model_file = models.directory / f"{part}.pt"
-    style = pair_style_of(model, str(model_file))
-    sha = sha256_of(model_file)
 
     def package(tmp: Path) -> Path:
         path = tmp / f"{part}.nequip.zip"
         write_package(model, path, f"{models.directory} ({part})", structure)
         return path
 
-    return compiled(package, sha, style, device, part, str(model_file), say), style, sha
+    return CompileJob(package, sha256_of(model_file), pair_style_of(model, str(model_file)), device, part,
+                      str(model_file))
 
 
-def compile_teacher_file(spec: str, device: str = "cpu", say=print) -> tuple[Path, str, str]:
-    """(compiled file, pair style, sha256) of a nequip model file given as a
-    distilled pair's --teacher (.nequip.zip or .ckpt, which nequip-compile takes
-    as they are). It is compiled for pair_nequip, which runs any nequip model,
-    Allegro included, on one MPI rank: the file does not say which it is without
-    loading it."""
-    sha = sha256_of(spec)
-    return compiled(lambda tmp: Path(spec), sha, "nequip", device, "teacher", spec, say), "nequip", sha
+def teacher_job(spec: str, device: str = "cpu") -> CompileJob:
+    """The compile job of a nequip model file given as a distilled pair's
+    --teacher (.nequip.zip or .ckpt, which nequip-compile takes as they are),
+    for pair_nequip, which runs any nequip model, Allegro included, on one MPI
+    rank: the file does not say which it is without loading it."""
+    return CompileJob(lambda tmp: Path(spec), sha256_of(spec), "nequip", device, "teacher", spec)
 
 
-def compiled(package, sha: str, style: str, device: str, label: str, where: str, say) -> Path:
-    """The cached `.nequip.pt2` of a model whose file has hash `sha`, compiled
-    for pair style `style` from the nequip package `package(tmp_dir)` returns,
-    unless the cache has it (the cache is by content: equal files compile once)."""
-    cached = compiled_cache_dir() / f"{compile_key(sha, style, device)}.nequip.pt2"
-    if cached.is_file():
-        say(f"mtsmlip lammps-input: {label}: reusing {cached} (same model file, torch, nequip and CPU)")
-        return cached
-    cached.parent.mkdir(parents=True, exist_ok=True)
+def compile_all(jobs: list[CompileJob], say=print) -> list[Path]:
+    """The cached ``.nequip.pt2`` of each job, compiled with nequip-compile
+    (AOTInductor) unless the cache has it. Packages are written one at a time
+    (torch in this process); the compilers then run side by side, up to one per
+    CPU core: a compile is mostly one core's work (the three parts of the water
+    pair took 239 s one after another on 2 cores)."""
+    pending = {}
+    for job in jobs:
+        if job.cached.is_file():
+            say(f"mtsmlip lammps-input: {job.label}: reusing {job.cached} (same model file, torch, nequip and CPU)")
+        else:
+            pending.setdefault(job.cached, job)
+    if not pending:
+        return [job.cached for job in jobs]
     nequip_compile = shutil.which("nequip-compile")
     if nequip_compile is None:
         raise DataError("nequip-compile is not on PATH (it comes with the nequip package)")
-    say(f"mtsmlip lammps-input: {label}: compiling for pair_style {style} with nequip-compile "
-        "(AOTInductor; a minute or two on a small CPU)")
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=".compile-", dir=cached.parent) as tmp:
-        partial = Path(tmp) / f"{label}.nequip.pt2"
-        cmd = [nequip_compile, str(package(Path(tmp))), str(partial), "--mode", "aotinductor", "--device", device,
-               "--target", f"pair_{style}"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0 or not partial.is_file():
-            raise DataError(f"{where}: nequip-compile failed (exit {done.returncode}):\n"
-                            f"{(done.stderr or done.stdout)[-3000:]}")
-        os.replace(partial, cached)
-    say(f"mtsmlip lammps-input: {label}: compiled in {time.perf_counter() - start:.0f} s -> {cached}")
-    return cached
+    root = compiled_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".compile-", dir=root) as tmp:
+        commands = {}
+        for k, (cached, job) in enumerate(pending.items()):
+            work = Path(tmp) / str(k)
+            work.mkdir()
+            partial = work / f"{job.label}.nequip.pt2"
+            commands[cached] = (job, partial, [nequip_compile, str(job.package(work)), str(partial), "--mode",
+                                               "aotinductor", "--device", job.device, "--target", f"pair_{job.style}"])
+        # the largest package first: the longest compile starts at once (the water baseline
+        # alone takes about as long as the fast and slow models one after the other)
+        commands = dict(sorted(commands.items(), key=lambda kv: -Path(kv[1][2][1]).stat().st_size))
+        workers = max(1, min(len(commands), os.cpu_count() or 1))
+        say(f"mtsmlip lammps-input: compiling {', '.join(j.label for j, _, _ in commands.values())} with "
+            f"nequip-compile (AOTInductor; {workers} at a time; a minute or two each on a small CPU)")
+
+        def run_one(command):
+            start = time.perf_counter()
+            return subprocess.run(command, capture_output=True, text=True), time.perf_counter() - start
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = dict(zip(commands, pool.map(run_one, [c for _, _, c in commands.values()])))
+        for cached, (job, partial, _) in commands.items():
+            done, seconds = results[cached]
+            if done.returncode != 0 or not partial.is_file():
+                raise DataError(f"{job.where}: nequip-compile failed (exit {done.returncode}):\n"
+                                f"{(done.stderr or done.stdout)[-3000:]}")
+            os.replace(partial, cached)
+            say(f"mtsmlip lammps-input: {job.label}: compiled for pair_style {job.style} in {seconds:.0f} s -> "
+                f"{cached}")
+    return [job.cached for job in jobs]
 
 
 def box_for(atoms, cutoff_A: float):
@@ -384,11 +422,10 @@ def write_run(models, atoms, out_dir, run: LammpsRun, plugin, device: str = "cpu
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     parts, record_parts = {}, {}
-    for part in written:
-        if part == "baseline" and external:
-            cached, style, sha = compile_teacher_file(models.teacher_spec, device=device, say=say)
-        else:
-            cached, style, sha = compile_part(models, part, atoms, device=device, say=say)
+    jobs = [teacher_job(models.teacher_spec, device) if part == "baseline" and external
+            else part_job(models, part, atoms, device) for part in written]
+    for part, job, cached in zip(written, jobs, compile_all(jobs, say)):
+        style, sha = job.style, job.sha
         local = out_dir / "models" / f"{part}.nequip.pt2"
         atomic_write(local, lambda tmp, src=cached: shutil.copyfile(src, tmp))
         parts[part] = (f"models/{part}.nequip.pt2", style)
