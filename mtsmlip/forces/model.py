@@ -227,7 +227,9 @@ class ModelForces:
         edge_forces = out["edge_forces"].to(positions.dtype)
         self.last_edges = (vectors, edge_forces)
         forces.index_add_(0, edge_index[0], edge_forces)
-        forces.index_add_(0, edge_index[1], edge_forces, alpha=-1.0)  # no negated copy
+        # a negated copy, not alpha=-1: index_add_ with alpha takes a slow path on the CPU
+        # (295 against 50 µs for 4000 edges); the sums are bit for bit the same
+        forces.index_add_(0, edge_index[1], edge_forces.neg())
         return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
 
     def neighbor_lists(self) -> list:
