@@ -211,7 +211,7 @@ def scalar_observables(record, metrics, context: Context) -> dict:
     compare (:mod:`mtsmlip.analysis.repeats`; the name before the first space
     picks the tolerance). Every kind: each species' temperature and VDOS
     centroid, the NVE drift and ΔE/ΔK; liquids: the diffusing species'
-    diffusion, the g(r) first peaks, the X–H reorientation time; crystals: the
+    diffusion, the g(r) first peaks, the X–H reorientation time and C2 at 0.5 ps; crystals: the
     g(r) first peaks and each species' ⟨u²⟩; molecules: the mean bond length per
     species pair and the mean potential energy."""
     found = vibration_observables(metrics.temperature, metrics.vdos, context.vdos_band_THz)
@@ -226,10 +226,15 @@ def scalar_observables(record, metrics, context: Context) -> dict:
     symbols = context.template.get_chemical_symbols()
     if context.kind == "liquid" and context.bonds is not None and len(context.bonds):
         heavy = sorted({symbols[i] for i in context.bonds[:, 0]})
+        positions, interval_ps = record.samples["positions_A"].astype(float), record.settings.outer_fs / 1000.0
         try:  # a run too short for the fit (< ~0.2 ps) has no reorientation time: missing, not an error
             found[f"reorientation {'/'.join(heavy)}-H"] = an.reorientation_time_ps(
-                record.samples["positions_A"].astype(float), context.bonds, record.settings.outer_fs / 1000.0,
-                cell_A=context.template.cell.array)
+                positions, context.bonds, interval_ps, cell_A=context.template.cell.array)
+        except DataError:
+            pass
+        try:  # C2 at a fixed lag: resolvable in runs far shorter than the reorientation time (< 1 ps: missing)
+            found[f"reorientation_c2 {'/'.join(heavy)}-H"] = an.reorientation_c2(
+                positions, context.bonds, interval_ps, cell_A=context.template.cell.array)
         except DataError:
             pass
     if context.kind == "molecule":

@@ -128,6 +128,31 @@ def test_rotational_diffusion_time_is_one_over_six_Dr(diffusing_bonds):
     assert reorientation_time_ps(positions[::4], bonds, frame_interval_ps=0.04) == pytest.approx(1.0, rel=0.10)
 
 
+def test_c2_at_a_fixed_lag_is_exp_minus_six_Dr_lag(diffusing_bonds):
+    """C2(0.5 ps) of rotational diffusion is exp(−6 D_r · 0.5 ps); a run shorter
+    than the reorientation time (1 ps here: 200 frames of 0.01 ps = 2 ps, half
+    of it 1 ps) still gives it, and sampled 4x more sparsely too."""
+    positions, bonds = diffusing_bonds
+    expected = math.exp(-6 * (1.0 / 6.0) * 0.5)
+    assert an.reorientation_c2(positions, bonds, 0.01) == pytest.approx(expected, abs=0.02)
+    assert an.reorientation_c2(positions[:200], bonds, 0.01) == pytest.approx(expected, abs=0.05)
+    assert an.reorientation_c2(positions[::4], bonds, 0.04) == pytest.approx(expected, abs=0.02)
+    assert an.reorientation_c2(positions, bonds, 0.01, lag_ps=0.1) > an.reorientation_c2(positions, bonds, 0.01)
+    with pytest.raises(DataError, match="positions_A.*at most half the run"):
+        an.reorientation_c2(positions[:90], bonds, 0.01)  # 0.5 ps is more than half of 0.89 ps
+
+
+def test_c2_of_wrapped_bonds_uses_the_minimum_image():
+    rng = np.random.default_rng(8)
+    u = rotational_diffusion(rng, n_bonds=16, n_frames=300, dt_ps=0.01, D_r_per_ps=0.5)
+    cell = np.diag([8.0, 9.0, 10.0])
+    positions, bonds = bonds_along(u, 1.0, np.broadcast_to(rng.uniform(-0.5, 0.5, (16, 3)), u.shape).copy())
+    frac = positions @ np.linalg.inv(cell)
+    wrapped = (frac - np.floor(frac)) @ cell
+    c2 = an.reorientation_c2(positions, bonds, 0.01)
+    assert an.reorientation_c2(wrapped, bonds, 0.01, cell_A=cell) == pytest.approx(c2, abs=1e-12)
+
+
 def test_faster_rotation_gives_a_shorter_time():
     rng = np.random.default_rng(5)
     u = rotational_diffusion(rng, n_bonds=64, n_frames=2000, dt_ps=0.01, D_r_per_ps=1.0 / 1.5)  # τ2 = 0.25 ps

@@ -18,12 +18,12 @@ from .structure import (partner_density_per_A3, rdf, rdf_difference, rdf_differe
 from .geometry import (LINDEMANN_MELTED, BlockMean, angle_distributions, angle_triples, block_mean, bonded_pairs,
                        dihedral_distributions, dihedral_quads, distance_distributions, local_pairs, distribution_difference,
                        distributions_difference, lindemann_ratio, vibration_amplitudes)
-from .observables import (hydrogen_bonds, mean_bond_lengths_A, reorientation_time_ps, rdf_first_peak, rdf_first_peaks,
+from .observables import (hydrogen_bonds, mean_bond_lengths_A, reorientation_c2, reorientation_time_ps, rdf_first_peak, rdf_first_peaks,
                           species_vdos_centroids_cm1, vdos_centroid_cm1)
 from .acceptance import SAMPLING_CHECKS, RunMetrics, Tolerance, failed_checks, largest_n_within_tolerance, verdict
 
 __all__ = [
-    "hydrogen_bonds", "mean_bond_lengths_A", "reorientation_time_ps", "rdf_first_peak", "rdf_first_peaks",
+    "hydrogen_bonds", "mean_bond_lengths_A", "reorientation_c2", "reorientation_time_ps", "rdf_first_peak", "rdf_first_peaks",
     "species_vdos_centroids_cm1", "vdos_centroid_cm1",
     "BlockMean", "LINDEMANN_MELTED", "angle_distributions", "angle_triples", "block_mean", "bonded_pairs",
     "dihedral_distributions", "dihedral_quads", "distance_distributions", "distribution_difference",

@@ -62,6 +62,8 @@ TOLERANCES = {
     "vibration": Bound(0.05, True, "Å²", "a crystal species' mean squared displacement about its sites ⟨u²⟩"),
     "diffusion": Bound(0.05, True, "Å²/ps", "a species' self-diffusion coefficient"),
     "reorientation": Bound(0.05, True, "ps", "P2 correlation time of the X–H bond vectors"),
+    # C2(0.5 ps) = exp(-0.5 ps / τ) near 0.8 at water's τ ≈ 2.5 ps: ±0.01 is τ within about ±6 %
+    "reorientation_c2": Bound(0.01, False, "", "P2 correlation of the X–H bond vectors at a lag of 0.5 ps"),
     "vdos_centroid": Bound(0.01, True, "cm⁻¹", "a species' mean vibrational frequency (VDOS centroid)"),
     "drift": Bound(0.5, False, "meV/atom/ps", "energy drift in NVE"),
     "fluctuation": Bound(0.02, False, "", "conserved-energy fluctuation ΔE/ΔK in NVE"),
