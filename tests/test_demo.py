@@ -80,7 +80,7 @@ def test_shipped_water_models_reproduce_the_results_table(water_file, tmp_path, 
         assert result[name]["force_mae_meV_per_A"] == pytest.approx(force_mae, abs=0.05), name
 
 
-def test_the_all_allegro_water_pair_runs_on_mpi_ranks_and_beats_its_baseline(water_file, tmp_path, capsys):
+def test_the_all_allegro_water_pair_is_all_pair_allegro_and_beats_its_baseline(water_file, tmp_path, capsys):
     """`water-allegro`: both parts of the pair are Allegro (pair_allegro, which
     runs on any number of MPI ranks in LAMMPS) and the baseline NequIP; on held-out
     frames (20 of the last 200 of the water set, the recipe's test set) the pair

@@ -39,6 +39,7 @@ between rescalings Hamiltonian: the choice for dynamical observables.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -141,7 +142,7 @@ def compiled_cache_dir() -> Path:
     return cache_root() / "compiled"
 
 
-@dataclass(frozen=True)
+@dataclass
 class CompileJob:
     """One model to compile for one pair style: `package(dir)` writes its nequip
     package into a directory and returns its path; `sha` is the model file's
@@ -154,7 +155,7 @@ class CompileJob:
     label: str
     where: str
 
-    @property
+    @functools.cached_property
     def cached(self) -> Path:
         return compiled_cache_dir() / f"{compile_key(self.sha, self.style, self.device)}.nequip.pt2"
 
@@ -193,8 +194,10 @@ def compile_all(jobs: list[CompileJob], say=print) -> list[Path]:
     for job in jobs:
         if job.cached.is_file():
             say(f"mtsmlip lammps-input: {job.label}: reusing {job.cached} (same model file, torch, nequip and CPU)")
+        elif job.cached in pending:
+            say(f"mtsmlip lammps-input: {job.label}: the same file as {pending[job.cached].label}, compiled once")
         else:
-            pending.setdefault(job.cached, job)
+            pending[job.cached] = job
     if not pending:
         return [job.cached for job in jobs]
     nequip_compile = shutil.which("nequip-compile")
@@ -213,7 +216,7 @@ def compile_all(jobs: list[CompileJob], say=print) -> list[Path]:
         # the largest package first: the longest compile starts at once (the water baseline
         # alone takes about as long as the fast and slow models one after the other)
         commands = dict(sorted(commands.items(), key=lambda kv: -Path(kv[1][2][1]).stat().st_size))
-        workers = max(1, min(len(commands), os.cpu_count() or 1))
+        workers = max(1, min(len(commands), len(os.sched_getaffinity(0))))
         say(f"mtsmlip lammps-input: compiling {', '.join(j.label for j, _, _ in commands.values())} with "
             f"nequip-compile (AOTInductor; {workers} at a time; a minute or two each on a small CPU)")
 
@@ -223,14 +226,18 @@ def compile_all(jobs: list[CompileJob], say=print) -> list[Path]:
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = dict(zip(commands, pool.map(run_one, [c for _, _, c in commands.values()])))
-        for cached, (job, partial, _) in commands.items():
+        failed = []
+        for cached, (job, partial, _) in commands.items():  # keep every compile that worked, then say what failed
             done, seconds = results[cached]
             if done.returncode != 0 or not partial.is_file():
-                raise DataError(f"{job.where}: nequip-compile failed (exit {done.returncode}):\n"
-                                f"{(done.stderr or done.stdout)[-3000:]}")
+                failed.append(f"{job.where}: nequip-compile failed (exit {done.returncode}):\n"
+                              f"{(done.stderr or done.stdout)[-3000:]}")
+                continue
             os.replace(partial, cached)
             say(f"mtsmlip lammps-input: {job.label}: compiled for pair_style {job.style} in {seconds:.0f} s -> "
                 f"{cached}")
+        if failed:
+            raise DataError("\n".join(failed))
     return [job.cached for job in jobs]
 
 
