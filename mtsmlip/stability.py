@@ -132,12 +132,12 @@ def stability_check(models, frames, settings: StabilitySettings = StabilitySetti
     n_auto, probe_lines = recommended_n(models, starts[0], settings, say)
     runs = []
     for k, atoms in enumerate(starts):
+        thermostat = settings.thermostat_for(atoms)
         for factor in TEMPERATURE_FACTORS:
             temperature = settings.temperature_K * factor
             kinds = [("pair", 1, False)] + ([("pair", n_auto, False)] if n_auto > 1 else []) \
                 + ([("baseline", 1, True)] if has_baseline else [])
             for name, n, baseline in kinds:
-                thermostat = settings.thermostat_for(atoms)
                 result = md_segment(models, atoms, settings.run(temperature, n, baseline, thermostat), md_fs[k],
                                     settings.seed + k)
                 runs.append({"model": name, "n_inner": n, "frame": k, "temperature_K": temperature,

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,13 +243,25 @@ def compile_commands(work: Path, install: LammpsInstall, output: Path) -> tuple[
     return compiles, link
 
 
+def run_side_by_side(commands: list[list[str]]) -> list[tuple[int, str, float]]:
+    """Run `commands` as subprocesses side by side, at most one per CPU core this
+    process may use; for each, in order: (exit code, stdout and stderr together,
+    seconds it ran)."""
+    def run_one(cmd):
+        start = time.perf_counter()
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return done.returncode, done.stdout, time.perf_counter() - start
+
+    workers = max(1, min(len(commands), len(os.sched_getaffinity(0))))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run_one, commands))
+
+
 def run_compiles(commands: list[list[str]], log) -> None:
-    running = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for cmd in commands]
     failures = []
-    for cmd, proc in zip(commands, running):
-        out, _ = proc.communicate()
+    for cmd, (code, out, _) in zip(commands, run_side_by_side(commands)):
         log.write(" ".join(cmd) + "\n" + out + "\n")
-        if proc.returncode != 0:
+        if code != 0:
             failures.append(f"{' '.join(cmd[-3:])}:\n{out[-3000:]}")
     if failures:
         raise DataError("the plugin did not compile:\n" + "\n".join(failures))

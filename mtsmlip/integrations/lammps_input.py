@@ -46,10 +46,7 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -200,38 +197,32 @@ def compile_all(jobs: list[CompileJob], say=print) -> list[Path]:
             pending[job.cached] = job
     if not pending:
         return [job.cached for job in jobs]
+    from .lammps_build import run_side_by_side
+
     nequip_compile = shutil.which("nequip-compile")
     if nequip_compile is None:
         raise DataError("nequip-compile is not on PATH (it comes with the nequip package)")
     root = compiled_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".compile-", dir=root) as tmp:
-        commands = {}
+        prepared = []  # (cache path, job, package, compiled file)
         for k, (cached, job) in enumerate(pending.items()):
             work = Path(tmp) / str(k)
             work.mkdir()
-            partial = work / f"{job.label}.nequip.pt2"
-            commands[cached] = (job, partial, [nequip_compile, str(job.package(work)), str(partial), "--mode",
-                                               "aotinductor", "--device", job.device, "--target", f"pair_{job.style}"])
+            prepared.append((cached, job, job.package(work), work / f"{job.label}.nequip.pt2"))
         # the largest package first: the longest compile starts at once (the water baseline
         # alone takes about as long as the fast and slow models one after the other)
-        commands = dict(sorted(commands.items(), key=lambda kv: -Path(kv[1][2][1]).stat().st_size))
-        workers = max(1, min(len(commands), len(os.sched_getaffinity(0))))
-        say(f"mtsmlip lammps-input: compiling {', '.join(j.label for j, _, _ in commands.values())} with "
-            f"nequip-compile (AOTInductor; {workers} at a time; a minute or two each on a small CPU)")
-
-        def run_one(command):
-            start = time.perf_counter()
-            return subprocess.run(command, capture_output=True, text=True), time.perf_counter() - start
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = dict(zip(commands, pool.map(run_one, [c for _, _, c in commands.values()])))
+        prepared.sort(key=lambda item: -item[2].stat().st_size)
+        say(f"mtsmlip lammps-input: compiling {', '.join(job.label for _, job, _, _ in prepared)} with "
+            f"nequip-compile (AOTInductor; side by side, one per core; a minute or two each on a small CPU)")
+        results = run_side_by_side([[nequip_compile, str(package), str(partial), "--mode", "aotinductor", "--device",
+                                     job.device, "--target", f"pair_{job.style}"]
+                                    for _, job, package, partial in prepared])
         failed = []
-        for cached, (job, partial, _) in commands.items():  # keep every compile that worked, then say what failed
-            done, seconds = results[cached]
-            if done.returncode != 0 or not partial.is_file():
-                failed.append(f"{job.where}: nequip-compile failed (exit {done.returncode}):\n"
-                              f"{(done.stderr or done.stdout)[-3000:]}")
+        for (cached, job, _, partial), (code, output, seconds) in zip(prepared, results):
+            # keep every compile that worked, then say what failed
+            if code != 0 or not partial.is_file():
+                failed.append(f"{job.where}: nequip-compile failed (exit {code}):\n{output[-3000:]}")
                 continue
             os.replace(partial, cached)
             say(f"mtsmlip lammps-input: {job.label}: compiled for pair_style {job.style} in {seconds:.0f} s -> "

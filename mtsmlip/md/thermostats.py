@@ -181,7 +181,8 @@ class Bussi(_Stochastic):
         ratio = 0.5 * self.kT_eV / torch.where(kinetic > 0, kinetic, torch.ones_like(kinetic))
         alpha2 = c + (1 - c) * (r1 * r1 + r_sum) * ratio + 2 * r1 * torch.sqrt(c * (1 - c) * ratio)
         flip = r1 + torch.sqrt(c / ((1 - c) * ratio)) < 0
-        alpha = torch.where(flip, -torch.sqrt(alpha2), torch.sqrt(alpha2))
+        alpha = torch.sqrt(alpha2)
+        alpha = torch.where(flip, -alpha, alpha)
         alpha = torch.where(kinetic > 0, alpha, torch.ones_like(alpha))  # nothing to rescale
         return alpha * p, kinetic * (alpha * alpha - 1.0)
 

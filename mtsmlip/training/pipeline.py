@@ -204,11 +204,23 @@ def stage_epochs(cfg: dict, n_train: int, batch_size: int) -> int:
     """Epochs of each stage: `epochs`, or for "auto" as many as `steps` optimiser
     steps take, at least `min_epochs` (each training frame seen that often) and at
     most :data:`MAX_AUTO_EPOCHS`."""
+    return epochs_and_rule(cfg, n_train, batch_size)[0]
+
+
+def epochs_and_rule(cfg: dict, n_train: int, batch_size: int) -> tuple[int, str]:
+    """:func:`stage_epochs` and, in words, the rule that set it: the config, the
+    step budget, `min_epochs` or the cap."""
     if cfg["epochs"] != "auto":
-        return int(cfg["epochs"])
+        return int(cfg["epochs"]), "set in the config"
     steps_per_epoch = math.ceil(n_train / batch_size)
-    wanted = max(int(cfg["min_epochs"]), math.ceil(int(cfg["steps"]) / steps_per_epoch))
-    return max(1, min(MAX_AUTO_EPOCHS, wanted))
+    by_steps = math.ceil(int(cfg["steps"]) / steps_per_epoch)
+    wanted = max(int(cfg["min_epochs"]), by_steps)
+    if wanted > MAX_AUTO_EPOCHS:
+        return MAX_AUTO_EPOCHS, f"auto: at most {MAX_AUTO_EPOCHS} epochs"
+    if wanted > by_steps:
+        return wanted, (f"auto: min_epochs {cfg['min_epochs']} passes over the frames ({steps_per_epoch} optimiser "
+                        f"steps each), more than the {cfg['steps']}-step budget's {by_steps}")
+    return wanted, f"auto: about {cfg['steps']} optimiser steps ({steps_per_epoch} an epoch)"
 
 
 def config_split(n_frames: int, cfg: dict):
@@ -354,26 +366,11 @@ def chosen_budget(plan: dict, cfg: dict, results: dict) -> dict:
         "epochs_run": {name: len(r["history"]) for name, r in results.items()},
         "why": {"frames": "auto: 10 % validation (2-100), as many held out, the rest (<= 1000) trained on"
                 if "auto" in (cfg["train_frames"], cfg["val_frames"]) else "set in the config",
-                "epochs": epochs_why(plan, cfg)
-                if cfg["epochs"] == "auto" else "set in the config",
+                "epochs": epochs_and_rule(cfg, len(split.train), plan["batch_size"])[1],
                 "stop": f"a stage ends after {cfg['plateau_epochs']} epochs without a 1 % better validation loss"
                 if cfg.get("plateau_epochs") else "every epoch runs",
                 "max_minutes": cfg.get("max_minutes")},
     }
-
-
-def epochs_why(plan: dict, cfg: dict) -> str:
-    """Which rule set the epochs of a stage: the config, the step budget or `min_epochs`."""
-    if cfg["epochs"] != "auto":
-        return "set in the config"
-    steps_per_epoch = math.ceil(len(plan["split"].train) / plan["batch_size"])
-    by_steps = math.ceil(int(cfg["steps"]) / steps_per_epoch)
-    if plan.get("epochs") == MAX_AUTO_EPOCHS and by_steps >= MAX_AUTO_EPOCHS:
-        return f"auto: at most {MAX_AUTO_EPOCHS} epochs"
-    if int(cfg["min_epochs"]) > by_steps:
-        return (f"auto: min_epochs {cfg['min_epochs']} passes over the frames ({steps_per_epoch} optimiser steps "
-                f"each), more than the {cfg['steps']}-step budget's {by_steps}")
-    return f"auto: about {cfg['steps']} optimiser steps ({steps_per_epoch} an epoch)"
 
 
 def package_versions() -> dict:
