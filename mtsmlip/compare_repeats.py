@@ -234,14 +234,23 @@ def aggregate(results: list[dict], tolerances=rp.TOLERANCES, left_out=()) -> dic
         raise DataError("aggregate: a repeat's compare.json has no observables (written by an older mtsmlip): "
                         "rerun that compare to re-analyse it")
 
+    replicas = all("replica" in r for r in results)
+
+    def once_for_replicas(whys: list, count: int) -> list:
+        # copies run as replicas share one engine: one blow-up stops them all, and is one event
+        if whys and replicas:
+            return [f"all {count} copies (one engine): {whys[0].split(': ', 1)[1]}"]
+        return whys
+
     def comparison(n, reference):
         runs = [_by_n(r)[n] for r in results]
         refs = baselines if reference == "baseline" else [_by_n(r)[reference] for r in results]
-        unstable = [f"repeat {k + 1}: {run['reasons'][0]}" for k, run in enumerate(runs) if run.get("unstable")]
+        unstable = once_for_replicas([f"repeat {k + 1}: {run['reasons'][0]}" for k, run in enumerate(runs)
+                                      if run.get("unstable")], len(runs))
         # a reference (the pair at n = 1) that blew up is the model's failure, shown in its own column:
         # here those repeats drop out, and with fewer than 2 left the integrator's error cannot be told
-        missing = [f"repeat {k + 1}: the reference (pair at n = 1) blew up" for k, ref in enumerate(refs)
-                   if ref.get("unstable")]
+        missing = once_for_replicas([f"repeat {k + 1}: the reference (pair at n = 1) blew up"
+                                     for k, ref in enumerate(refs) if ref.get("unstable")], len(runs))
         found = [] if unstable else rp.differences(
             [None if ref.get("unstable") else run["observables"] for run, ref in zip(runs, refs)],
             [None if ref.get("unstable") else ref["observables"] for ref in refs], tolerances)

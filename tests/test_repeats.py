@@ -248,3 +248,21 @@ def test_a_slowly_diffusing_liquid_is_mobile_and_a_crystal_near_melting_is_not()
     steps = rng.normal(0, np.sqrt(2 * 0.1 * dt_ps), (n_frames, 64, 3))  # D = 0.1 A^2/ps: 0.9 A^2 in 1.5 ps
     slow_liquid = rng.uniform(0, 10, (64, 3)) + np.cumsum(steps, axis=0)
     assert mobile_species(np.concatenate([hot_crystal, slow_liquid], axis=1), ["Mo"] * 64 + ["O"] * 64) == ["O"]
+
+
+def test_copies_in_one_engine_that_blew_up_are_reported_as_one_event():
+    """Replicas share one engine: a blow-up of one copy stops all of them, so the
+    report names it once, not once per copy as if each had blown up."""
+    from mtsmlip.compare_repeats import aggregate, format_table
+
+    rng = np.random.default_rng(9)
+    shifts = {1: 0.0, 2: 0.0, 8: 0.0}
+    copies = [{**fake_repeat(rng, shifts, unstable_n=(8,)), "replica": k} for k in range(4)]
+    result = aggregate(copies)
+    n8 = {c["n_inner"]: c for c in result["integrator_error"]}[8]
+    assert n8["dynamics"] == rp.DIFFERENT
+    assert n8["unstable"] == ["all 4 copies (one engine): unstable after 0.1 ps: blew up"]
+    assert format_table(result).count("n = 8 blew up") == 1
+    # independent repeats keep one line each
+    separate = aggregate([fake_repeat(rng, shifts, unstable_n=(8,)) for _ in range(3)])
+    assert len({c["n_inner"]: c for c in separate["integrator_error"]}[8]["unstable"]) == 3
