@@ -553,34 +553,64 @@ def test_the_time_cap_ends_each_stage_after_an_epoch(tmp_path):
     assert manifest["chosen"]["why"]["max_minutes"] == 0.0001
 
 
-def test_the_size_search_keeps_the_first_slow_model_that_reaches_the_baseline(tmp_path, monkeypatch):
-    """The rule of the search, on stage results with known validation errors:
-    grow while the pair is less accurate than the baseline; keep the first that
-    is not, or else the most accurate; stop as soon as one is kept."""
+def test_the_size_search_keeps_the_first_slow_model_clearly_as_accurate_as_the_baseline(tmp_path, monkeypatch):
+    """The rule of the search, on stage results with known per-frame validation
+    errors: grow while the pair is not ahead of the baseline by at least one
+    standard error of the paired per-frame differences (a pair ahead by less than
+    the validation frames can tell grows too); keep the first that is, or else
+    the most accurate; stop as soon as one is kept."""
     from mtsmlip.training.pipeline import sized_stage2
 
-    def finished(name, rmse):
+    base = 1e4 * np.linspace(0.5, 1.5, 100)  # (meV/Å)² per frame
+    noisy = base * (1 + np.where(np.arange(100) % 2 == 0, -0.30, 0.26))  # ahead by ~2 %, by less than its noise
+    per_frame = {"baseline": base}
+
+    def finished(name, rmse, mse=None):
+        if mse is not None:
+            per_frame[name] = mse
         return {"stage": name, "final": {"val_force_rmse_meV_per_A": rmse}}
 
     plan = {"slow_candidates": [{"num_layers": 2, "num_features": f} for f in (16, 32, 64)]}
     stage_names = []
 
-    def trained(errors):
+    def trained(candidates):
         def result_of(stage):
             stage_names.append(stage.name)
-            return finished(stage.name, errors[len(stage_names) - 1])
+            return finished(stage.name, *candidates[len(stage_names) - 1])
         return result_of
+
+    def frame_errors(result):
+        return per_frame[result["stage"]]
 
     # the stage itself is not built here (it needs stage 1's files): only its name matters to the rule
     monkeypatch.setattr("mtsmlip.training.pipeline.stage2",
                         lambda plan, cfg, out_dir, slow, name: types.SimpleNamespace(name=name))
-    kept, record = sized_stage2(plan, {}, tmp_path, trained([120.0, 95.0, 80.0]), finished("baseline", 100.0))
+    assert noisy.mean() < base.mean()
+    kept, record = sized_stage2(plan, {}, tmp_path, trained([(98.0, noisy), (90.0, 0.8 * base), (80.0, 0.7 * base)]),
+                                finished("baseline", 100.0), frame_errors)
     assert kept["stage"] == "stage2-2-2x32" and stage_names == ["stage2", "stage2-2-2x32"]
     assert [c["kept"] for c in record["candidates"]] == [False, True]
+    first, second = (c["against_baseline"] for c in record["candidates"])
+    assert first["mse_relative"] < 0 and not first["ahead"] and second["ahead"]
+    assert second["mse_relative"] == pytest.approx(-0.2)
     stage_names.clear()
-    kept, record = sized_stage2(plan, {}, tmp_path, trained([130.0, 110.0, 120.0]), finished("baseline", 100.0))
-    assert kept["stage"] == "stage2-2-2x32" and len(stage_names) == 3  # none reached it: the most accurate
-    assert record["why"].startswith("no candidate reached")
+    kept, record = sized_stage2(plan, {}, tmp_path, trained([(130.0, 1.3 * base), (110.0, 1.1 * base),
+                                                             (120.0, 1.2 * base)]), finished("baseline", 100.0),
+                                frame_errors)
+    assert kept["stage"] == "stage2-2-2x32" and len(stage_names) == 3  # none was ahead: the most accurate
+    assert record["why"].startswith("no candidate was clearly ahead")
+
+
+def test_the_pair_is_judged_ahead_only_by_more_than_its_standard_error():
+    from mtsmlip.training.pipeline import pair_against_baseline
+
+    base = np.array([100.0, 200.0, 300.0, 400.0])
+    assert pair_against_baseline(base - 10.0, base)["ahead"]  # always ahead: no spread, clearly
+    mixed = pair_against_baseline(base + np.array([-60.0, 40.0, -60.0, 40.0]), base)  # ahead by 10 on average
+    assert mixed["mse_relative"] == pytest.approx(-10.0 / 250.0) and not mixed["ahead"]
+    assert pair_against_baseline([90.0], [100.0])["ahead"] and not pair_against_baseline([110.0], [100.0])["ahead"]
+    with pytest.raises(ValueError, match="the same frames"):
+        pair_against_baseline([1.0, 2.0], [1.0])
 
 
 def test_a_size_search_runs_end_to_end_and_is_recorded(tmp_path):
@@ -594,8 +624,10 @@ def test_a_size_search_runs_end_to_end_and_is_recorded(tmp_path):
     kept = [c for c in search["candidates"] if c["kept"]]
     assert len(kept) == 1 and 1 <= len(search["candidates"]) <= 2
     first = search["candidates"][0]
-    if len(search["candidates"]) == 1:  # the small one already reached the baseline
-        assert first["val_force_rmse_meV_per_A"] <= search["baseline_val_force_rmse_meV_per_A"]
+    if len(search["candidates"]) == 1:  # the small one was already clearly ahead of the baseline
+        assert first["against_baseline"]["ahead"]
+    else:
+        assert not first["against_baseline"]["ahead"]
     assert mtsmlip.load(tmp_path / "run").models["slow"].config["num_features"] == kept[0]["num_features"]
 
 
