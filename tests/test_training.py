@@ -678,3 +678,22 @@ def test_the_slow_architecture_picks_its_preset_and_its_growth(tmp_path):
     assert SLOW_PRESET["_target_"].startswith("nequip") and SLOW_ALLEGRO_PRESET["_target_"].startswith("allegro")
     with pytest.raises(DataError, match="slow_architecture"):
         load_config(None, slow_architecture="mace")
+
+
+def test_a_stage_says_how_long_it_will_take_after_its_first_minute(monkeypatch, capsys):
+    """Long epochs (1000 water frames: minutes each) say early what the run will
+    cost: once, after RATE_AFTER_S, from the time the steps so far took."""
+    from mtsmlip.training import callbacks
+
+    now = [1000.0]
+    monkeypatch.setattr(callbacks.time, "time", lambda: now[0])
+    report = callbacks.EpochReport("baseline")
+    trainer = types.SimpleNamespace(num_training_batches=1000, max_epochs=8, current_epoch=1, is_global_zero=True)
+    for step in range(200):  # 0.5 s a step
+        now[0] += 0.5
+        report.on_train_batch_end(trainer, None, None, None, step)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "s a step" in line]
+    assert len(lines) == 1  # said once, when the first minute was over (step 120)
+    assert lines[0].startswith("[baseline] 0.50 s a step: about 8.3 min an epoch")
+    # 7 epochs from the second on, less the 120 steps done: 6880 steps of 0.5 s
+    assert "57 min for the 6880 steps left" in lines[0]

@@ -94,11 +94,29 @@ class PlateauStop(lightning.Callback):
         self.best, self.waited, self.stopped_at = state["best"], state["waited"], state.get("stopped_at")
 
 
+# Seconds of training after which a stage says how long it will take (its first
+# epoch line can be many minutes away: 8 min an epoch for 1000 water frames on 2 cores)
+RATE_AFTER_S = 60.0
+
+
 class EpochReport(lightning.Callback):
-    """Prints one line per epoch with the current errors; keeps the history."""
+    """Prints one line per epoch with the current errors; keeps the history.
+    After :data:`RATE_AFTER_S` of training, one line with the time a step takes
+    and what that makes of an epoch and of the stage's epochs left."""
 
     def __init__(self, stage: str):
         self.stage, self.history, self.t0 = stage, [], time.time()
+        self.steps, self.said_rate = 0, False
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps += 1
+        elapsed_s = time.time() - self.t0
+        if self.said_rate or elapsed_s < RATE_AFTER_S or not trainer.is_global_zero:
+            return
+        self.said_rate = True
+        per_epoch = trainer.num_training_batches
+        left = per_epoch * (trainer.max_epochs - trainer.current_epoch) - (batch_idx + 1)
+        print(rate_line(self.stage, elapsed_s / self.steps, per_epoch, left), flush=True)
 
     def on_validation_end(self, trainer, module):
         if trainer.sanity_checking:
@@ -140,3 +158,10 @@ def _format_row(stage, max_epochs, row, elapsed_s) -> str:
     if "val_fast_force_rmse_meV_per_A" in row:
         text += f"  (fast alone {row['val_fast_force_rmse_meV_per_A']:.1f})"
     return text + f"  [{elapsed_s:.0f} s]"
+
+
+def rate_line(stage: str, s_per_step: float, steps_per_epoch: int, steps_left: int) -> str:
+    """What the stage's speed so far makes of an epoch and of the rest of the stage."""
+    return (f"[{stage}] {s_per_step:.2f} s a step: about {s_per_step * steps_per_epoch / 60:.1f} min an epoch, "
+            f"{s_per_step * steps_left / 60:.0f} min for the {steps_left} steps left in this stage "
+            "(at most: a plateau of the validation loss ends it sooner; --max-minutes caps it)")
