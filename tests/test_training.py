@@ -599,6 +599,12 @@ def test_the_size_search_keeps_the_first_slow_model_clearly_as_accurate_as_the_b
                                 frame_errors)
     assert kept["stage"] == "stage2-2-2x32" and len(stage_names) == 3  # none was ahead: the most accurate
     assert record["why"].startswith("no candidate was clearly ahead")
+    # runs from before the rule (slow_search_rule: rmse, which resuming one keeps): any lead in RMSE counts
+    stage_names.clear()
+    kept, record = sized_stage2(plan, {"slow_search_rule": "rmse"}, tmp_path,
+                                trained([(98.0, noisy), (90.0, 0.8 * base)]), finished("baseline", 100.0),
+                                lambda result: pytest.fail("the rmse rule needs no per-frame errors"))
+    assert kept["stage"] == "stage2" and stage_names == ["stage2"] and "RMSE" in record["rule"]
 
 
 def test_the_pair_is_judged_ahead_only_by_more_than_its_standard_error():
@@ -609,6 +615,7 @@ def test_the_pair_is_judged_ahead_only_by_more_than_its_standard_error():
     mixed = pair_against_baseline(base + np.array([-60.0, 40.0, -60.0, 40.0]), base)  # ahead by 10 on average
     assert mixed["mse_relative"] == pytest.approx(-10.0 / 250.0) and not mixed["ahead"]
     assert pair_against_baseline([90.0], [100.0])["ahead"] and not pair_against_baseline([110.0], [100.0])["ahead"]
+    assert not pair_against_baseline(base, base)["ahead"]  # a tie is not a lead
     with pytest.raises(ValueError, match="the same frames"):
         pair_against_baseline([1.0, 2.0], [1.0])
 

@@ -106,11 +106,14 @@ class EpochReport(lightning.Callback):
 
     def __init__(self, stage: str):
         self.stage, self.history, self.t0 = stage, [], time.time()
-        self.steps, self.said_rate = 0, False
+        self.steps, self.said_rate, self.rate_t0 = 0, False, self.t0
+
+    def on_train_start(self, trainer, module):
+        self.rate_t0 = time.time()  # after setup and any checkpoint restore
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.steps += 1
-        elapsed_s = time.time() - self.t0
+        elapsed_s = time.time() - self.rate_t0
         if self.said_rate or elapsed_s < RATE_AFTER_S or not trainer.is_global_zero:
             return
         self.said_rate = True
@@ -164,4 +167,4 @@ def rate_line(stage: str, s_per_step: float, steps_per_epoch: int, steps_left: i
     """What the stage's speed so far makes of an epoch and of the rest of the stage."""
     return (f"[{stage}] {s_per_step:.2f} s a step: about {s_per_step * steps_per_epoch / 60:.1f} min an epoch, "
             f"{s_per_step * steps_left / 60:.0f} min for the {steps_left} steps left in this stage "
-            "(at most: a plateau of the validation loss ends it sooner; --max-minutes caps it)")
+            "(at most: a plateau of the validation loss ends it sooner; --max-minutes caps the run)")

@@ -58,9 +58,13 @@ def resume_config(out_dir, path=None, **overrides) -> dict | None:
 # a run training as it did (a fixed number of epochs, no plateau stop, no time cap)
 KEYS_OF_OLDER_RUNS = {"steps": 3000, "min_epochs": 1, "plateau_epochs": None, "max_minutes": None, "short_range_wall": None,
                       "stability_md_fs": 500.0, "stability_temperature_K": 300.0, "stability_atom_fs": 1e12,
-                      "slow_search": False,
+                      "slow_search": False, "slow_search_rule": "rmse",
                       "slow_architecture": "nequip"}
 SLOW_ARCHITECTURES = ("nequip", "allegro")
+# how the size search judges a pair against the baseline: "lead", ahead in per-frame validation
+# force MSE by at least one standard error; "rmse", validation force RMSE at most the baseline's
+# (runs from before 2026-12-07, so that resuming one never trains or swaps its slow model)
+SLOW_SEARCH_RULES = ("lead", "rmse")
 SHORT_RANGE_WALLS = (None, "zbl", "data")
 
 
@@ -125,6 +129,9 @@ def check_config(cfg: dict, where: str) -> None:
                                          and all(isinstance(g, dict) for g in search))):
         raise DataError(f"{where}: config key 'slow_search' must be true, false or a list of slow_model overrides "
                         f"(got {search!r})")
+    if cfg.get("slow_search_rule", "lead") not in SLOW_SEARCH_RULES:
+        raise DataError(f"{where}: config key 'slow_search_rule' must be one of {list(SLOW_SEARCH_RULES)} "
+                        f"(got {cfg.get('slow_search_rule')!r})")
     if cfg.get("slow_architecture") not in SLOW_ARCHITECTURES:
         raise DataError(f"{where}: config key 'slow_architecture' must be one of {list(SLOW_ARCHITECTURES)} "
                         f"(got {cfg.get('slow_architecture')!r})")

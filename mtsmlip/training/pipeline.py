@@ -78,36 +78,49 @@ def sized_stage2(plan, cfg, out_dir, result_of, baseline_result, frame_errors=No
     below the baseline's by at least one standard error of the paired per-frame
     differences (:func:`pair_against_baseline`), so that a pair ahead by less
     than the validation set can tell (ethanol: 4 % ± 6 %) is grown too. The first
-    that is, or else the one with the lowest validation error, is kept.
+    that is, or else the one with the lowest validation error, is kept. That is
+    ``slow_search_rule: lead``; ``rmse`` (runs from before it, which a resumed run
+    keeps) asks only for a validation force RMSE at most the baseline's.
     `frame_errors(result)`: per-frame force MSEs of a stage's models on the
     validation frames (default :func:`validation_force_mse`). Returns (the kept
     stage's result, the search's record: candidates, errors, choice, why)."""
     frame_errors = frame_errors or functools.partial(validation_force_mse, plan)
+    by_lead = cfg.get("slow_search_rule", "lead") == "lead"
     target = None if baseline_result is None else validation_force_rmse(baseline_result)
-    base = None if baseline_result is None or len(plan["slow_candidates"]) == 1 else frame_errors(baseline_result)
+    search = target is not None and len(plan["slow_candidates"]) > 1
+    base = frame_errors(baseline_result) if search and by_lead else None
     tried = []
     for k, slow in enumerate(plan["slow_candidates"]):
         result = result_of(stage2(plan, cfg, out_dir, slow, slow_stage_name(k, slow)))
-        judged = None if base is None else pair_against_baseline(frame_errors(result), base)
+        if not search:
+            judged = None
+        elif by_lead:
+            judged = pair_against_baseline(frame_errors(result), base)
+        else:
+            judged = {"ahead": validation_force_rmse(result) <= target}
         tried.append((result, slow, judged))
         if judged is None or judged["ahead"]:
             break
         if k + 1 < len(plan["slow_candidates"]):
-            print(f"mtsmlip train: the pair's validation force MSE is {100 * judged['mse_relative']:+.1f} % "
-                  f"± {100 * judged['standard_error_relative']:.1f} % from the baseline's: not clearly ahead; "
+            print(f"mtsmlip train: {_behind_text(judged, validation_force_rmse(result), target)}; "
                   "trying a larger slow model", file=sys.stderr)
     met = [r for r, _, judged in tried if judged is not None and judged["ahead"]]
-    kept = met[0] if met else min((r for r, _, _ in tried), key=validation_force_rmse)
+    # none ahead: the lowest error, by the measure the rule judges
+    error = ((lambda entry: entry[2]["mse_relative"]) if search and by_lead else
+             (lambda entry: validation_force_rmse(entry[0])))
+    kept = met[0] if met else min(tried, key=error)[0]
     record = {"baseline_val_force_rmse_meV_per_A": target,
-              "rule": "ahead of the baseline by at least one standard error of the per-frame validation force MSE",
+              "rule": ("ahead of the baseline by at least one standard error of the per-frame validation force MSE"
+                       if by_lead else "validation force RMSE at most the baseline's"),
               "candidates": [{"stage": r["stage"], "num_layers": slow["num_layers"],
                               "num_features": slow.get("num_features", slow.get("num_scalar_features")),
                               "architecture": "allegro" if "allegro" in slow.get("_target_", "") else "nequip",
                               "val_force_rmse_meV_per_A": validation_force_rmse(r),
-                              **({} if judged is None else {"against_baseline": judged}), "kept": r is kept}
+                              **({"against_baseline": judged} if judged and "mse_relative" in judged else {}),
+                              "kept": r is kept}
                              for r, slow, judged in tried],
               "why": ("no baseline to measure against" if target is None else
-                      "a single slow model to try" if base is None else
+                      "a single slow model to try" if not search else
                       "the first slow model whose pair is clearly at least as accurate as the baseline" if met else
                       "no candidate was clearly ahead of the baseline: the most accurate is kept")}
     if len(plan["slow_candidates"]) > 1:
@@ -115,19 +128,29 @@ def sized_stage2(plan, cfg, out_dir, result_of, baseline_result, frame_errors=No
     return kept, record
 
 
+def _behind_text(judged: dict, rmse: float, target: float) -> str:
+    if "mse_relative" in judged:
+        return (f"the pair's validation force MSE is {100 * judged['mse_relative']:+.1f} % "
+                f"± {100 * judged['standard_error_relative']:.1f} % from the baseline's: not clearly ahead")
+    return f"the pair's validation force RMSE {rmse:.1f} meV/Å is above the baseline's {target:.1f}"
+
+
 def pair_against_baseline(pair_mse, baseline_mse) -> dict:
     """The pair's per-frame force MSEs against the baseline's on the same frames:
     the mean paired difference and its standard error, both relative to the
-    baseline's mean MSE, and whether the pair is ahead by at least one standard
-    error (with one frame, by any margin)."""
+    baseline's mean MSE, and whether the pair is ahead (strictly) by at least one
+    standard error (with one frame there is no spread: ahead by any margin).
+    The search's rule ``slow_search_rule: lead``."""
     pair_mse, baseline_mse = np.asarray(pair_mse, dtype=float), np.asarray(baseline_mse, dtype=float)
     if pair_mse.shape != baseline_mse.shape or not pair_mse.size:
         raise ValueError("pair_against_baseline: the same frames, at least one, for both")
     d = pair_mse - baseline_mse
     se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else 0.0
-    scale = float(baseline_mse.mean()) or 1.0
+    scale = float(baseline_mse.mean())
+    if not scale > 0:
+        raise ValueError("pair_against_baseline: the baseline fits the validation frames exactly (zero force error)")
     return {"frames": int(d.size), "mse_relative": float(d.mean()) / scale, "standard_error_relative": se / scale,
-            "ahead": bool(d.mean() + se <= 0)}
+            "ahead": bool(d.mean() < 0 and d.mean() + se <= 0)}
 
 
 def validation_force_mse(plan, result) -> np.ndarray:
