@@ -109,20 +109,6 @@ def _predict_one(calc, frames, data_path):
     return np.array(energies), forces
 
 
-def force_mse_per_frame(calculators, frames) -> np.ndarray:
-    """Each frame's mean squared force error, (meV/Å)², of the summed forces of
-    `calculators` (a pair: its fast and slow parts), shape (n_frames,)."""
-    out = []
-    for atoms in frames:
-        forces = 0.0
-        for calc in calculators:
-            a = atoms.copy()
-            a.calc = calc
-            forces = forces + a.get_forces()
-        out.append(float(np.mean((1000.0 * (forces - atoms.arrays["forces"])) ** 2)))
-    return np.array(out)
-
-
 # ---------------------------------------------------------------- metrics
 def energy_errors_meV_per_atom(pred_eV, frames) -> np.ndarray:
     """(pred − ref)/N per frame, meV/atom, shape (n_frames,)."""

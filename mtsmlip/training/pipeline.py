@@ -156,12 +156,24 @@ def pair_against_baseline(pair_mse, baseline_mse) -> dict:
 def validation_force_mse(plan, result) -> np.ndarray:
     """Each validation frame's mean squared force error, (meV/Å)², of the models a
     stage result holds, summed (stage 2: fast + slow; the baseline alone)."""
-    from ..evaluate import force_mse_per_frame
-
     frames = frames_of(plan["path"])
     models = result["models"]
     parts = [models[n] for n in ("fast", "slow") if n in models] or [models["baseline"]]
     return force_mse_per_frame([m.calculator() for m in parts], [frames[i] for i in plan["split"].val])
+
+
+def force_mse_per_frame(calculators, frames) -> np.ndarray:
+    """Each frame's mean squared force error, (meV/Å)², of the summed forces of
+    `calculators` (a pair: its fast and slow parts), shape (n_frames,)."""
+    out = []
+    for atoms in frames:
+        forces = 0.0
+        for calc in calculators:
+            a = atoms.copy()
+            a.calc = calc
+            forces = forces + a.get_forces()
+        out.append(float(np.mean((1000.0 * (forces - atoms.arrays["forces"])) ** 2)))
+    return np.array(out)
 
 
 def short_range_wall(kind, type_names, train_frames, r_max_A: float) -> dict:
