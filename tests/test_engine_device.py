@@ -44,10 +44,14 @@ def gentle(tmp_path_factory):
     return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("gentle") / "pair", energy_scale=0.02))
 
 
-def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None):
+def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None, kernels="auto"):
+    """kernels="torch": the providers' edge work in torch operations, as on a GPU
+    (on the CPU, compiled loops read the positions' host memory)."""
     atoms = small_water_box(seed=1, momenta=True)
     fast, slow = md_providers(pair, atoms, settings.baseline, skin_A=skin_A)
     engine = Engine(atoms, fast, slow, settings, seed=seed)
+    for nl in engine.neighbor_lists:
+        nl.kernels = kernels
     if batch_inner_steps is not None:
         engine.batch_inner_steps = batch_inner_steps
     return engine
@@ -57,7 +61,7 @@ def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None):
 def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermostat):
     """Bussi takes its device path (what it does on a GPU; on the CPU it reads K)."""
     settings = RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None)
-    engine = engine_on(gentle, settings)
+    engine = engine_on(gentle, settings, kernels="torch")
     if thermostat == "bussi":
         engine.thermostat.on_device = True
     engine.run(1, progress=False)  # first calls build the lists
@@ -243,3 +247,82 @@ def test_bussi_on_the_device_rescales_as_on_the_host(gentle):
         torch.testing.assert_close(b.momenta, a.momenta, rtol=1e-10, atol=1e-12)
         assert float(b.work_eV) == pytest.approx(float(a.work_eV), rel=1e-9, abs=1e-12)
     assert float(states[True][-1].work_eV) != 0.0  # the thermostat did work
+
+
+@pytest.mark.parametrize("case", ["water box", "small triclinic cell", "isolated"])
+@pytest.mark.parametrize("filter_edges", [True, False])
+def test_the_compiled_edge_loops_give_the_torch_edges(case, filter_edges):
+    """The CPU's compiled loops (mtsmlip.forces.cpu_kernels) hand the model the
+    same edges and edge vectors, bit for bit, as the torch operations a GPU runs,
+    including a cell narrower than the cutoff and atoms moved since the build."""
+    import numpy as np
+    from ase import Atoms
+
+    from mtsmlip.forces.model import SkinNeighborList
+
+    rng = np.random.default_rng(5)
+    if case == "small triclinic cell":
+        cell = np.array([[2.9, 0.0, 0.0], [0.7, 3.1, 0.0], [-0.4, 0.5, 2.8]])
+        atoms = Atoms("Mo3", scaled_positions=rng.random((3, 3)), cell=cell, pbc=True)
+    else:
+        atoms = small_water_box(seed=4)
+        if case == "isolated":
+            atoms.pbc, atoms.cell = False, None
+    built = torch.tensor(atoms.positions, dtype=torch.float64)
+    moved = built + torch.from_numpy(rng.normal(scale=0.1, size=built.shape))
+    lists = {k: SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, filter_edges, kernels=k)
+             for k in ("compiled", "torch")}
+    for nl in lists.values():
+        nl.build(built)
+    (index_c, vectors_c, shortest_c), (index_t, vectors_t, shortest_t) = (nl.edges(moved, 2.5) for nl in lists.values())
+    assert index_t.shape[1] > 0
+    assert (index_t.shape[1] < lists["torch"].edge_index.shape[1]) == filter_edges  # edges were dropped
+    assert torch.equal(index_c, index_t) and torch.equal(vectors_c, vectors_t)
+    assert float(shortest_c) == pytest.approx(float(shortest_t), rel=1e-15)
+    assert float(vectors_t.norm(dim=1).min()) == pytest.approx(float(shortest_t), rel=1e-12)
+
+
+def test_the_compiled_loops_keep_a_blown_up_state_from_looking_fine():
+    """NaN positions: the largest move since the build is NaN (not 0), so a
+    lazy list records it for the engine, and no NaN edge reaches the model."""
+    from mtsmlip.forces import cpu_kernels
+    from mtsmlip.forces.model import SkinNeighborList
+
+    atoms = small_water_box(seed=4)
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    nl = SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, kernels="compiled")
+    nl.build(x)
+    bad = x.clone()
+    bad[7, 1] = float("nan")
+    assert torch.isnan(torch.tensor(cpu_kernels.largest_move2_A2(bad.numpy(), x.numpy())))
+    nl.begin_lazy()
+    index, vectors, _ = nl.edges(bad, 2.5)
+    assert torch.isnan(torch.tensor(float(nl.moved2_A2))) and not bool(nl.stale)
+    assert torch.isfinite(vectors).all() and not (index == 7).any()
+
+
+def test_compiled_and_torch_edge_work_give_the_same_run_bit_for_bit(gentle, pair):
+    """Forces, virial and a whole Langevin run with list rebuilds (a 0.1 Å skin)
+    are bit for bit the same whether the edge work runs in the CPU's compiled
+    loops or in torch operations."""
+    atoms = small_water_box(seed=2)
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    for name in ("fast", "slow", "baseline"):
+        calls = {}
+        for kernels in ("compiled", "torch"):
+            provider = ModelForces(pair.models[name], atoms, skin_A=1.0)
+            provider.neighbors.kernels = kernels
+            calls[kernels] = (*provider(x), provider.virial_eV())
+        (e1, f1, v1), (e2, f2, v2) = calls.values()
+        assert torch.equal(e1, e2) and torch.equal(f1, f2) and (v1 == v2).all(), name
+    settings = RunSettings(0.5, 2, "langevin", 300.0)
+    states = {}
+    for kernels in ("auto", "torch"):
+        engine = engine_on(gentle, settings, skin_A=0.1, kernels=kernels)
+        seen = states.setdefault(kernels, [])
+        engine.attach(lambda e, seen=seen: seen.append(e.state))
+        engine.run(30, progress=False)
+        assert sum(nl.n_builds for nl in engine.neighbor_lists) > 4  # the lists were rebuilt along the way
+    for a, b in zip(states["auto"], states["torch"], strict=True):
+        for field in ("positions", "momenta", "forces_fast", "forces_slow"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field

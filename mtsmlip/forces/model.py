@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from vesin import NeighborList
 
+from . import cpu_kernels
 from ..data import check_image_count, check_species_known
 from ..errors import DataError
 
@@ -81,19 +82,29 @@ class SkinNeighborList:
     builder: "auto" (vesin's torch interface on a CUDA device where the cell is
     at least twice the cutoff wide in every periodic direction, which its GPU
     code needs; numpy vesin otherwise), "numpy" or "torch".
+
+    kernels: how each call turns the candidates into edges: "auto" (compiled
+    loops, :mod:`mtsmlip.forces.cpu_kernels`, for positions on the CPU; torch
+    operations on a GPU), "compiled" or "torch". Both give the same edges and
+    vectors, bit for bit.
     """
 
     BUILDERS = ("auto", "numpy", "torch")
+    KERNELS = ("auto", "compiled", "torch")
 
-    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc, filter_edges: bool = True, builder: str = "auto"):
+    def __init__(self, cutoff_A: float, skin_A: float, cell, pbc, filter_edges: bool = True, builder: str = "auto",
+                 kernels: str = "auto"):
         if builder not in self.BUILDERS:
             raise ValueError(f"neighbour list builder must be one of {self.BUILDERS} (got {builder!r})")
+        if kernels not in self.KERNELS:
+            raise ValueError(f"edge kernels must be one of {self.KERNELS} (got {kernels!r})")
+        self.kernels = kernels
         self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
         self.cell = torch.as_tensor(np.asarray(cell, dtype=float))
         self.pbc = np.asarray(pbc, dtype=bool)
         self.filter_edges = bool(filter_edges)
         self.builder = builder
-        self.built_at = None
+        self.built_at = self.host_arrays = None
         self.n_builds = 0
         self.lazy, self.stale, self.moved2_A2 = False, None, None
 
@@ -127,8 +138,15 @@ class SkinNeighborList:
         self.edge_index = edge_index
         self.shift_vectors = (shifts.to(torch.float64) @ self.cell.to(shifts.device)).to(positions)
         self.built_at = positions.detach().clone()
+        self.host_arrays = self.make_host_arrays() if self.compiled_for(positions) else None
         self.ones = torch.ones(3, dtype=positions.dtype, device=positions.device)
         self.n_builds += 1
+
+    def make_host_arrays(self) -> tuple:
+        """(positions at the build, edge_index, shift vectors) as the host arrays
+        the compiled loops read at every call."""
+        return (np.ascontiguousarray(self.built_at.numpy()), np.ascontiguousarray(self.edge_index.numpy()),
+                np.ascontiguousarray(self.shift_vectors.numpy(), dtype=np.float64))
 
     def wide_enough_for_device(self) -> bool:
         """Every periodic direction of the cell at least 2 (cutoff + skin) wide
@@ -171,10 +189,18 @@ class SkinNeighborList:
             i, j, shifts = i[order], j[order], shifts[order]
         return torch.stack([i, j]), shifts
 
+    def compiled_for(self, positions: torch.Tensor) -> bool:
+        """Whether calls at `positions` take the compiled loops (see ``kernels``)."""
+        return self.kernels == "compiled" or (self.kernels == "auto" and positions.device.type == "cpu")
+
     def edges(self, positions: torch.Tensor, r_max_A: float):
         """Edges shorter than `r_max_A` now (all candidates without filter_edges):
         edge_index (2, E), edge vectors x[j] − x[i] + shift (E, 3) Å, and the
-        shortest edge length (Å, 0-d tensor; inf without edges)."""
+        shortest edge length (Å; inf without edges; a 0-d tensor on the device,
+        a float from the compiled loops). ``stale`` and ``moved2_A2`` of a lazy
+        list are device tensors too, or plain numbers from the compiled loops."""
+        if self.compiled_for(positions):
+            return self._edges_compiled(positions, r_max_A)
         if self.built_at is None or (not self.lazy and self.needs_rebuild(positions)):
             self.build(positions)
         elif self.lazy:
@@ -193,6 +219,26 @@ class SkinNeighborList:
         shortest = lengths2.min().sqrt() if lengths2.numel() else torch.full((), math.inf, dtype=positions.dtype,
                                                                                 device=positions.device)
         return edge_index, vectors, shortest
+
+    def _edges_compiled(self, positions: torch.Tensor, r_max_A: float):
+        """:meth:`edges` in compiled loops on host arrays (the same edges and
+        vectors; the torch tensors returned share the arrays' memory)."""
+        x = np.ascontiguousarray(positions.detach().numpy())
+        if self.built_at is not None:
+            if self.host_arrays is None:  # built while calls took torch operations
+                self.host_arrays = self.make_host_arrays()
+            moved2 = cpu_kernels.largest_move2_A2(x, self.host_arrays[0])
+            if not self.lazy:
+                if math.isfinite(moved2) and moved2 > self.half_skin2_A2:
+                    self.build(positions)
+            else:  # plain numbers (a 0-d tensor costs more to make than the check itself)
+                self.stale = bool(moved2 > self.half_skin2_A2) or bool(self.stale)
+                self.moved2_A2 = moved2
+        else:
+            self.build(positions)
+        r_max2 = r_max_A * r_max_A if self.filter_edges else math.inf
+        edge_index, vectors, shortest2 = cpu_kernels.edges_within(x, *self.host_arrays[1:], r_max2)
+        return torch.from_numpy(edge_index), torch.from_numpy(vectors), math.sqrt(shortest2)
 
 
 class ModelForces:
@@ -223,6 +269,11 @@ class ModelForces:
         edge_index, vectors, self.min_distance_A = self.neighbors.edges(positions, self.r_max)
         with deterministic(positions.device):
             out = self.model(self.graph(positions, edge_index, vectors))
+        if self.neighbors.compiled_for(positions):
+            edge_forces = out["edge_forces"].detach()
+            self.last_edges = (vectors, edge_forces)
+            forces = torch.from_numpy(cpu_kernels.atomic_forces(self.n_atoms, edge_index.numpy(), edge_forces.numpy()))
+            return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
         forces = torch.zeros_like(positions)
         edge_forces = out["edge_forces"].to(positions.dtype)
         self.last_edges = (vectors, edge_forces)
@@ -239,7 +290,7 @@ class ModelForces:
         """Virial (3, 3) eV of the last call, −Σ_edges r ⊗ dE/dr (= −stress·volume,
         the convention of ASE and i-PI)."""
         vectors, edge_forces = self.last_edges
-        return -(vectors.detach().T @ edge_forces.detach()).cpu().numpy()
+        return -(vectors.detach().T @ edge_forces.detach().to(vectors.dtype)).cpu().numpy()
 
     def graph(self, positions, edge_index, vectors) -> dict:
         return {

@@ -83,6 +83,12 @@ BATCH_INNER_STEPS = 16
 REBUILD_MARGIN = 2.0
 
 
+def float64_scalar(value) -> torch.Tensor:
+    """A device 0-d tensor as float64, or a plain number (from the CPU's compiled
+    edge loops) as a 0-d float64 tensor."""
+    return value.to(torch.float64) if torch.is_tensor(value) else torch.tensor(float(value), dtype=torch.float64)
+
+
 class Engine:
     """RESPA (or velocity Verlet, the baseline) on `atoms` with force providers
     (callables positions -> (energy_eV, forces) on torch tensors). `provenance`:
@@ -242,8 +248,8 @@ class Engine:
         lists = [nl for nl in self.neighbor_lists if nl.moved2_A2 is not None]
         if lists:
             batch_move2 = (states[-1].positions - start.positions).square().sum(1).max()
-            parts.append(torch.stack([nl.stale.to(torch.float64) for nl in lists] +
-                                     [nl.moved2_A2.to(torch.float64) for nl in lists] + [batch_move2]))
+            parts.append(torch.stack([float64_scalar(nl.stale) for nl in lists] +
+                                     [float64_scalar(nl.moved2_A2) for nl in lists] + [batch_move2]))
         values = torch.cat(parts).tolist()
         flags, rest = values[:len(states)], values[len(states):]
         stale = any(rest[:len(lists)])
