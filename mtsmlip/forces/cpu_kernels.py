@@ -20,7 +20,18 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+def compiled(function):
+    """`function` compiled by numba at its first call, the machine code cached
+    beside this file (or in numba's user-wide cache) for later processes; where
+    neither can be written (a read-only installation), compiled anew in each
+    process (about a second per loop)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@compiled
 def largest_move2_A2(positions, built_at):
     """The largest squared displacement of an atom since the list's build (Å²);
     NaN if any position is NaN (so that a blown-up state is never called fine)."""
@@ -37,7 +48,7 @@ def largest_move2_A2(positions, built_at):
     return largest
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def edges_within(positions, edge_index, shift_vectors, r_max2_A2):
     """The candidate edges shorter than sqrt(r_max2_A2) (all of them for inf), in
     their order: (edge_index (2, E) int64, vectors x[j] − x[i] + shift (E, 3) Å,
@@ -68,7 +79,7 @@ def edges_within(positions, edge_index, shift_vectors, r_max2_A2):
     return out_index, out_vectors, shortest2
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def atomic_forces(n_atoms, edge_index, edge_forces):
     """Forces (n_atoms, 3) float64 eV/Å from per-edge forces dE/d(edge vector):
     +f on each edge's first atom, −f on its second, summed in edge order (first
