@@ -275,9 +275,18 @@ def aggregate(results: list[dict], tolerances=rp.TOLERANCES, left_out=()) -> dic
                           "sampling_not_different": rp.largest_n(sampling, [rp.SAME, rp.CANNOT_TELL])},
             "baseline_ns_per_day": _interval([r["baseline"]["ns_per_day"] for r in results]),
             "n_inner_auto": first.get("n_inner_auto"),
+            "baseline_step_headroom": _least_headroom([r.get("baseline_step_headroom") for r in results]),
             "per_repeat": [f"replicas (copy {r['replica'] + 1})" if "replica" in r else f"repeat-{r.get('repeat', k)}"
                            for k, r in enumerate(results, 1)],
             "left_out": list(left_out)}
+
+
+def _least_headroom(found: list):
+    """The repeats' baseline-step headroom (compare_report.baseline_step_headroom)
+    with the smallest step, or None if any repeat has none."""
+    if not found or any(h is None for h in found):
+        return None
+    return min(found, key=lambda h: h["baseline_step_fs"])
 
 
 def _interval(values) -> dict | None:
@@ -338,6 +347,10 @@ def format_table(result: dict) -> str:
             lines.append(f"n = {c['n_inner']}: {why}; that repeat is left out of its column")
     for why in result.get("left_out", []):
         lines.append(f"left out (its baseline blew up): {why}")
+    if result.get("baseline_step_headroom"):
+        from .compare_report import headroom_text
+
+        lines.append(headroom_text(result["baseline_step_headroom"]))
     lines.append(f"the model's error (pair at n = 1 against the baseline): dynamics {_mark(result['model_error']['dynamics'])}, "
                  f"sampling {_mark(result['model_error']['sampling'])}")
     lines.append(f"largest n, judged on the integrator's error: dynamics {_n(best['dynamics_same'])} same "

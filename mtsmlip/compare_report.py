@@ -24,6 +24,8 @@ Diffusion is judged only for the species that diffuse in the baseline run
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -376,6 +378,34 @@ def structure_differences(m, base) -> dict:
     return out
 
 
+# A baseline at δt whose conserved energy fluctuates this little (ΔE/ΔK in NVE, growing as
+# δt² under velocity Verlet) could take a larger step itself: half the bound of compare's
+# fluctuation check (0.02), so the estimate keeps a margin.
+HEADROOM_FLUCTUATION = 0.01
+
+
+def baseline_step_headroom(fluctuation, timestep_fs: float) -> dict | None:
+    """Where the baseline's NVE ΔE/ΔK at δt is so small that it alone could run at
+    twice δt or more: {energy_fluctuation_ratio, timestep_fs, baseline_step_fs}
+    (the δt at which ΔE/ΔK ∝ δt² reaches HEADROOM_FLUCTUATION); else None. Speedups
+    measured at the smaller δt then count a step the baseline did not need (a
+    metal at 0.5 fs: ΔE/ΔK 0.0001, and its baseline is stable at 6 fs)."""
+    if fluctuation is None or not math.isfinite(fluctuation) or fluctuation <= 0:
+        return None
+    step_fs = timestep_fs * math.sqrt(HEADROOM_FLUCTUATION / fluctuation)
+    if step_fs < 2 * timestep_fs:
+        return None
+    return {"energy_fluctuation_ratio": fluctuation, "timestep_fs": timestep_fs, "baseline_step_fs": step_fs}
+
+
+def headroom_text(headroom: dict) -> str:
+    dt, step = headroom["timestep_fs"], headroom["baseline_step_fs"]
+    return (f"note: the baseline conserves energy with room to spare at δt = {dt:g} fs (ΔE/ΔK "
+            f"{headroom['energy_fluctuation_ratio']:.2g} in NVE, growing as δt²): on its own it would reach ΔE/ΔK "
+            f"{HEADROOM_FLUCTUATION:g} near δt = {step:.1f} fs. These speedups are against the baseline at {dt:g} fs; "
+            f"for the speedup over a baseline at its own step, compare again with --timestep-fs near {step:.1f}")
+
+
 def analyse(records) -> dict:
     """compare.json's content (see module doc) from a compare.Records."""
     template, cfg = records.template, records.settings
@@ -414,6 +444,8 @@ def analyse(records) -> dict:
                           "rdf_noise_floor": noise.get("rdf"), "structure_noise_floor": noise,
                           "vdos_noise_floor": vdos_noise},
             "scale_separation": scale_separation(records.forces, cfg),
+            "baseline_step_headroom": baseline_step_headroom(base_numbers.get("energy_fluctuation_ratio"),
+                                                             cfg.timestep_fs),
             "hmr_amu": cfg.hmr_amu, "species_friction_per_fs": dict(cfg.species_friction_per_fs),
             "n_inner_auto": getattr(records, "probe", None),
             "_rdf": {label: m.rdf for label, (_, m) in metrics.items() if m.rdf is not None},
@@ -485,6 +517,8 @@ def format_table(result: dict) -> str:
         lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
+    if result.get("baseline_step_headroom"):
+        lines.append(headroom_text(result["baseline_step_headroom"]))
     for_sampling = result.get("largest_n_for_sampling")
     lines.append(f"largest n within tolerance: {best if best is not None else 'none'} (dynamics: every check); "
                  f"{for_sampling if for_sampling is not None else 'none'} for sampling "

@@ -314,3 +314,28 @@ def test_repeats_of_an_isolated_molecule_run_as_replicas_in_one_comparison(setup
     starts = ase.io.read(out / "replicas" / "start.extxyz")
     oh = [np.linalg.norm(starts.positions[3 * k + 1] - starts.positions[3 * k]) for k in range(3)]
     assert len(set(np.round(oh, 6))) == 3  # each copy moved on its own
+
+
+def test_a_baseline_with_room_to_spare_in_its_step_is_named():
+    """A baseline whose NVE ΔE/ΔK at δt is far below the fluctuation check's bound
+    could run a larger step itself (a metal at 0.5 fs); compare says so, with
+    the step at which ΔE/ΔK ∝ δt² would reach 0.01. Water's baseline at 0.5 fs
+    (ΔE/ΔK about 0.016) gets no note."""
+    from mtsmlip.compare_report import HEADROOM_FLUCTUATION, baseline_step_headroom, headroom_text
+
+    metal = baseline_step_headroom(0.0001, 0.5)
+    assert metal["baseline_step_fs"] == pytest.approx(0.5 * (HEADROOM_FLUCTUATION / 0.0001) ** 0.5)
+    assert metal["baseline_step_fs"] == pytest.approx(5.0)
+    assert "--timestep-fs near 5.0" in headroom_text(metal)
+    assert baseline_step_headroom(0.016, 0.5) is None           # water: no room
+    assert baseline_step_headroom(0.003, 0.5) is None           # room for less than twice δt
+    for nothing in (None, float("nan"), 0.0):
+        assert baseline_step_headroom(nothing, 0.5) is None
+
+
+def test_repeats_report_the_least_baseline_step_headroom():
+    from mtsmlip.compare_repeats import _least_headroom
+
+    a, b = {"baseline_step_fs": 5.0}, {"baseline_step_fs": 4.2}
+    assert _least_headroom([a, b]) is b
+    assert _least_headroom([a, None]) is None and _least_headroom([]) is None
