@@ -62,7 +62,7 @@ def parts_of_a_call(provider: ModelForces, x: torch.Tensor) -> dict:
     def neighbours():
         provider.neighbors.edges(x, provider.r_max)
 
-    edge_index, vectors = provider.neighbors.edges(x, provider.r_max)
+    edge_index, vectors, _ = provider.neighbors.edges(x, provider.r_max)
     graph = provider.graph(x, edge_index, vectors)
 
     def model():

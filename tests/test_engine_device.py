@@ -299,10 +299,45 @@ def test_the_compiled_loops_keep_a_blown_up_state_from_looking_fine():
     index, vectors, _ = nl.edges(bad, 2.5)
     assert torch.isnan(torch.tensor(float(nl.moved2_A2))) and not bool(nl.stale)
     assert torch.isfinite(vectors).all() and not (index == 7).any()
+    nl.end_lazy()  # checked at every call: a NaN move rebuilds nothing and raises nothing
+    builds = nl.n_builds
+    nl.edges(bad, 2.5)
+    assert nl.n_builds == builds
+    # without filtering, every candidate goes in, NaN ones too, and the shortest edge is NaN, as with torch
+    found = {}
+    for kernels in ("compiled", "torch"):
+        unfiltered = SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, filter_edges=False, kernels=kernels)
+        unfiltered.build(x)
+        found[kernels] = unfiltered.edges(bad, 2.5)
+    (index_c, vectors_c, shortest_c), (index_t, vectors_t, shortest_t) = found.values()
+    assert torch.equal(index_c, index_t) and index_c.shape[1] == unfiltered.edge_index.shape[1]
+    torch.testing.assert_close(vectors_c, vectors_t, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(vectors_c).any()
+    assert torch.isnan(torch.tensor(float(shortest_c))) and torch.isnan(torch.tensor(float(shortest_t)))
+
+
+def test_the_compiled_force_scatter_sums_float32_edge_forces_as_index_add():
+    """A float32 model's edge forces, widened and summed in edge order: the same
+    forces, bit for bit, as torch's two index_add_ calls."""
+    from mtsmlip.forces import cpu_kernels
+
+    generator = torch.Generator().manual_seed(0)
+    edge_index = torch.randint(0, 40, (2, 3000), generator=generator)
+    edge_forces = torch.randn(3000, 3, generator=generator, dtype=torch.float32)
+    expected = torch.zeros(40, 3, dtype=torch.float64)
+    wide = edge_forces.to(torch.float64)
+    with torch.no_grad():
+        expected.index_add_(0, edge_index[0], wide)
+        expected.index_add_(0, edge_index[1], wide.neg())
+    found = torch.from_numpy(cpu_kernels.atomic_forces(40, edge_index.numpy(), edge_forces.numpy()))
+    assert torch.equal(found, expected)
+    assert not torch.equal(found, torch.from_numpy(cpu_kernels.atomic_forces(40, edge_index.flip(0).numpy(),
+                                                                           edge_forces.numpy())))
 
 
 def test_compiled_and_torch_edge_work_give_the_same_run_bit_for_bit(gentle, pair):
-    """Forces, virial and a whole Langevin run with list rebuilds (a 0.1 Å skin)
+    """Forces, virial and a whole Langevin run with list rebuilds and redone
+    batches (a 0.05 Å skin)
     are bit for bit the same whether the edge work runs in the CPU's compiled
     loops or in torch operations."""
     atoms = small_water_box(seed=2)
@@ -318,11 +353,12 @@ def test_compiled_and_torch_edge_work_give_the_same_run_bit_for_bit(gentle, pair
     settings = RunSettings(0.5, 2, "langevin", 300.0)
     states = {}
     for kernels in ("auto", "torch"):
-        engine = engine_on(gentle, settings, skin_A=0.1, kernels=kernels)
+        engine = engine_on(gentle, settings, skin_A=0.05, kernels=kernels, batch_inner_steps=40)
         seen = states.setdefault(kernels, [])
         engine.attach(lambda e, seen=seen: seen.append(e.state))
         engine.run(30, progress=False)
         assert sum(nl.n_builds for nl in engine.neighbor_lists) > 4  # the lists were rebuilt along the way
+        assert engine.n_redone > 0  # and batches that outgrew them were done again
     for a, b in zip(states["auto"], states["torch"], strict=True):
         for field in ("positions", "momenta", "forces_fast", "forces_slow"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field

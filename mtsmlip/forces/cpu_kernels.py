@@ -8,10 +8,12 @@ half of the engine's time per inner step. One pass over the edges does the same
 in 0.05 and 0.03 ms.
 
 Each loop does the arithmetic of the torch operations it replaces in the same
-order, so the edges, their vectors and the summed forces are bit for bit those
-of the torch path (tests/test_engine_device.py); the only difference is the
-shortest edge, whose square may differ in its last bit (``vectors² @ ones`` may
-use a fused multiply-add). A GPU keeps the torch path (:mod:`mtsmlip.forces.model`).
+order, so the edge vectors and the summed forces are bit for bit those of the
+torch path (tests/test_engine_device.py). The squared lengths that decide which
+edges are kept may differ in their last bit (torch's ``vectors² @ ones`` may use
+a fused multiply-add): an edge within one rounding of r_max can be kept by one
+path and not the other, where the model's smooth cutoff makes its contribution
+vanish to rounding. A GPU keeps the torch path (:mod:`mtsmlip.forces.model`).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ def largest_move2_A2(positions, built_at):
 
 @compiled
 def edges_within(positions, edge_index, shift_vectors, r_max2_A2):
-    """The candidate edges shorter than sqrt(r_max2_A2) (all of them for inf), in
-    their order: (edge_index (2, E) int64, vectors x[j] − x[i] + shift (E, 3) Å,
-    the shortest kept edge's squared length, Å²; inf without edges)."""
+    """The candidate edges shorter than sqrt(r_max2_A2) (every candidate for inf,
+    NaN vectors included), in their order: (edge_index (2, E) int64, vectors
+    x[j] − x[i] + shift (E, 3) Å, the shortest kept edge's squared length, Å²;
+    inf without edges, NaN if a kept edge is NaN, as torch's ``min``)."""
     n_candidates = edge_index.shape[1]
+    keep_all = r_max2_A2 == np.inf
     vectors = np.empty((n_candidates, 3))
     keep = np.empty(n_candidates, np.bool_)
     kept, shortest2 = 0, np.inf
@@ -64,10 +68,11 @@ def edges_within(positions, edge_index, shift_vectors, r_max2_A2):
         v2 = positions[j, 2] - positions[i, 2] + shift_vectors[e, 2]
         vectors[e, 0], vectors[e, 1], vectors[e, 2] = v0, v1, v2
         length2 = v0 * v0 + v1 * v1 + v2 * v2
-        keep[e] = length2 < r_max2_A2
+        keep[e] = keep_all or length2 < r_max2_A2
         if keep[e]:
             kept += 1
-            shortest2 = min(shortest2, length2)
+            if shortest2 == shortest2 and (length2 < shortest2 or length2 != length2):
+                shortest2 = length2  # (NaN, once seen, stays)
     out_index = np.empty((2, kept), np.int64)
     out_vectors = np.empty((kept, 3))
     k = 0

@@ -20,11 +20,15 @@ import numpy as np
 import torch
 from vesin import NeighborList
 
-from . import cpu_kernels
 from ..data import check_image_count, check_species_known
 from ..errors import DataError
 
 DEFAULT_SKIN_A = 1.0
+
+try:  # numba's loops for the CPU; without numba (e.g. a numpy it does not support yet), torch operations
+    from . import cpu_kernels
+except ImportError:  # pragma: no cover (numba is a dependency)
+    cpu_kernels = None
 
 
 def torch_device(name: str) -> torch.device:
@@ -85,8 +89,9 @@ class SkinNeighborList:
 
     kernels: how each call turns the candidates into edges: "auto" (compiled
     loops, :mod:`mtsmlip.forces.cpu_kernels`, for positions on the CPU; torch
-    operations on a GPU), "compiled" or "torch". Both give the same edges and
-    vectors, bit for bit.
+    operations on a GPU or where numba cannot be imported), "compiled" (CPU
+    positions only) or "torch". Both give the same vectors and forces, bit for
+    bit (see cpu_kernels for the one exception, at r_max to rounding).
     """
 
     BUILDERS = ("auto", "numpy", "torch")
@@ -98,6 +103,8 @@ class SkinNeighborList:
             raise ValueError(f"neighbour list builder must be one of {self.BUILDERS} (got {builder!r})")
         if kernels not in self.KERNELS:
             raise ValueError(f"edge kernels must be one of {self.KERNELS} (got {kernels!r})")
+        if kernels == "compiled" and cpu_kernels is None:
+            raise ValueError("edge kernels 'compiled' need numba, which cannot be imported here")
         self.kernels = kernels
         self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
         self.cell = torch.as_tensor(np.asarray(cell, dtype=float))
@@ -191,7 +198,13 @@ class SkinNeighborList:
 
     def compiled_for(self, positions: torch.Tensor) -> bool:
         """Whether calls at `positions` take the compiled loops (see ``kernels``)."""
-        return self.kernels == "compiled" or (self.kernels == "auto" and positions.device.type == "cpu")
+        if self.kernels == "torch" or cpu_kernels is None:
+            return False
+        if positions.device.type != "cpu":
+            if self.kernels == "compiled":
+                raise ValueError(f"edge kernels 'compiled' run on the CPU only (positions on {positions.device})")
+            return False
+        return True
 
     def edges(self, positions: torch.Tensor, r_max_A: float):
         """Edges shorter than `r_max_A` now (all candidates without filter_edges):
