@@ -362,3 +362,34 @@ def test_compiled_and_torch_edge_work_give_the_same_run_bit_for_bit(gentle, pair
     for a, b in zip(states["auto"], states["torch"], strict=True):
         for field in ("positions", "momenta", "forces_fast", "forces_slow"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_a_batch_that_outgrew_its_lists_makes_the_next_ones_shorter(gentle, monkeypatch):
+    """After a redone batch the next batch is half as long, so a hot start stops
+    paying each batch twice; after CLEAN_BATCHES_TO_GROW clean batches it grows
+    back to the full length. (The trajectory is the same whatever the batch
+    length: test_the_same_trajectory_whether_read_every_step_or_in_batches.)"""
+    settings = RunSettings(0.5, 2, "langevin", 300.0)
+    engine = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=40)
+    lengths, advance = [], Engine.advance
+
+    def recorded(self, k):
+        redone = self.n_redone
+        done = advance(self, k)
+        lengths.append((k, self.n_redone > redone))
+        return done
+
+    monkeypatch.setattr(Engine, "advance", recorded)
+    engine.run(60, progress=False)
+    assert any(redone for _, redone in lengths)
+    for (k, redone), (k_next, _) in zip(lengths, lengths[1:]):
+        if redone:
+            assert k_next <= max(1, k // 2), lengths
+    # growing back: full length (20 outer steps at n = 2) after enough clean batches
+    engine.shortened_batch, engine.clean_batches = 5, 0
+    for _ in range(engine_mod.CLEAN_BATCHES_TO_GROW):
+        engine.adapt_batch_length(5, redone=False)
+    assert engine.outer_steps_per_batch() == 10
+    for _ in range(engine_mod.CLEAN_BATCHES_TO_GROW):
+        engine.adapt_batch_length(10, redone=False)
+    assert engine.shortened_batch is None and engine.outer_steps_per_batch() == 20

@@ -77,6 +77,11 @@ def initialise_momenta(atoms: Atoms, temperature_K, seed) -> None:
 # neighbour lists' staleness). Short enough that atoms rarely outgrow half a
 # 1 Å skin within one batch (water's H moves ~0.03 Å/fs at 300 K: 0.25 Å in 8 fs).
 BATCH_INNER_STEPS = 16
+# After a batch that had to be done again, the next batches are half as long (down to one
+# outer step); after this many batches in a row that did not, they double again, up to
+# batch_inner_steps. From a hot start (a DFT frame that heats to 600 K in NVE), half the
+# 16-step batches of water outgrew a 1 Å skin and were done twice.
+CLEAN_BATCHES_TO_GROW = 8
 # After a batch, a neighbour list is rebuilt ahead of time when its atoms have
 # moved so far that the next batch, moving as far as this one did times this
 # margin, could outgrow half its skin (a batch that does is done again).
@@ -122,6 +127,7 @@ class Engine:
         self.neighbor_lists = neighbor_lists_of(fast, slow)
         self.batch_inner_steps = BATCH_INNER_STEPS
         self.n_redone = 0
+        self.shortened_batch, self.clean_batches = None, 0  # outer steps a batch is cut to after a redo
         # asked between batches: True ends the run there with KeyboardInterrupt (a Ctrl-C
         # deferred to a batch boundary never lands inside a model call; see md_cli)
         self.stop_requested = lambda: False
@@ -166,10 +172,9 @@ class Engine:
         bar = progress_bar(int(steps), "step", enabled=progress)
         self.call_observers()
         clock, since, left = time.perf_counter(), 0, int(steps)
-        per_batch = max(1, self.batch_inner_steps // self.settings.n_inner)
         with deterministic(self.tensor["device"]):
             while left > 0:
-                k = self.advance(min(per_batch, left))
+                k = self.advance(min(self.outer_steps_per_batch(), left))
                 left, since = left - k, since + k
                 if self.stop_requested():
                     raise KeyboardInterrupt
@@ -181,6 +186,28 @@ class Engine:
             self.call_observers(final=True)
         bar.close()
         return self.state
+
+    def outer_steps_per_batch(self) -> int:
+        """Outer steps in the next batch: batch_inner_steps' worth, or fewer for a
+        while after a batch outgrew a neighbour list (see CLEAN_BATCHES_TO_GROW)."""
+        full = max(1, self.batch_inner_steps // self.settings.n_inner)
+        return full if self.shortened_batch is None else min(full, self.shortened_batch)
+
+    def adapt_batch_length(self, k: int, redone: bool) -> None:
+        """Halve the batch after a redo of a k-step batch; double it back after
+        CLEAN_BATCHES_TO_GROW batches without one (the trajectory does not
+        depend on the batch length, only the work done twice does)."""
+        if redone:
+            self.shortened_batch, self.clean_batches = max(1, k // 2), 0
+            return
+        if self.shortened_batch is None:
+            return
+        self.clean_batches += 1
+        if self.clean_batches >= CLEAN_BATCHES_TO_GROW:
+            self.clean_batches = 0
+            self.shortened_batch *= 2
+            if self.shortened_batch >= max(1, self.batch_inner_steps // self.settings.n_inner):
+                self.shortened_batch = None
 
     def integrate(self, k: int) -> tuple[list, list, list]:
         """k outer steps from the current state: the states, after each the
@@ -212,6 +239,7 @@ class Engine:
             for nl in self.neighbor_lists:
                 nl.end_lazy()
         flags, stale, moved2 = self.read_batch(start, states, shortest)
+        self.adapt_batch_length(k, redone=stale)
         if stale:  # a list was outgrown within the batch: again, checking every call, up to a
             # flagged step (not on into atoms flying apart after a blow-up)
             self.n_redone += 1
