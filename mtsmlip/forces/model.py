@@ -119,16 +119,16 @@ class SkinNeighborList:
     def half_skin2_A2(self) -> float:
         return (0.5 * self.skin_A) ** 2
 
-    def needs_rebuild(self, positions: torch.Tensor) -> bool:
-        """Some atom moved more than half the skin (a host read).
-        Never for non-finite positions: the engine's safety check stops those."""
-        if self.built_at is None:
-            return True
-        moved2 = float(self.largest_move2_A2(positions))
-        return math.isfinite(moved2) and moved2 > self.half_skin2_A2
+    def outgrown(self, moved2_A2: float) -> bool:
+        """Some atom moved more than half the skin since the build. Never for
+        non-finite positions: the engine's safety check stops those."""
+        return math.isfinite(moved2_A2) and moved2_A2 > self.half_skin2_A2
 
-    def largest_move2_A2(self, positions: torch.Tensor) -> torch.Tensor:
-        """The largest squared displacement since the build (Å², device 0-d tensor)."""
+    def largest_move2_A2(self, positions: torch.Tensor, compiled: bool = False):
+        """The largest squared displacement since the build (Å²): a device 0-d
+        tensor, or a float from the compiled loop."""
+        if compiled:
+            return cpu_kernels.largest_move2_A2(host_array(positions), self.host_arrays_of_build()[0])
         return (positions - self.built_at).square().sum(1).max()
 
     def begin_lazy(self) -> None:
@@ -145,15 +145,17 @@ class SkinNeighborList:
         self.edge_index = edge_index
         self.shift_vectors = (shifts.to(torch.float64) @ self.cell.to(shifts.device)).to(positions)
         self.built_at = positions.detach().clone()
-        self.host_arrays = self.make_host_arrays() if self.compiled_for(positions) else None
+        self.host_arrays = None  # made at the first compiled call (host_arrays_of_build)
         self.ones = torch.ones(3, dtype=positions.dtype, device=positions.device)
         self.n_builds += 1
 
-    def make_host_arrays(self) -> tuple:
+    def host_arrays_of_build(self) -> tuple:
         """(positions at the build, edge_index, shift vectors) as the host arrays
-        the compiled loops read at every call."""
-        return (np.ascontiguousarray(self.built_at.numpy()), np.ascontiguousarray(self.edge_index.numpy()),
-                np.ascontiguousarray(self.shift_vectors.numpy(), dtype=np.float64))
+        the compiled loops read at every call, made once per build."""
+        if self.host_arrays is None:
+            self.host_arrays = (host_array(self.built_at), np.ascontiguousarray(self.edge_index.numpy()),
+                                host_array(self.shift_vectors))
+        return self.host_arrays
 
     def wide_enough_for_device(self) -> bool:
         """Every periodic direction of the cell at least 2 (cutoff + skin) wide
@@ -212,15 +214,21 @@ class SkinNeighborList:
         shortest edge length (Å; inf without edges; a 0-d tensor on the device,
         a float from the compiled loops). ``stale`` and ``moved2_A2`` of a lazy
         list are device tensors too, or plain numbers from the compiled loops."""
-        if self.compiled_for(positions):
-            return self._edges_compiled(positions, r_max_A)
-        if self.built_at is None or (not self.lazy and self.needs_rebuild(positions)):
+        compiled = self.compiled_for(positions)
+        if self.built_at is None:
             self.build(positions)
-        elif self.lazy:
-            moved2 = self.largest_move2_A2(positions.detach())
-            outgrown = moved2 > self.half_skin2_A2
-            self.stale = outgrown if self.stale is None else self.stale | outgrown
-            self.moved2_A2 = moved2
+        else:
+            moved2 = self.largest_move2_A2(positions.detach(), compiled)
+            if self.lazy:  # no host read: recorded for the engine, which reads it once per batch
+                outgrown = moved2 > self.half_skin2_A2
+                self.stale = outgrown if self.stale is None else self.stale | outgrown
+                self.moved2_A2 = moved2
+            elif self.outgrown(float(moved2)):
+                self.build(positions)
+        return (self._within_compiled if compiled else self._within_torch)(positions, r_max_A)
+
+    def _within_torch(self, positions: torch.Tensor, r_max_A: float):
+        """The edges of :meth:`edges` by torch operations on the positions' device."""
         edge_index = self.edge_index
         i, j = edge_index
         vectors = positions.index_select(0, j) - positions.index_select(0, i) + self.shift_vectors
@@ -233,25 +241,18 @@ class SkinNeighborList:
                                                                                 device=positions.device)
         return edge_index, vectors, shortest
 
-    def _edges_compiled(self, positions: torch.Tensor, r_max_A: float):
-        """:meth:`edges` in compiled loops on host arrays (the same edges and
-        vectors; the torch tensors returned share the arrays' memory)."""
-        x = np.ascontiguousarray(positions.detach().numpy())
-        if self.built_at is not None:
-            if self.host_arrays is None:  # built while calls took torch operations
-                self.host_arrays = self.make_host_arrays()
-            moved2 = cpu_kernels.largest_move2_A2(x, self.host_arrays[0])
-            if not self.lazy:
-                if math.isfinite(moved2) and moved2 > self.half_skin2_A2:
-                    self.build(positions)
-            else:  # plain numbers (a 0-d tensor costs more to make than the check itself)
-                self.stale = bool(moved2 > self.half_skin2_A2) or bool(self.stale)
-                self.moved2_A2 = moved2
-        else:
-            self.build(positions)
+    def _within_compiled(self, positions: torch.Tensor, r_max_A: float):
+        """The edges of :meth:`edges` by the compiled loop on host arrays (the
+        torch tensors returned share the arrays' memory)."""
         r_max2 = r_max_A * r_max_A if self.filter_edges else math.inf
-        edge_index, vectors, shortest2 = cpu_kernels.edges_within(x, *self.host_arrays[1:], r_max2)
+        edge_index, vectors, shortest2 = cpu_kernels.edges_within(host_array(positions),
+                                                                  *self.host_arrays_of_build()[1:], r_max2)
         return torch.from_numpy(edge_index), torch.from_numpy(vectors), math.sqrt(shortest2)
+
+
+def host_array(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's values as a C-contiguous float64 array (no copy when it is one)."""
+    return np.ascontiguousarray(tensor.detach().numpy(), dtype=np.float64)
 
 
 class ModelForces:
@@ -282,19 +283,23 @@ class ModelForces:
         edge_index, vectors, self.min_distance_A = self.neighbors.edges(positions, self.r_max)
         with deterministic(positions.device):
             out = self.model(self.graph(positions, edge_index, vectors))
-        if self.neighbors.compiled_for(positions):
-            edge_forces = out["edge_forces"].detach()
-            self.last_edges = (vectors, edge_forces)
-            forces = torch.from_numpy(cpu_kernels.atomic_forces(self.n_atoms, edge_index.numpy(), edge_forces.numpy()))
-            return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
-        forces = torch.zeros_like(positions)
-        edge_forces = out["edge_forces"].to(positions.dtype)
+        edge_forces = out["edge_forces"].detach()
         self.last_edges = (vectors, edge_forces)
+        return out["total_energy"].detach().reshape(()).to(positions.dtype), \
+            self.atomic_forces(positions, edge_index, edge_forces)
+
+    def atomic_forces(self, positions, edge_index, edge_forces) -> torch.Tensor:
+        """(N, 3) float64: the scatter-sum of the edge forces, +f on each edge's
+        first atom, −f on its second (compiled on the CPU, torch operations on a GPU)."""
+        if self.neighbors.compiled_for(positions):
+            return torch.from_numpy(cpu_kernels.atomic_forces(self.n_atoms, edge_index.numpy(), edge_forces.numpy()))
+        forces = torch.zeros_like(positions)
+        edge_forces = edge_forces.to(positions.dtype)
         forces.index_add_(0, edge_index[0], edge_forces)
         # a negated copy, not alpha=-1: index_add_ with alpha takes a slow path on the CPU
         # (295 against 50 µs for 4000 edges); the sums are bit for bit the same
         forces.index_add_(0, edge_index[1], edge_forces.neg())
-        return out["total_energy"].detach().reshape(()).to(positions.dtype), forces
+        return forces
 
     def neighbor_lists(self) -> list:
         return [self.neighbors]

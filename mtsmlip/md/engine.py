@@ -190,8 +190,11 @@ class Engine:
     def outer_steps_per_batch(self) -> int:
         """Outer steps in the next batch: batch_inner_steps' worth, or fewer for a
         while after a batch outgrew a neighbour list (see CLEAN_BATCHES_TO_GROW)."""
-        full = max(1, self.batch_inner_steps // self.settings.n_inner)
+        full = self.full_batch_outer_steps()
         return full if self.shortened_batch is None else min(full, self.shortened_batch)
+
+    def full_batch_outer_steps(self) -> int:
+        return max(1, self.batch_inner_steps // self.settings.n_inner)
 
     def adapt_batch_length(self, k: int, redone: bool) -> None:
         """Halve the batch after a redo of a k-step batch; double it back after
@@ -206,7 +209,7 @@ class Engine:
         if self.clean_batches >= CLEAN_BATCHES_TO_GROW:
             self.clean_batches = 0
             self.shortened_batch *= 2
-            if self.shortened_batch >= max(1, self.batch_inner_steps // self.settings.n_inner):
+            if self.shortened_batch >= self.full_batch_outer_steps():
                 self.shortened_batch = None
 
     def integrate(self, k: int) -> tuple[list, list, list]:
