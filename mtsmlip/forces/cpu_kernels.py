@@ -89,24 +89,13 @@ def edges_within(positions, edge_index, shift_vectors, r_max2_A2):
 def atomic_forces(n_atoms, edge_index, edge_forces):
     """Forces (n_atoms, 3) float64 eV/Å from per-edge forces dE/d(edge vector):
     +f on each edge's first atom, −f on its second, summed in edge order (first
-    all the + terms, then all the − terms, as two ``index_add_`` calls do).
-
-    The + terms of a run of edges with one first atom (the lists are sorted by
-    it) are summed in registers, starting from that atom's sum so far: the same
-    additions in the same order, without waiting on a store per edge."""
+    all the + terms, then all the − terms, as two ``index_add_`` calls do)."""
     forces = np.zeros((n_atoms, 3))
-    n_edges = edge_index.shape[1]
-    e = 0
-    while e < n_edges:
+    for e in range(edge_index.shape[1]):
         i = edge_index[0, e]
-        f0, f1, f2 = forces[i, 0], forces[i, 1], forces[i, 2]
-        while e < n_edges and edge_index[0, e] == i:
-            f0 += np.float64(edge_forces[e, 0])
-            f1 += np.float64(edge_forces[e, 1])
-            f2 += np.float64(edge_forces[e, 2])
-            e += 1
-        forces[i, 0], forces[i, 1], forces[i, 2] = f0, f1, f2
-    for e in range(n_edges):
+        for c in range(3):
+            forces[i, c] += np.float64(edge_forces[e, c])
+    for e in range(edge_index.shape[1]):
         j = edge_index[1, e]
         for c in range(3):
             forces[j, c] += -np.float64(edge_forces[e, c])
