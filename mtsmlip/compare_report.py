@@ -10,7 +10,7 @@ vibration amplitude about the sites and the Lindemann ratio instead of
 diffusion). Drift, species temperatures and VDOS are judged for all.
 
 compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
-RDF difference, NVE drift, diffusion ± block error, mean temperature (and each
+RDF difference, NVE drift, diffusion ± its error over groups of atoms, mean temperature (and each
 species' ± block error) and the verdict (a run that blew up: ``unstable``, why,
 and ``unstable_in``, "production" or "nve"; it fails); ``largest_n_within_tolerance``;
 ``scale_separation`` (power of the slow and fast forces above each outer step's
@@ -39,8 +39,9 @@ from .errors import DataError
 from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
-N_DIFFUSION_BLOCKS = 4
+N_DIFFUSION_BLOCKS = 4  # time blocks of the block means (temperatures, energies, vibrations)
 MIN_FRAMES_PER_BLOCK = 5
+N_DIFFUSION_GROUPS = 4  # groups of atoms whose spread is the error bar of a diffusion coefficient
 
 
 def ns_per_day(simulated_ps: float, wall_s: float) -> float:
@@ -78,14 +79,14 @@ def rdf_range_A(template: Atoms) -> float:
 
 
 def diffusion(samples: dict, template: Atoms, interval_ps: float) -> dict | None:
-    """{symbol: DiffusionEstimate} from block-averaged MSDs of the sampled run,
-    or None when the run is too short for block averages (the verdict then fails
-    the diffusion check by name)."""
+    """{symbol: DiffusionEstimate} from the whole run's MSD (error bar: the spread
+    over groups of atoms, :func:`mtsmlip.analysis.diffusion_groups`), or None when
+    the run is too short (the verdict then fails the diffusion check by name)."""
     if len(samples["step"]) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
         return None
     positions = an.unwrap_positions(samples["positions_A"].astype(float), template.cell.array)
     return an.species_diffusion(positions, template.get_chemical_symbols(), template.get_masses(), interval_ps,
-                                N_DIFFUSION_BLOCKS)
+                                N_DIFFUSION_GROUPS)
 
 
 def heaviest_species(template: Atoms) -> str:

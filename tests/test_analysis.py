@@ -144,11 +144,37 @@ def random_walk_A(rng, D_A2_per_ps, dt_ps, n_steps, n_atoms):
 def test_random_walk_diffusion_recovered_within_error_bar():
     D_true, dt_ps, n_atoms = 0.25, 0.01, 200
     x_A = random_walk_A(np.random.default_rng(7), D_true, dt_ps, 4000, n_atoms)
-    estimate = an.diffusion_blocks(x_A, dt_ps, n_blocks=8)
+    estimate = an.diffusion_groups(x_A, dt_ps, n_groups=8)
     D_expected = D_true * (1 - 1 / n_atoms)  # COM removal takes one atom's worth of motion
     assert abs(estimate.D_A2_per_ps - D_expected) < 3 * estimate.stderr_A2_per_ps
     assert estimate.stderr_A2_per_ps < 0.05 * D_true
-    assert len(estimate.per_block_A2_per_ps) == 8
+    assert len(estimate.per_group_A2_per_ps) == 8
+
+
+def test_diffusion_is_fitted_where_the_motion_diffuses_not_where_it_rattles():
+    """Atoms that diffuse and also oscillate fast (a libration of 0.4 Å at a 60 fs
+    period, each atom at its own phase), over a run of 1.5 ps: the diffusion
+    coefficient is the random walk's, within 5 %. Fits of the MSD at lags shorter
+    than a few periods (as of short time blocks) see the oscillation's rise and
+    overestimate it several times."""
+    rng = np.random.default_rng(11)
+    D_true, dt_ps, n_atoms, n_frames = 0.25, 0.005, 2000, 300
+    walk_A = random_walk_A(rng, D_true, dt_ps, n_frames, n_atoms)
+    t_ps = np.arange(n_frames)[:, None, None] * dt_ps
+    phase = rng.uniform(0, 2 * np.pi, (1, n_atoms, 3))
+    x_A = walk_A + 0.4 * np.sin(2 * np.pi * t_ps / 0.060 + phase)
+    D_expected = D_true * (1 - 1 / n_atoms)
+    estimate = an.diffusion_groups(x_A, dt_ps)
+    assert estimate.D_A2_per_ps == pytest.approx(D_expected, rel=0.05)
+    lag_ps, msd_A2 = an.msd(x_A, dt_ps)
+    short_lags = an.diffusion_from_msd(lag_ps, msd_A2, 0.0075, 0.0375)  # 10-50 % of a 75 fs block
+    assert short_lags > 2 * D_expected
+
+
+def test_diffusion_of_one_atom_has_no_error_bar():
+    x_A = random_walk_A(np.random.default_rng(12), 0.5, 0.01, 200, 3)
+    estimate = an.diffusion_groups(x_A, 0.01, select=[1])
+    assert len(estimate.per_group_A2_per_ps) == 1 and estimate.stderr_A2_per_ps == np.inf
 
 
 def test_unwrapping_across_boundaries_restores_the_path():
@@ -513,7 +539,10 @@ def _positions(frames=10, atoms=4):
     (lambda: an.msd(_positions(), 0.0), "msd", "frame_interval_ps"),
     (lambda: an.unwrap_positions(_positions(), np.zeros((3, 3))), "unwrap_positions", "cells_A"),
     (lambda: an.remove_com_drift(_positions(), np.ones(3)), "remove_com_drift", "masses_amu"),
-    (lambda: an.diffusion_blocks(_positions(frames=6), 0.01), "diffusion_blocks", "positions_unwrapped_A"),
+    (lambda: an.diffusion_groups(_positions(frames=6), 0.01), "diffusion_groups", "positions_unwrapped_A"),
+    (lambda: an.diffusion_groups(_positions(frames=40), 0.01, n_groups=1), "diffusion_groups", "n_groups"),
+    (lambda: an.diffusion_groups(_positions(frames=40), 0.01, fit_fraction=(0.3, 0.8)), "diffusion_groups",
+     "fit_fraction"),
     (lambda: an.species_diffusion(_positions(frames=40), ["H"] * 3, None, 0.01), "species_diffusion", "symbols"),
     (lambda: an.mobile_species(_positions(frames=1), ["H"] * 4), "mobile_species", "positions_unwrapped_A"),
     (lambda: an.species_temperatures(_positions(frames=2), ["H"] * 4, np.ones(4)), "species_temperatures",

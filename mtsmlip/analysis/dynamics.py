@@ -90,11 +90,22 @@ def _msd_fft(x: np.ndarray, n_lags: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DiffusionEstimate:
-    """Self-diffusion coefficient, mean ± standard error over blocks, Å²/ps."""
+    """Self-diffusion coefficient, mean ± standard error over groups of atoms, Å²/ps."""
 
     D_A2_per_ps: float
     stderr_A2_per_ps: float
-    per_block_A2_per_ps: tuple[float, ...]
+    per_group_A2_per_ps: tuple[float, ...]
+
+
+# Lags the MSD is fitted over, as fractions of the run, of at most FIT_SPAN_PS of it.
+# The MSD of a liquid grows linearly only past the velocity's memory: in water at
+# 300 K the ballistic start, the cage's rattling and the hydrogens' librations take
+# the first 0.2-0.3 ps, so a 1.5 ps run is fitted at 0.3-0.75 ps. Lags past half
+# the run average over too few time origins. The span's cap keeps the window at
+# 1-2.5 ps in longer runs, so that their error falls as 1/√(run length) (with the
+# window growing with the run, it would not fall at all).
+FIT_FRACTION = (0.2, 0.5)
+FIT_SPAN_PS = 5.0
 
 
 def diffusion_from_msd(lag_time_ps, msd_A2, fit_start_ps, fit_end_ps, n_dims=3) -> float:
@@ -108,39 +119,52 @@ def diffusion_from_msd(lag_time_ps, msd_A2, fit_start_ps, fit_end_ps, n_dims=3) 
     return float(slope / (2 * n_dims))
 
 
-def diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks=5, fit_fraction=(0.1, 0.5),
+def diffusion_groups(positions_unwrapped_A, frame_interval_ps, n_groups=4, fit_fraction=FIT_FRACTION,
                      masses_amu=None, select=None) -> DiffusionEstimate:
-    """D with an error bar: split the trajectory (T, N, 3) into ``n_blocks``
-    contiguous blocks, compute each block's MSD (COM drift removed) and fit it
-    over lag times ``fit_fraction`` × block duration (default 10–50 %: past the
-    ballistic start, before the noisy long lags). Returns mean ± std/√n_blocks."""
-    x = check_trajectory(positions_unwrapped_A, "diffusion_blocks", "positions_unwrapped_A", min_frames=3 * n_blocks)
-    if n_blocks < 2:
-        raise DataError(f"diffusion_blocks, field 'n_blocks': need at least 2 blocks for an error bar (got {n_blocks})")
-    blocks = np.array_split(x, n_blocks)
-    per_block = [_block_D(b, frame_interval_ps, fit_fraction, masses_amu, select) for b in blocks]
-    return DiffusionEstimate(float(np.mean(per_block)),
-                             float(np.std(per_block, ddof=1) / np.sqrt(n_blocks)), tuple(per_block))
+    """D with an error bar from the whole run (T, N, 3): the MSD over every time
+    origin of the run (centre-of-mass drift of all atoms removed), fitted over
+    lags ``fit_fraction`` × the run's duration (:data:`FIT_FRACTION`), for each of
+    ``n_groups`` groups of the selected atoms (contiguous in index, so that a
+    molecule's atoms mostly share one). Returns the mean over the groups ±
+    std/√groups; with one atom, one group and an infinite error bar.
+
+    Fitting the whole run's MSD, not the MSDs of short time blocks, keeps the fit
+    at lags where the motion diffuses: blocks of a 1.5 ps run are 0.4 ps long,
+    and their fits at 0.04-0.19 ps measured the cage's rattling and the
+    hydrogens' librations, which no integrator error needs to change for the
+    diffusion to change, and the other way round."""
+    x = check_trajectory(positions_unwrapped_A, "diffusion_groups", "positions_unwrapped_A", min_frames=8)
+    check_positive(frame_interval_ps, "diffusion_groups", "frame_interval_ps")
+    if int(n_groups) < 2:
+        raise DataError(f"diffusion_groups, field 'n_groups': need at least 2 groups for an error bar (got {n_groups})")
+    f0, f1 = fit_fraction
+    if not 0 <= f0 < f1 <= 0.5:
+        raise DataError(f"diffusion_groups, field 'fit_fraction': need 0 ≤ start < end ≤ 0.5 (got {fit_fraction})")
+    atoms = np.arange(x.shape[1]) if select is None else np.arange(x.shape[1])[select]
+    if len(atoms) == 0:
+        raise DataError("diffusion_groups, field 'select': selects no atom")
+    x = remove_com_drift(x, masses_amu)
+    span_ps = min((len(x) - 1) * frame_interval_ps, FIT_SPAN_PS)
+    per_group = []
+    for group in np.array_split(atoms, min(int(n_groups), len(atoms))):
+        lag_ps, msd_A2 = msd(x, frame_interval_ps, select=group, remove_com=False)
+        per_group.append(diffusion_from_msd(lag_ps, msd_A2, f0 * span_ps, f1 * span_ps))
+    stderr = float(np.std(per_group, ddof=1) / np.sqrt(len(per_group))) if len(per_group) > 1 else np.inf
+    return DiffusionEstimate(float(np.mean(per_group)), stderr, tuple(per_group))
 
 
-def _block_D(block, frame_interval_ps, fit_fraction, masses_amu, select) -> float:
-    lag_ps, msd_A2 = msd(block, frame_interval_ps, masses_amu, select, max_lag=len(block) - 1)
-    duration_ps = (len(block) - 1) * frame_interval_ps
-    return diffusion_from_msd(lag_ps, msd_A2, fit_fraction[0] * duration_ps, fit_fraction[1] * duration_ps)
-
-
-def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_blocks=5, fit_fraction=(0.1, 0.5)):
+def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_groups=4, fit_fraction=FIT_FRACTION):
     """{symbol: DiffusionEstimate} for each species of a (wrapped) trajectory."""
     return species_diffusion(unwrapped_positions_A(frames), _frames.chemical_symbols(frames),
-                             frames[0].get_masses(), frame_interval_ps, n_blocks, fit_fraction)
+                             frames[0].get_masses(), frame_interval_ps, n_groups, fit_fraction)
 
 
-def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_blocks=5,
-                      fit_fraction=(0.1, 0.5)) -> dict:
+def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_groups=4,
+                      fit_fraction=FIT_FRACTION) -> dict:
     """{symbol: DiffusionEstimate} from unwrapped positions (T, N, 3) Å; symbols (N,)."""
     x = check_trajectory(positions_unwrapped_A, "species_diffusion", "positions_unwrapped_A")
     symbols = check_per_atom(symbols, x.shape[1], "species_diffusion", "symbols")
-    return {s: diffusion_blocks(positions_unwrapped_A, frame_interval_ps, n_blocks, fit_fraction, masses_amu,
+    return {s: diffusion_groups(positions_unwrapped_A, frame_interval_ps, n_groups, fit_fraction, masses_amu,
                                 symbols == s) for s in sorted(set(symbols.tolist()))}
 
 
