@@ -19,7 +19,7 @@ The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
 a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
 Diffusion is judged only for the species that diffuse in the baseline run
 (``diffusion_judged_species``: mean squared displacement over the run above
-1 Å²); in a crystal none does, and its MSD slope is vibration, not diffusion.
+0.25 Å²); in a crystal none does, and its MSD slope is vibration, not diffusion.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from .files import atomic_write, atomic_write_json
 MAX_RDF_FRAMES = 200
 N_DIFFUSION_BLOCKS = 4  # time blocks of the block means (temperatures, energies, vibrations)
 MIN_FRAMES_PER_BLOCK = 5
-N_DIFFUSION_GROUPS = 4  # groups of atoms whose spread is the error bar of a diffusion coefficient
+N_DIFFUSION_GROUPS = 8  # groups of atoms whose spread (× x, y, z) is the error bar of a diffusion coefficient
+DIFFUSIVE_LAG_PS = 0.5  # a report note says a fit starting before this lag is short-time mobility
+MIN_DIFFUSION_FRAMES = 20  # saved frames below which a run is too short for a diffusion coefficient
 
 
 def ns_per_day(simulated_ps: float, wall_s: float) -> float:
@@ -82,7 +84,7 @@ def diffusion(samples: dict, template: Atoms, interval_ps: float) -> dict | None
     """{symbol: DiffusionEstimate} from the whole run's MSD (error bar: the spread
     over groups of atoms, :func:`mtsmlip.analysis.diffusion_groups`), or None when
     the run is too short (the verdict then fails the diffusion check by name)."""
-    if len(samples["step"]) < N_DIFFUSION_BLOCKS * MIN_FRAMES_PER_BLOCK:
+    if len(samples["step"]) < MIN_DIFFUSION_FRAMES:
         return None
     positions = an.unwrap_positions(samples["positions_A"].astype(float), template.cell.array)
     return an.species_diffusion(positions, template.get_chemical_symbols(), template.get_masses(), interval_ps,
@@ -194,7 +196,9 @@ def run_metrics(record, context: Context):
         metrics.diffusion = d
         numbers.update(diffusion_A2_per_ps=d[heavy].D_A2_per_ps if d else None,
                        diffusion_err_A2_per_ps=d[heavy].stderr_A2_per_ps if d else None, diffusion_species=heavy,
-                       diffusion_by_species={s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()})
+                       diffusion_by_species={s: [e.D_A2_per_ps, e.stderr_A2_per_ps] for s, e in (d or {}).items()},
+                       diffusion_fit_lags_ps=list(an.fit_lags_ps(len(samples["step"]), run.simulated_ps(1)))
+                       if d else None)
     elif context.kind == "crystal":
         x = positions_unwrapped(samples, template)
         metrics.vibration = an.vibration_amplitudes(x, symbols, masses, N_DIFFUSION_BLOCKS)
@@ -518,6 +522,12 @@ def format_table(result: dict) -> str:
         lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
+    fit = result["baseline"].get("diffusion_fit_lags_ps")
+    if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS:
+        lines.append(f"D is fitted at lags {fit[0]:.2g}-{fit[1]:.2g} ps, 20-50 % of the run: before "
+                     f"{DIFFUSIVE_LAG_PS:g} ps a liquid's MSD still holds the ballistic start and the cage's rattling "
+                     f"(in water, librations), so it is a short-time mobility, not a diffusion coefficient; "
+                     f"runs of {DIFFUSIVE_LAG_PS / 0.2:g} ps or more fit past it")
     if result.get("baseline_step_headroom"):
         lines.append(headroom_text(result["baseline_step_headroom"]))
     for_sampling = result.get("largest_n_for_sampling")

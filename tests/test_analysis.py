@@ -148,33 +148,44 @@ def test_random_walk_diffusion_recovered_within_error_bar():
     D_expected = D_true * (1 - 1 / n_atoms)  # COM removal takes one atom's worth of motion
     assert abs(estimate.D_A2_per_ps - D_expected) < 3 * estimate.stderr_A2_per_ps
     assert estimate.stderr_A2_per_ps < 0.05 * D_true
-    assert len(estimate.per_group_A2_per_ps) == 8
+    assert len(estimate.per_group_A2_per_ps) == 8 * 3  # each group along x, y and z
 
 
 def test_diffusion_is_fitted_where_the_motion_diffuses_not_where_it_rattles():
     """Atoms that diffuse and also oscillate fast (a libration of 0.4 Å at a 60 fs
     period, each atom at its own phase), over a run of 1.5 ps: the diffusion
-    coefficient is the random walk's, within 5 %. Fits of the MSD at lags shorter
-    than a few periods (as of short time blocks) see the oscillation's rise and
-    overestimate it several times."""
+    coefficient is the random walk's, within 5 %. Fitted at the lags the old
+    time blocks used (37.5-187.5 fs: 10-50 % of a quarter of the run), the
+    oscillation's rise and fall moves it by more than 10 %."""
     rng = np.random.default_rng(11)
-    D_true, dt_ps, n_atoms, n_frames = 0.25, 0.005, 2000, 300
+    D_true, dt_ps, n_atoms, n_frames = 0.25, 0.005, 2000, 301
     walk_A = random_walk_A(rng, D_true, dt_ps, n_frames, n_atoms)
     t_ps = np.arange(n_frames)[:, None, None] * dt_ps
     phase = rng.uniform(0, 2 * np.pi, (1, n_atoms, 3))
     x_A = walk_A + 0.4 * np.sin(2 * np.pi * t_ps / 0.060 + phase)
     D_expected = D_true * (1 - 1 / n_atoms)
     estimate = an.diffusion_groups(x_A, dt_ps)
+    assert an.fit_lags_ps(n_frames, dt_ps) == pytest.approx((0.3, 0.75))
     assert estimate.D_A2_per_ps == pytest.approx(D_expected, rel=0.05)
-    lag_ps, msd_A2 = an.msd(x_A, dt_ps)
-    short_lags = an.diffusion_from_msd(lag_ps, msd_A2, 0.0075, 0.0375)  # 10-50 % of a 75 fs block
-    assert short_lags > 2 * D_expected
+    assert abs(estimate.D_A2_per_ps - D_expected) < 4 * estimate.stderr_A2_per_ps
+    short_lags = an.diffusion_groups(x_A, dt_ps, fit_fraction=(0.025, 0.125)).D_A2_per_ps
+    assert abs(short_lags - D_expected) > 0.1 * D_expected
 
 
-def test_diffusion_of_one_atom_has_no_error_bar():
+def test_diffusion_of_one_atom_has_an_error_bar_from_its_three_directions():
     x_A = random_walk_A(np.random.default_rng(12), 0.5, 0.01, 200, 3)
-    estimate = an.diffusion_groups(x_A, 0.01, select=[1])
-    assert len(estimate.per_group_A2_per_ps) == 1 and estimate.stderr_A2_per_ps == np.inf
+    for select in ([1], np.array([False, True, False])):
+        estimate = an.diffusion_groups(x_A, 0.01, select=select)
+        assert len(estimate.per_group_A2_per_ps) == 3 and 0 < estimate.stderr_A2_per_ps < np.inf
+
+
+def test_diffusion_of_a_long_run_saved_sparsely_is_fitted_where_it_has_frames():
+    """A 200 ps run saved every 2 ps: the fit's span grows past FIT_SPAN_PS to hold
+    enough saved lags, and D is the walk's."""
+    x_A = random_walk_A(np.random.default_rng(13), 0.25, 2.0, 101, 500)
+    start_ps, end_ps = an.fit_lags_ps(101, 2.0)
+    assert (end_ps - start_ps) / 2.0 >= 5
+    assert an.diffusion_groups(x_A, 2.0).D_A2_per_ps == pytest.approx(0.25, rel=0.1)
 
 
 def test_unwrapping_across_boundaries_restores_the_path():
@@ -540,7 +551,9 @@ def _positions(frames=10, atoms=4):
     (lambda: an.unwrap_positions(_positions(), np.zeros((3, 3))), "unwrap_positions", "cells_A"),
     (lambda: an.remove_com_drift(_positions(), np.ones(3)), "remove_com_drift", "masses_amu"),
     (lambda: an.diffusion_groups(_positions(frames=6), 0.01), "diffusion_groups", "positions_unwrapped_A"),
-    (lambda: an.diffusion_groups(_positions(frames=40), 0.01, n_groups=1), "diffusion_groups", "n_groups"),
+    (lambda: an.diffusion_groups(_positions(frames=40), 0.01, n_groups=0), "diffusion_groups", "n_groups"),
+    (lambda: an.diffusion_groups(_positions(frames=8), 0.01, fit_fraction=(0.45, 0.5)), "diffusion_groups",
+     "frame_interval_ps"),
     (lambda: an.diffusion_groups(_positions(frames=40), 0.01, fit_fraction=(0.3, 0.8)), "diffusion_groups",
      "fit_fraction"),
     (lambda: an.species_diffusion(_positions(frames=40), ["H"] * 3, None, 0.01), "species_diffusion", "symbols"),

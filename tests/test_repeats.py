@@ -15,8 +15,9 @@ FRAME_PS = 0.01
 
 
 def brownian_D(rng, D_A2_per_ps: float, n_atoms: int = 64, n_frames: int = 400) -> float:
-    """Diffusion coefficient estimated (as compare does: block MSD fits) from a
-    random walk whose true D is known: steps of variance 2·D·Δt per coordinate."""
+    """Diffusion coefficient estimated (as compare does: whole-run MSD fits per
+    group of atoms) from a random walk whose true D is known: steps of variance
+    2·D·Δt per coordinate."""
     steps = rng.normal(0.0, math.sqrt(2 * D_A2_per_ps * FRAME_PS), size=(n_frames, n_atoms, 3))
     x = np.cumsum(steps, axis=0)
     d = species_diffusion(x, ["Ar"] * n_atoms, np.ones(n_atoms), FRAME_PS, 4)
@@ -56,7 +57,7 @@ def test_confidence_interval_covers_the_true_difference_at_its_stated_rate():
     apart), the 95 % CI contains the true difference about 95 % of the time."""
     rng = np.random.default_rng(4)
     true_ref = 1.0
-    # the estimator's own mean (block fits of a finite walk), so the "true" value is the
+    # the estimator's own mean (whole-run MSD fits of a finite walk), so the "true" value is the
     # expectation of what the repeats measure, as it is for MD observables
     mean_run = np.mean([brownian_D(rng, 1.1, n_atoms=16, n_frames=120) for _ in range(400)])
     mean_ref = np.mean([brownian_D(rng, true_ref, n_atoms=16, n_frames=120) for _ in range(400)])

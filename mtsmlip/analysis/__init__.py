@@ -7,7 +7,7 @@ Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
 """
 
 from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_by_species, diffusion_groups,
-                       diffusion_from_msd, drift_meV_per_atom_per_ps, energy_fluctuation_ratio, mobile_species, msd, remove_com_drift, species_diffusion,
+                       diffusion_from_msd, drift_meV_per_atom_per_ps, fit_lags_ps, energy_fluctuation_ratio, mobile_species, msd, remove_com_drift, species_diffusion,
                        species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
 from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autocorrelation, force_spectrum,
@@ -29,7 +29,7 @@ __all__ = [
     "dihedral_distributions", "dihedral_quads", "distance_distributions", "distribution_difference",
     "distributions_difference", "lindemann_ratio", "local_pairs", "vibration_amplitudes",
     "DiffusionEstimate", "RunMetrics", "SAMPLING_CHECKS", "failed_checks", "THZ_TO_CM1", "Tolerance", "autocorrelation", "cells_A",
-    "chemical_symbols", "diffusion_by_species", "diffusion_groups", "diffusion_from_msd",
+    "chemical_symbols", "diffusion_by_species", "diffusion_groups", "diffusion_from_msd", "fit_lags_ps",
     "drift_meV_per_atom_per_ps", "energy_fluctuation_ratio", "force_autocorrelation", "force_spectrum", "forces_eV_per_A",
     "largest_n_within_tolerance", "mobile_species", "msd", "nyquist_THz", "partner_density_per_A3", "positions_A",
     "power_above_frequency_fraction", "power_spectrum", "rdf", "rdf_difference", "rdf_differences",

@@ -12,7 +12,7 @@ A run passes when every check that its :class:`Tolerance` enables holds:
 * structure:  ``rdf_differences(run, baseline)["overall"]`` (the worst pair's
               RMS Δg, see :mod:`.structure`) ≤ rdf_diff;
 * dynamics:   for every species, |D_run − D_base| ≤ diffusion_sigma ·
-              sqrt(σ_run² + σ_base²) with σ the block standard errors;
+              sqrt(σ_run² + σ_base²) with σ the standard errors of the estimates;
 * temperature: for every species, |T_run − T_base| ≤ max(temperature_sigma ·
               sqrt(σ_run² + σ_base²), temperature_fraction · T_base): a species
               that runs hot (resonance heats the hydrogens first) fails;

@@ -90,7 +90,8 @@ def _msd_fft(x: np.ndarray, n_lags: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class DiffusionEstimate:
-    """Self-diffusion coefficient, mean ± standard error over groups of atoms, Å²/ps."""
+    """Self-diffusion coefficient, mean ± standard error of the estimates of
+    groups of atoms along x, y and z (per_group: group 1's x, y, z, group 2's...), Å²/ps."""
 
     D_A2_per_ps: float
     stderr_A2_per_ps: float
@@ -119,47 +120,73 @@ def diffusion_from_msd(lag_time_ps, msd_A2, fit_start_ps, fit_end_ps, n_dims=3) 
     return float(slope / (2 * n_dims))
 
 
-def diffusion_groups(positions_unwrapped_A, frame_interval_ps, n_groups=4, fit_fraction=FIT_FRACTION,
+def diffusion_groups(positions_unwrapped_A, frame_interval_ps, n_groups=8, fit_fraction=FIT_FRACTION,
                      masses_amu=None, select=None) -> DiffusionEstimate:
     """D with an error bar from the whole run (T, N, 3): the MSD over every time
     origin of the run (centre-of-mass drift of all atoms removed), fitted over
-    lags ``fit_fraction`` × the run's duration (:data:`FIT_FRACTION`), for each of
-    ``n_groups`` groups of the selected atoms (contiguous in index, so that a
-    molecule's atoms mostly share one). Returns the mean over the groups ±
-    std/√groups; with one atom, one group and an infinite error bar.
+    lags ``fit_fraction`` × the run's duration (:data:`FIT_FRACTION`; runs longer
+    than :data:`FIT_SPAN_PS` at the lags of a run of that length, widened to hold
+    at least :data:`MIN_FIT_LAGS` saved frames), D = slope / 2 along each
+    Cartesian direction of each of ``n_groups`` groups of the selected atoms
+    (contiguous in index, so that a molecule's atoms mostly share one; at most
+    one group per atom). Returns the mean of those estimates ± their standard
+    error: 3·n_groups estimates, 3 even for one atom (an isotropic liquid's
+    directions move independently).
 
     Fitting the whole run's MSD, not the MSDs of short time blocks, keeps the fit
     at lags where the motion diffuses: blocks of a 1.5 ps run are 0.4 ps long,
-    and their fits at 0.04-0.19 ps measured the cage's rattling and the
-    hydrogens' librations, which no integrator error needs to change for the
-    diffusion to change, and the other way round."""
+    and their fits at 0.04-0.19 ps measured mostly the cage's rattling and the
+    hydrogens' librations. The error bar misses what the groups share (the
+    run's collective motion, a global thermostat's kicks); independent repeats
+    (``compare --repeats``) see that too."""
     x = check_trajectory(positions_unwrapped_A, "diffusion_groups", "positions_unwrapped_A", min_frames=8)
     check_positive(frame_interval_ps, "diffusion_groups", "frame_interval_ps")
-    if int(n_groups) < 2:
-        raise DataError(f"diffusion_groups, field 'n_groups': need at least 2 groups for an error bar (got {n_groups})")
+    if int(n_groups) < 1:
+        raise DataError(f"diffusion_groups, field 'n_groups': need at least 1 group (got {n_groups})")
     f0, f1 = fit_fraction
     if not 0 <= f0 < f1 <= 0.5:
         raise DataError(f"diffusion_groups, field 'fit_fraction': need 0 ≤ start < end ≤ 0.5 (got {fit_fraction})")
     atoms = np.arange(x.shape[1]) if select is None else np.arange(x.shape[1])[select]
     if len(atoms) == 0:
         raise DataError("diffusion_groups, field 'select': selects no atom")
+    start_ps, end_ps = fit_lags_ps(len(x), frame_interval_ps, fit_fraction)
     x = remove_com_drift(x, masses_amu)
-    span_ps = min((len(x) - 1) * frame_interval_ps, FIT_SPAN_PS)
-    per_group = []
+    n_lags = min(int(end_ps / frame_interval_ps + 1e-9) + 1, len(x) // 2 + 1)
+    lag_ps = np.arange(n_lags) * frame_interval_ps
+    estimates = []
     for group in np.array_split(atoms, min(int(n_groups), len(atoms))):
-        lag_ps, msd_A2 = msd(x, frame_interval_ps, select=group, remove_com=False)
-        per_group.append(diffusion_from_msd(lag_ps, msd_A2, f0 * span_ps, f1 * span_ps))
-    stderr = float(np.std(per_group, ddof=1) / np.sqrt(len(per_group))) if len(per_group) > 1 else np.inf
-    return DiffusionEstimate(float(np.mean(per_group)), stderr, tuple(per_group))
+        displaced = x[:, group] - x[0, group]
+        for axis in range(3):
+            msd_A2 = _msd_fft(displaced[:, :, axis], n_lags) / len(group)
+            estimates.append(diffusion_from_msd(lag_ps, msd_A2, start_ps, end_ps, n_dims=1))
+    stderr = float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
+    return DiffusionEstimate(float(np.mean(estimates)), stderr, tuple(estimates))
 
 
-def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_groups=4, fit_fraction=FIT_FRACTION):
+MIN_FIT_LAGS = 5
+
+
+def fit_lags_ps(n_frames: int, frame_interval_ps: float, fit_fraction=FIT_FRACTION) -> tuple[float, float]:
+    """The lags (start, end) ps over which :func:`diffusion_groups` fits the MSD
+    of a run of `n_frames` saved every `frame_interval_ps`; DataError naming the
+    field when the window would hold fewer than 2 saved lags."""
+    run_ps = (n_frames - 1) * frame_interval_ps
+    span_ps = min(run_ps, max(FIT_SPAN_PS, MIN_FIT_LAGS * frame_interval_ps / (fit_fraction[1] - fit_fraction[0])))
+    start_ps, end_ps = fit_fraction[0] * span_ps, fit_fraction[1] * span_ps
+    if int(end_ps / frame_interval_ps + 1e-9) - int(np.ceil(start_ps / frame_interval_ps - 1e-9)) < 1:
+        raise DataError(f"diffusion_groups, field 'frame_interval_ps': {n_frames} frames {frame_interval_ps:g} ps "
+                        f"apart put fewer than 2 saved lags in the fit window {start_ps:g}-{end_ps:g} ps "
+                        f"(fit_fraction {tuple(fit_fraction)}); save frames more often or run longer")
+    return start_ps, end_ps
+
+
+def diffusion_by_species(frames: Sequence[Atoms], frame_interval_ps, n_groups=8, fit_fraction=FIT_FRACTION):
     """{symbol: DiffusionEstimate} for each species of a (wrapped) trajectory."""
     return species_diffusion(unwrapped_positions_A(frames), _frames.chemical_symbols(frames),
                              frames[0].get_masses(), frame_interval_ps, n_groups, fit_fraction)
 
 
-def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_groups=4,
+def species_diffusion(positions_unwrapped_A, symbols, masses_amu, frame_interval_ps, n_groups=8,
                       fit_fraction=FIT_FRACTION) -> dict:
     """{symbol: DiffusionEstimate} from unwrapped positions (T, N, 3) Å; symbols (N,)."""
     x = check_trajectory(positions_unwrapped_A, "species_diffusion", "positions_unwrapped_A")
