@@ -282,6 +282,25 @@ def test_the_compiled_edge_loops_give_the_torch_edges(case, filter_edges):
     assert float(vectors_t.norm(dim=1).min()) == pytest.approx(float(shortest_t), rel=1e-12)
 
 
+def test_the_compiled_edge_loop_keeps_no_edge_when_none_is_within_r_max():
+    """Candidates within cutoff + skin but none within r_max now (a short r_max):
+    empty edges of the right shapes and an infinite shortest edge, as with torch."""
+    from mtsmlip.forces.model import SkinNeighborList
+
+    atoms = small_water_box(seed=4)
+    x = torch.tensor(atoms.positions, dtype=torch.float64)
+    found = {}
+    for kernels in ("compiled", "torch"):
+        nl = SkinNeighborList(3.0, 1.0, atoms.cell.array, atoms.pbc, kernels=kernels)
+        nl.build(x)
+        assert nl.edge_index.shape[1] > 0
+        found[kernels] = nl.edges(x, 0.5)  # no two atoms of the box are closer than 0.5 Å
+    for index, vectors, shortest in found.values():
+        assert tuple(index.shape) == (2, 0) and tuple(vectors.shape) == (0, 3)
+        assert float(shortest) == float("inf")
+    assert found["compiled"][0].dtype == found["torch"][0].dtype == torch.int64
+
+
 def test_the_compiled_loops_keep_a_blown_up_state_from_looking_fine():
     """NaN positions: the largest move since the build is NaN (not 0), so a
     lazy list records it for the engine, and no NaN edge reaches the model."""
