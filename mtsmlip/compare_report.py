@@ -10,7 +10,8 @@ vibration amplitude about the sites and the Lindemann ratio instead of
 diffusion). Drift, species temperatures and VDOS are judged for all.
 
 compare.json: ``baseline`` and ``runs`` (one entry per n) with ns/day, speedup,
-RDF difference, NVE drift, diffusion ± its error over groups of atoms, mean temperature (and each
+RDF difference, NVE drift, diffusion ± its error over groups of atoms (fitted at the lags
+``diffusion_fit_lags_ps``), mean temperature (and each
 species' ± block error) and the verdict (a run that blew up: ``unstable``, why,
 and ``unstable_in``, "production" or "nve"; it fails); ``largest_n_within_tolerance``;
 ``scale_separation`` (power of the slow and fast forces above each outer step's
@@ -34,15 +35,15 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
 from . import analysis as an
-from .analysis.dynamics import MOBILE_MSD_A2
+from .analysis.dynamics import FIT_FRACTION, MOBILE_MSD_A2
 from .errors import DataError
 from .files import atomic_write, atomic_write_json
 
 MAX_RDF_FRAMES = 200
-N_DIFFUSION_BLOCKS = 4  # time blocks of the block means (temperatures, energies, vibrations)
-MIN_FRAMES_PER_BLOCK = 5
+N_TIME_BLOCKS = 4  # time blocks of the block means (temperatures, energies, vibrations)
 N_DIFFUSION_GROUPS = 8  # groups of atoms whose spread (× x, y, z) is the error bar of a diffusion coefficient
-DIFFUSIVE_LAG_PS = 0.5  # a report note says a fit starting before this lag is short-time mobility
+# water at 300 K (analysis.dynamics.FIT_FRACTION): a diffusion fit starting earlier is a short-time mobility
+DIFFUSIVE_LAG_PS = 0.3
 MIN_DIFFUSION_FRAMES = 20  # saved frames below which a run is too short for a diffusion coefficient
 
 
@@ -179,7 +180,7 @@ def run_metrics(record, context: Context):
     drift_value = an.drift_meV_per_atom_per_ps(record.nve_time_ps, record.nve_conserved_eV, len(template))
     fluctuation = None if record.nve_kinetic_eV is None else \
         an.energy_fluctuation_ratio(record.nve_time_ps, record.nve_conserved_eV, record.nve_kinetic_eV)
-    temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], symbols, masses, N_DIFFUSION_BLOCKS)
+    temperatures = an.species_temperatures(samples["velocities_A_per_fs"][1:], symbols, masses, N_TIME_BLOCKS)
     vdos = an.species_vdos(samples["velocities_A_per_fs"][1:], run.outer_fs, symbols, masses)
     metrics = an.RunMetrics(drift_meV_per_atom_per_ps=drift_value, fluctuation_ratio=fluctuation,
                             temperature=temperatures, vdos=vdos,
@@ -201,7 +202,7 @@ def run_metrics(record, context: Context):
                        if d else None)
     elif context.kind == "crystal":
         x = positions_unwrapped(samples, template)
-        metrics.vibration = an.vibration_amplitudes(x, symbols, masses, N_DIFFUSION_BLOCKS)
+        metrics.vibration = an.vibration_amplitudes(x, symbols, masses, N_TIME_BLOCKS)
         metrics.lindemann = an.lindemann_ratio(x, context.nearest_neighbour_A, masses)
         numbers.update(vibration_A2_by_species={s: [e.mean, e.stderr] for s, e in metrics.vibration.items()},
                        lindemann_ratio=metrics.lindemann)
@@ -276,7 +277,7 @@ def replica_observables(samples: dict, template: Atoms, bonds, outer_fs: float, 
     replicated system and are not split per copy."""
     symbols, masses = template.get_chemical_symbols(), template.get_masses()
     velocities = samples["velocities_A_per_fs"][1:]
-    found = vibration_observables(an.species_temperatures(velocities, symbols, masses, N_DIFFUSION_BLOCKS),
+    found = vibration_observables(an.species_temperatures(velocities, symbols, masses, N_TIME_BLOCKS),
                                   an.species_vdos(velocities, outer_fs, symbols, masses), band_THz)
     found.update(bond_observables(samples["positions_A"], bonds, symbols))
     return finite_or_none(found)
@@ -306,9 +307,9 @@ def potential_energy(samples: dict, n_atoms: int):
     """Mean potential energy per atom (meV) ± block error; None for samples
     saved before compare recorded it (the energy check then fails by name)."""
     energy = samples.get("potential_eV")
-    if energy is None or len(energy) < N_DIFFUSION_BLOCKS + 1:
+    if energy is None or len(energy) < N_TIME_BLOCKS + 1:
         return None
-    return an.block_mean(np.asarray(energy[1:], float) * 1000.0 / n_atoms, N_DIFFUSION_BLOCKS, "potential energy")
+    return an.block_mean(np.asarray(energy[1:], float) * 1000.0 / n_atoms, N_TIME_BLOCKS, "potential energy")
 
 
 def structure_noise_floor(baseline, context: Context) -> dict:
@@ -523,11 +524,12 @@ def format_table(result: dict) -> str:
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
     fit = result["baseline"].get("diffusion_fit_lags_ps")
-    if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS:
-        lines.append(f"D is fitted at lags {fit[0]:.2g}-{fit[1]:.2g} ps, 20-50 % of the run: before "
-                     f"{DIFFUSIVE_LAG_PS:g} ps a liquid's MSD still holds the ballistic start and the cage's rattling "
-                     f"(in water, librations), so it is a short-time mobility, not a diffusion coefficient; "
-                     f"runs of {DIFFUSIVE_LAG_PS / 0.2:g} ps or more fit past it")
+    if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS - 1e-9:
+        lines.append(f"D is fitted at lags {fit[0]:.2g}-{fit[1]:.2g} ps ({FIT_FRACTION[0]:.0%}-{FIT_FRACTION[1]:.0%} "
+                     f"of the run): in water at 300 K the MSD is not straight before {DIFFUSIVE_LAG_PS:g} ps "
+                     f"(the ballistic start, the cage's rattling, librations), so this is a short-time mobility, "
+                     f"compared alike between runs of one length, not a diffusion coefficient; runs of "
+                     f"{DIFFUSIVE_LAG_PS / FIT_FRACTION[0]:g} ps or more fit past it")
     if result.get("baseline_step_headroom"):
         lines.append(headroom_text(result["baseline_step_headroom"]))
     for_sampling = result.get("largest_n_for_sampling")

@@ -20,7 +20,7 @@ def brownian_D(rng, D_A2_per_ps: float, n_atoms: int = 64, n_frames: int = 400) 
     2·D·Δt per coordinate."""
     steps = rng.normal(0.0, math.sqrt(2 * D_A2_per_ps * FRAME_PS), size=(n_frames, n_atoms, 3))
     x = np.cumsum(steps, axis=0)
-    d = species_diffusion(x, ["Ar"] * n_atoms, np.ones(n_atoms), FRAME_PS, 4)
+    d = species_diffusion(x, ["Ar"] * n_atoms, np.ones(n_atoms), FRAME_PS)
     return d["Ar"].D_A2_per_ps
 
 

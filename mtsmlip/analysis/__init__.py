@@ -7,7 +7,8 @@ Plot helpers live in :mod:`mtsmlip.analysis.plots` (imported on demand).
 """
 
 from .dynamics import (DiffusionEstimate, TemperatureEstimate, diffusion_by_species, diffusion_groups,
-                       diffusion_from_msd, drift_meV_per_atom_per_ps, fit_lags_ps, energy_fluctuation_ratio, mobile_species, msd, remove_com_drift, species_diffusion,
+                       diffusion_from_msd, drift_meV_per_atom_per_ps, energy_fluctuation_ratio, fit_lags_ps,
+                       mobile_species, msd, remove_com_drift, species_diffusion,
                        species_temperatures, unwrap_positions, unwrapped_positions_A)
 from .frames import cells_A, chemical_symbols, forces_eV_per_A, positions_A, velocities_A_per_fs
 from .spectra import (THZ_TO_CM1, VDOS_SEGMENT_FS, autocorrelation, force_autocorrelation, force_spectrum,

@@ -99,12 +99,14 @@ class DiffusionEstimate:
 
 
 # Lags the MSD is fitted over, as fractions of the run, of at most FIT_SPAN_PS of it.
-# The MSD of a liquid grows linearly only past the velocity's memory: in water at
-# 300 K the ballistic start, the cage's rattling and the hydrogens' librations take
-# the first 0.2-0.3 ps, so a 1.5 ps run is fitted at 0.3-0.75 ps. Lags past half
-# the run average over too few time origins. The span's cap keeps the window at
-# 1-2.5 ps in longer runs, so that their error falls as 1/√(run length) (with the
-# window growing with the run, it would not fall at all).
+# The MSD of a liquid grows linearly only past the velocity's memory. In water at
+# 300 K (the shipped baseline, 2 ps, Bussi) the MSD's local slope gives D = 0.50,
+# 0.39, then 0.18-0.28 Å²/ps at lags 0.05-0.15, 0.15-0.3, then 0.3-1 ps, for O and H
+# alike: the ballistic start, the cage's rattling and the librations take the first
+# 0.3 ps, so runs of 1.5 ps and more are fitted past them (compare's report notes a
+# fit that starts earlier). Lags past half the run average over too few time origins.
+# The span's cap keeps the window at 1-2.5 ps in longer runs, so that their error
+# falls as 1/√(run length) (with the window growing with the run, it would not).
 FIT_FRACTION = (0.2, 0.5)
 FIT_SPAN_PS = 5.0
 

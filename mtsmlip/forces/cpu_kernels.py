@@ -6,8 +6,8 @@ candidate list into the edges within r_max took 0.33 ms per fast call on 192
 atoms of water, the two scatter-sums of the edge forces 0.2 ms, together about
 half of the engine's time per inner step. One pass over the edges does the same
 in about 0.05 ms (9964 candidates, warm; with a branch on which candidates it
-keeps, 0.11 ms: the branch was mispredicted for half of them), the scatter in
-0.02 ms.
+keeps, 0.11 ms: about half of them are kept, in no order a branch predictor can
+learn), the scatter in 0.02 ms.
 
 Each loop does the arithmetic of the torch operations it replaces in the same
 order, so the edge vectors and the summed forces are bit for bit those of the
