@@ -19,8 +19,10 @@ Nyquist frequency, or ``unstable``: why its n = 1 segment blew up); ``tolerance`
 The scalar ``diffusion_A2_per_ps`` is that of the heaviest species (O in water,
 a proxy for molecular diffusion); every species is under ``diffusion_by_species``.
 Diffusion is judged only for the species that diffuse in the baseline run
-(``diffusion_judged_species``: mean squared displacement over the run above
-0.25 Å²); in a crystal none does, and its MSD slope is vibration, not diffusion.
+(mean squared displacement over the run above 0.25 Å²; in a crystal none does,
+and its MSD slope is vibration, not diffusion) and that left their neighbours'
+shell within the fit's lags (``diffusion_caged_species``, with their MSD there,
+holds those that did not); ``diffusion_judged_species`` holds the judged ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ N_TIME_BLOCKS = 4  # time blocks of the block means (temperatures, energies, vib
 N_DIFFUSION_GROUPS = 8  # groups of atoms whose spread (× x, y, z) is the error bar of a diffusion coefficient
 # water at 300 K (analysis.dynamics.FIT_FRACTION): a diffusion fit starting earlier is a short-time mobility
 DIFFUSIVE_LAG_PS = 0.3
+# An atom that moved 3 Å has left the shell of its nearest neighbours (2.5-3.5 Å apart in
+# liquids): below that mean squared displacement within the fit's lags, one run's D is not judged.
+CAGE_MSD_A2 = 9.0
 MIN_DIFFUSION_FRAMES = 20  # saved frames below which a run is too short for a diffusion coefficient
 
 
@@ -109,6 +114,28 @@ def diffusing_species(baseline, template: Atoms) -> list[str]:
     the only ones whose diffusion the verdict judges."""
     return an.mobile_species(positions_unwrapped(baseline.samples, template), template.get_chemical_symbols(),
                              template.get_masses())
+
+
+def caged_species(baseline, template: Atoms, species) -> dict:
+    """{symbol: MSD at the diffusion fit's last lag, Å²} for those of `species`
+    whose atoms moved less than :data:`CAGE_MSD_A2` on average within that lag in
+    the baseline run: they have not left the shell of their nearest neighbours,
+    so their MSD slope is the cage's slow rattling and a few rare jumps, and
+    varies from run to run far more than its error bar says."""
+    samples = baseline.samples
+    if not species or len(samples["step"]) < MIN_DIFFUSION_FRAMES:
+        return {}
+    interval_ps = baseline.settings.simulated_ps(1)
+    _, end_ps = an.fit_lags_ps(len(samples["step"]), interval_ps)
+    x = positions_unwrapped(samples, template)
+    symbols = np.array(template.get_chemical_symbols())
+    lag = int(round(end_ps / interval_ps))
+    found = {}
+    for s in species:
+        _, msd_A2 = an.msd(x, interval_ps, template.get_masses(), symbols == s, max_lag=lag)
+        if msd_A2[-1] < CAGE_MSD_A2:
+            found[s] = float(msd_A2[-1])
+    return found
 
 
 def judged_only(metrics, species) -> "an.RunMetrics":
@@ -422,7 +449,8 @@ def analyse(records) -> dict:
     tolerance = tolerance_for(context.kind, noise, vdos_noise)
     base_numbers, base_metrics = metrics["baseline"]
     diffusing = list(context.diffusing) if context.kind == "liquid" else []
-    judged = judged_only(base_metrics, diffusing)
+    caged = caged_species(records.runs[0], template, diffusing)
+    judged = judged_only(base_metrics, [s for s in diffusing if s not in caged])
     runs, verdicts, sampling = [], {}, {}
     for record in records.runs[1:]:
         if record.unstable:
@@ -445,7 +473,8 @@ def analyse(records) -> dict:
             "baseline": base_numbers, "runs": runs,
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
             "largest_n_for_sampling": an.largest_n_within_tolerance(sampling),
-            "diffusion_judged_species": diffusing,
+            "diffusion_judged_species": [s for s in diffusing if s not in caged],
+            "diffusion_caged_species": caged,
             "tolerance": {**{f: getattr(tolerance, f) for f in an.Tolerance.__dataclass_fields__},
                           "rdf_noise_floor": noise.get("rdf"), "structure_noise_floor": noise,
                           "vdos_noise_floor": vdos_noise},
@@ -519,10 +548,18 @@ def format_table(result: dict) -> str:
         lines.append("* dihedral distributions are reported, not judged: torsions cross their barriers too rarely "
                      "in a few ps for a verdict (their difference between the baseline's two halves: "
                      f"{(result['tolerance'].get('structure_noise_floor') or {}).get('dihedrals', float('nan')):.3f})")
-    if kind == "liquid" and judged is not None and set(judged) != set(species):
-        lines.append(f"diffusion not judged for {', '.join(s for s in species if s not in judged)}: "
+    caged = result.get("diffusion_caged_species") or {}
+    still = [s for s in species if judged is not None and s not in judged and s not in caged]
+    if kind == "liquid" and still:
+        lines.append(f"diffusion not judged for {', '.join(still)}: "
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
+    if kind == "liquid" and caged:
+        moved = ", ".join(f"{s} {v:.2g} Å²" for s, v in sorted(caged.items()))
+        lines.append(f"diffusion reported, not judged, for {', '.join(sorted(caged))}: within the fit's lags the "
+                     f"baseline's atoms moved {moved} on average, under the {CAGE_MSD_A2:g} Å² it takes to leave "
+                     f"the shell of their nearest neighbours, so the slope is the cage's and a few jumps', and one "
+                     f"run's D is far noisier than its error bar; a longer run, or --repeats, tells")
     fit = result["baseline"].get("diffusion_fit_lags_ps")
     if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS - 1e-9:
         lines.append(f"D is fitted at lags {fit[0]:.2g}-{fit[1]:.2g} ps ({FIT_FRACTION[0]:.0%}-{FIT_FRACTION[1]:.0%} "

@@ -342,3 +342,33 @@ def test_repeats_report_the_least_baseline_step_headroom():
     a, b = {"baseline_step_fs": 5.0}, {"baseline_step_fs": 4.2}
     assert _least_headroom([a, b]) is b
     assert _least_headroom([a, None]) is None and _least_headroom([]) is None
+
+
+def test_one_run_does_not_judge_the_diffusion_of_atoms_still_in_their_cage():
+    """Random walks over 2 ps: Ar (D = 2 Å²/ps) moves 12 Å² within the fit's last
+    lag (1 ps), past its neighbours' shell; Kr (D = 0.2) moves 1.2 Å², which is
+    water's case in 2 ps: it is reported, not judged, and the table says why."""
+    from types import SimpleNamespace
+
+    from mtsmlip.compare_report import CAGE_MSD_A2, caged_species, format_table
+
+    rng = np.random.default_rng(3)
+    frame_ps, n_frames = 0.01, 201
+    walks = [np.cumsum(rng.normal(0, np.sqrt(2 * d * frame_ps), (n_frames, 32, 3)), axis=0) for d in (2.0, 0.2)]
+    template = Atoms("Ar32Kr32", cell=np.eye(3) * 40.0, pbc=True)
+    x = np.concatenate(walks, axis=1) + 20.0
+    baseline = SimpleNamespace(samples={"positions_A": x, "step": np.arange(n_frames)},
+                               settings=SimpleNamespace(simulated_ps=lambda steps: frame_ps * steps))
+    caged = caged_species(baseline, template, ["Ar", "Kr"])
+    assert set(caged) == {"Kr"} and caged["Kr"] == pytest.approx(6 * 0.2 * 1.0, rel=0.3)
+    assert caged["Kr"] < CAGE_MSD_A2
+    assert caged_species(baseline, template, []) == {}
+    result = {"system_kind": "liquid", "diffusion_judged_species": ["Ar"], "diffusion_caged_species": caged,
+              "baseline": {"temperature_by_species_K": {"Ar": [300.0, 1.0], "Kr": [300.0, 1.0]},
+                           "ns_per_day": 1.0, "outer_timestep_fs": 1.0, "drift_meV_per_atom_per_ps": 0.0,
+                           "mean_temperature_K": 300.0, "energy_fluctuation_ratio": 0.01,
+                           "diffusion_A2_per_ps": 0.2, "diffusion_err_A2_per_ps": 0.01,
+                           "diffusion_fit_lags_ps": [0.4, 1.0], "rdf_diff": None},
+              "runs": [], "largest_n_within_tolerance": None, "tolerance": {}}
+    table = format_table(result)
+    assert "diffusion reported, not judged, for Kr" in table and "Ar" not in table.split("not judged, for")[1]
