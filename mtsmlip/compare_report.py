@@ -21,8 +21,9 @@ a proxy for molecular diffusion); every species is under ``diffusion_by_species`
 Diffusion is judged only for the species that diffuse in the baseline run
 (mean squared displacement over the run above 0.25 Å²; in a crystal none does,
 and its MSD slope is vibration, not diffusion) and that left their neighbours'
-shell within the fit's lags (``diffusion_caged_species``, with their MSD there,
-holds those that did not); ``diffusion_judged_species`` holds the judged ones.
+shell within half the run (``diffusion_caged_species``, with their MSD there,
+holds those that did not); ``diffusion_judged_species`` holds the judged ones
+(before 2026-12-07 it held every species that diffuses).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ N_DIFFUSION_GROUPS = 8  # groups of atoms whose spread (× x, y, z) is the error
 # water at 300 K (analysis.dynamics.FIT_FRACTION): a diffusion fit starting earlier is a short-time mobility
 DIFFUSIVE_LAG_PS = 0.3
 # An atom that moved 3 Å has left the shell of its nearest neighbours (2.5-3.5 Å apart in
-# liquids): below that mean squared displacement within the fit's lags, one run's D is not judged.
+# liquids): below that mean squared displacement within half the run, one run's D is not judged.
 CAGE_MSD_A2 = 9.0
 MIN_DIFFUSION_FRAMES = 20  # saved frames below which a run is too short for a diffusion coefficient
 
@@ -117,24 +118,24 @@ def diffusing_species(baseline, template: Atoms) -> list[str]:
 
 
 def caged_species(baseline, template: Atoms, species) -> dict:
-    """{symbol: MSD at the diffusion fit's last lag, Å²} for those of `species`
-    whose atoms moved less than :data:`CAGE_MSD_A2` on average within that lag in
-    the baseline run: they have not left the shell of their nearest neighbours,
-    so their MSD slope is the cage's slow rattling and a few rare jumps, and
-    varies from run to run far more than its error bar says."""
+    """{symbol: {"msd_A2": MSD at half the run, "half_run_ps": that lag}} for those
+    of `species` whose atoms moved less than :data:`CAGE_MSD_A2` on average within
+    half the baseline run: few of them have left the shell of their nearest
+    neighbours, so the run holds few independent stretches of diffusion, and its
+    D varies from run to run far more than its error bar says (water in 2 ps:
+    1.0-1.8 Å² within 1 ps, D 0.04-0.23 Å²/ps over six repeats)."""
     samples = baseline.samples
     if not species or len(samples["step"]) < MIN_DIFFUSION_FRAMES:
         return {}
     interval_ps = baseline.settings.simulated_ps(1)
-    _, end_ps = an.fit_lags_ps(len(samples["step"]), interval_ps)
     x = positions_unwrapped(samples, template)
     symbols = np.array(template.get_chemical_symbols())
-    lag = int(round(end_ps / interval_ps))
+    lag = (len(x) - 1) // 2
     found = {}
     for s in species:
         _, msd_A2 = an.msd(x, interval_ps, template.get_masses(), symbols == s, max_lag=lag)
         if msd_A2[-1] < CAGE_MSD_A2:
-            found[s] = float(msd_A2[-1])
+            found[s] = {"msd_A2": float(msd_A2[-1]), "half_run_ps": float(lag * interval_ps)}
     return found
 
 
@@ -555,13 +556,16 @@ def format_table(result: dict) -> str:
                      f"they do not diffuse (mean squared displacement over the baseline run < "
                      f"{MOBILE_MSD_A2:g} Å²), so their MSD slope is vibration, not diffusion")
     if kind == "liquid" and caged:
-        moved = ", ".join(f"{s} {v:.2g} Å²" for s, v in sorted(caged.items()))
-        lines.append(f"diffusion reported, not judged, for {', '.join(sorted(caged))}: within the fit's lags the "
-                     f"baseline's atoms moved {moved} on average, under the {CAGE_MSD_A2:g} Å² it takes to leave "
-                     f"the shell of their nearest neighbours, so the slope is the cage's and a few jumps', and one "
-                     f"run's D is far noisier than its error bar; a longer run, or --repeats, tells")
+        moved = ", ".join(f"{s} {v['msd_A2']:.2g} Å²" for s, v in sorted(caged.items()))
+        half_ps = max(v["half_run_ps"] for v in caged.values())
+        # the MSD grows about linearly: the run whose half reaches CAGE_MSD_A2 for the slowest species
+        needed_ps = 2 * half_ps * CAGE_MSD_A2 / max(min(v["msd_A2"] for v in caged.values()), 1e-12)
+        lines.append(f"diffusion reported, not judged, for {', '.join(sorted(caged))}: within half the run "
+                     f"({half_ps:.3g} ps) the baseline's atoms moved {moved} on average, under the {CAGE_MSD_A2:g} Å² "
+                     f"it takes to leave the shell of their nearest neighbours, so one run's D is far noisier than "
+                     f"its error bar; runs of about {needed_ps:.2g} ps, or --repeats, tell")
     fit = result["baseline"].get("diffusion_fit_lags_ps")
-    if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS - 1e-9:
+    if kind == "liquid" and fit and fit[0] < DIFFUSIVE_LAG_PS - 1e-9 and judged:
         lines.append(f"D is fitted at lags {fit[0]:.2g}-{fit[1]:.2g} ps ({FIT_FRACTION[0]:.0%}-{FIT_FRACTION[1]:.0%} "
                      f"of the run): in water at 300 K the MSD is not straight before {DIFFUSIVE_LAG_PS:g} ps "
                      f"(the ballistic start, the cage's rattling, librations), so this is a short-time mobility, "

@@ -62,9 +62,9 @@ def test_json_report_and_plots(finished):
     sampled = {n: r["sampling_ok"] for n, r in runs.items()}
     assert result["largest_n_for_sampling"] == an.largest_n_within_tolerance(sampled)
     report = (finished / "report.md").read_text()
-    # D fitted at 20-50 % of the 0.02 ps run: far inside the ballistic start, which the report says
+    # D fitted at 20-50 % of the 0.02 ps run (no species diffuses in it: nothing judged, no note on the fit)
     assert result["baseline"]["diffusion_fit_lags_ps"] == pytest.approx([0.004, 0.01])
-    assert "so this is a short-time mobility" in report and "not a diffusion coefficient" in report
+    assert result["diffusion_judged_species"] == [] and "short-time mobility" not in report
     for png in ("rdf.png", "msd_O.png", "vdos.png", "nve_energy.png", "force_spectrum.png"):
         assert (finished / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in report
@@ -345,9 +345,10 @@ def test_repeats_report_the_least_baseline_step_headroom():
 
 
 def test_one_run_does_not_judge_the_diffusion_of_atoms_still_in_their_cage():
-    """Random walks over 2 ps: Ar (D = 2 Å²/ps) moves 12 Å² within the fit's last
-    lag (1 ps), past its neighbours' shell; Kr (D = 0.2) moves 1.2 Å², which is
-    water's case in 2 ps: it is reported, not judged, and the table says why."""
+    """Random walks over 2 ps: Ar (D = 2 Å²/ps) moves 12 Å² within half the run
+    (1 ps), past its neighbours' shell; Kr (D = 0.2) moves 1.2 Å², which is
+    water's case in 2 ps: it is reported, not judged, and the table says why and
+    how long a run would tell (about 2 ps × 9 / 1.2)."""
     from types import SimpleNamespace
 
     from mtsmlip.compare_report import CAGE_MSD_A2, caged_species, format_table
@@ -360,8 +361,8 @@ def test_one_run_does_not_judge_the_diffusion_of_atoms_still_in_their_cage():
     baseline = SimpleNamespace(samples={"positions_A": x, "step": np.arange(n_frames)},
                                settings=SimpleNamespace(simulated_ps=lambda steps: frame_ps * steps))
     caged = caged_species(baseline, template, ["Ar", "Kr"])
-    assert set(caged) == {"Kr"} and caged["Kr"] == pytest.approx(6 * 0.2 * 1.0, rel=0.3)
-    assert caged["Kr"] < CAGE_MSD_A2
+    assert set(caged) == {"Kr"} and caged["Kr"]["msd_A2"] == pytest.approx(6 * 0.2 * 1.0, rel=0.3)
+    assert caged["Kr"]["msd_A2"] < CAGE_MSD_A2 and caged["Kr"]["half_run_ps"] == pytest.approx(1.0)
     assert caged_species(baseline, template, []) == {}
     result = {"system_kind": "liquid", "diffusion_judged_species": ["Ar"], "diffusion_caged_species": caged,
               "baseline": {"temperature_by_species_K": {"Ar": [300.0, 1.0], "Kr": [300.0, 1.0]},
@@ -370,5 +371,32 @@ def test_one_run_does_not_judge_the_diffusion_of_atoms_still_in_their_cage():
                            "diffusion_A2_per_ps": 0.2, "diffusion_err_A2_per_ps": 0.01,
                            "diffusion_fit_lags_ps": [0.4, 1.0], "rdf_diff": None},
               "runs": [], "largest_n_within_tolerance": None, "tolerance": {}}
-    table = format_table(result)
-    assert "diffusion reported, not judged, for Kr" in table and "Ar" not in table.split("not judged, for")[1]
+    caged_line = [line for line in format_table(result).splitlines() if "reported, not judged" in line]
+    assert len(caged_line) == 1 and caged_line[0].startswith("diffusion reported, not judged, for Kr:")
+    needed_ps = float(caged_line[0].split("runs of about ")[1].split(" ps")[0])
+    assert needed_ps == pytest.approx(2 * 9 / caged["Kr"]["msd_A2"], rel=0.05)
+
+
+def test_a_caged_species_is_left_out_of_the_verdict_and_named_in_compare_json(setup, finished, tmp_path,
+                                                                                 monkeypatch):
+    """The finished 0.02 ps comparison analysed again as if H and O diffused in
+    its baseline: in 0.01 ps they moved far under 9 Å², so both are caged, none is
+    judged, and no run fails on diffusion."""
+    import shutil
+
+    import mtsmlip.compare_report as report
+
+    out = tmp_path / "again"
+    shutil.copytree(finished, out)
+    monkeypatch.setattr(report, "diffusing_species", lambda baseline, template: ["H", "O"])
+    assert compare(setup, out) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert set(result["diffusion_caged_species"]) == {"H", "O"} and result["diffusion_judged_species"] == []
+    assert not any(reason.startswith("diffusion") for r in result["runs"] for reason in r["reasons"])
+    monkeypatch.setattr(report, "caged_species", lambda baseline, template, species: {})
+    assert compare(setup, out) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["diffusion_judged_species"] == ["H", "O"] and result["diffusion_caged_species"] == {}
+    # judged, and fitted far inside the ballistic start, which the report says
+    report = (out / "report.md").read_text()
+    assert "so this is a short-time mobility" in report and "not a diffusion coefficient" in report
