@@ -451,7 +451,8 @@ def analyse(records) -> dict:
     base_numbers, base_metrics = metrics["baseline"]
     diffusing = list(context.diffusing) if context.kind == "liquid" else []
     caged = caged_species(records.runs[0], template, diffusing)
-    judged = judged_only(base_metrics, [s for s in diffusing if s not in caged])
+    judged_species = [s for s in diffusing if s not in caged]
+    judged = judged_only(base_metrics, judged_species)
     runs, verdicts, sampling = [], {}, {}
     for record in records.runs[1:]:
         if record.unstable:
@@ -474,7 +475,7 @@ def analyse(records) -> dict:
             "baseline": base_numbers, "runs": runs,
             "largest_n_within_tolerance": an.largest_n_within_tolerance(verdicts),
             "largest_n_for_sampling": an.largest_n_within_tolerance(sampling),
-            "diffusion_judged_species": [s for s in diffusing if s not in caged],
+            "diffusion_judged_species": judged_species,
             "diffusion_caged_species": caged,
             "tolerance": {**{f: getattr(tolerance, f) for f in an.Tolerance.__dataclass_fields__},
                           "rdf_noise_floor": noise.get("rdf"), "structure_noise_floor": noise,
