@@ -93,9 +93,8 @@ def diffusion(samples: dict, template: Atoms, interval_ps: float) -> dict | None
     the run is too short (the verdict then fails the diffusion check by name)."""
     if len(samples["step"]) < MIN_DIFFUSION_FRAMES:
         return None
-    positions = an.unwrap_positions(samples["positions_A"].astype(float), template.cell.array)
-    return an.species_diffusion(positions, template.get_chemical_symbols(), template.get_masses(), interval_ps,
-                                N_DIFFUSION_GROUPS)
+    return an.species_diffusion(positions_unwrapped(samples, template), template.get_chemical_symbols(),
+                                template.get_masses(), interval_ps, N_DIFFUSION_GROUPS)
 
 
 def heaviest_species(template: Atoms) -> str:

@@ -129,6 +129,19 @@ def test_msd_of_ballistic_particles_is_vt_squared():
     np.testing.assert_allclose(msd_A2, np.mean([9, 16, 9]) * lag_ps**2, atol=1e-10)
 
 
+def test_msd_per_axis_splits_the_ballistic_msd_by_direction():
+    t_ps = np.arange(50) * 0.01
+    v_A_per_ps = np.array([[3.0, 0, 0], [0, -4.0, 0], [1.0, 2.0, 2.0]])
+    x_A = t_ps[:, None, None] * v_A_per_ps[None]
+    lag_ps, per_axis_A2 = an.msd(x_A, 0.01, remove_com=False, per_axis=True)
+    assert per_axis_A2.shape == (50 // 2 + 1, 3)
+    np.testing.assert_allclose(per_axis_A2, np.mean(v_A_per_ps**2, axis=0)[None] * lag_ps[:, None] ** 2, atol=1e-10)
+    _, total_A2 = an.msd(x_A, 0.01, remove_com=False)
+    np.testing.assert_allclose(per_axis_A2.sum(1), total_A2, atol=1e-10)
+    with pytest.raises(DataError, match="'select': selects no atom"):
+        an.msd(x_A, 0.01, select=np.zeros(3, bool))
+
+
 def test_msd_removes_centre_of_mass_drift():
     t_ps = np.arange(40) * 0.01
     x_A = np.zeros((40, 4, 3)) + t_ps[:, None, None] * np.array([2.0, 0, 0])  # all atoms drift together

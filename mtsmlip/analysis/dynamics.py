@@ -54,13 +54,14 @@ def remove_com_drift(positions_A: np.ndarray, masses_amu=None) -> np.ndarray:
 
 
 def msd(positions_unwrapped_A, frame_interval_ps, masses_amu=None, select=None,
-        remove_com=True, max_lag=None):
+        remove_com=True, max_lag=None, per_axis=False):
     """Mean-squared displacement averaged over atoms and all time origins.
 
     positions_unwrapped_A: (T, N, 3). masses_amu: (N,) for the centre-of-mass
     correction (equal masses if None). select: boolean mask or indices of the
     atoms to average over (all if None); the COM uses all atoms.
-    Returns lag_time_ps (L,), msd_A2 (L,), L = max_lag + 1 (default T // 2 + 1).
+    Returns lag_time_ps (L,), msd_A2 (L,), L = max_lag + 1 (default T // 2 + 1);
+    per_axis: msd_A2 (L, 3), the MSD along x, y and z (their sum is the MSD).
     Uses the FFT algorithm, O(T log T): MSD(m) = S1(m) − 2 S2(m).
     """
     x = check_trajectory(positions_unwrapped_A, "msd", "positions_unwrapped_A", min_frames=2)
@@ -72,8 +73,13 @@ def msd(positions_unwrapped_A, frame_interval_ps, masses_amu=None, select=None,
     if select is not None:
         x = x[:, select]
     x = x - x[0]  # displacements only; keeps S1 − 2·S2 free of cancellation for far-off origins
+    if x.shape[1] == 0:
+        raise DataError("msd, field 'select': selects no atom")
     n_lags = (len(x) // 2 if max_lag is None else max_lag) + 1
-    msd_A2 = _msd_fft(x.reshape(len(x), -1), n_lags) / x.shape[1]
+    if per_axis:
+        msd_A2 = np.stack([_msd_fft(x[:, :, axis], n_lags) for axis in range(3)], axis=1) / x.shape[1]
+    else:
+        msd_A2 = _msd_fft(x.reshape(len(x), -1), n_lags) / x.shape[1]
     return np.arange(n_lags) * frame_interval_ps, msd_A2
 
 
@@ -153,19 +159,21 @@ def diffusion_groups(positions_unwrapped_A, frame_interval_ps, n_groups=8, fit_f
         raise DataError("diffusion_groups, field 'select': selects no atom")
     start_ps, end_ps = fit_lags_ps(len(x), frame_interval_ps, fit_fraction)
     x = remove_com_drift(x, masses_amu)
-    n_lags = min(int(end_ps / frame_interval_ps + 1e-9) + 1, len(x) // 2 + 1)
-    lag_ps = np.arange(n_lags) * frame_interval_ps
+    max_lag = min(frames_within(end_ps, frame_interval_ps), len(x) // 2)
     estimates = []
     for group in np.array_split(atoms, min(int(n_groups), len(atoms))):
-        displaced = x[:, group] - x[0, group]
-        for axis in range(3):
-            msd_A2 = _msd_fft(displaced[:, :, axis], n_lags) / len(group)
-            estimates.append(diffusion_from_msd(lag_ps, msd_A2, start_ps, end_ps, n_dims=1))
+        lag_ps, msd_A2 = msd(x, frame_interval_ps, select=group, remove_com=False, max_lag=max_lag, per_axis=True)
+        estimates += [diffusion_from_msd(lag_ps, msd_A2[:, axis], start_ps, end_ps, n_dims=1) for axis in range(3)]
     stderr = float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
     return DiffusionEstimate(float(np.mean(estimates)), stderr, tuple(estimates))
 
 
 MIN_FIT_LAGS = 5
+
+
+def frames_within(lag_ps: float, frame_interval_ps: float) -> int:
+    """The last saved lag (in frames) at or before `lag_ps`, forgiving rounding."""
+    return int(lag_ps / frame_interval_ps + 1e-9)
 
 
 def fit_lags_ps(n_frames: int, frame_interval_ps: float, fit_fraction=FIT_FRACTION) -> tuple[float, float]:
@@ -175,7 +183,7 @@ def fit_lags_ps(n_frames: int, frame_interval_ps: float, fit_fraction=FIT_FRACTI
     run_ps = (n_frames - 1) * frame_interval_ps
     span_ps = min(run_ps, max(FIT_SPAN_PS, MIN_FIT_LAGS * frame_interval_ps / (fit_fraction[1] - fit_fraction[0])))
     start_ps, end_ps = fit_fraction[0] * span_ps, fit_fraction[1] * span_ps
-    if int(end_ps / frame_interval_ps + 1e-9) - int(np.ceil(start_ps / frame_interval_ps - 1e-9)) < 1:
+    if frames_within(end_ps, frame_interval_ps) - int(np.ceil(start_ps / frame_interval_ps - 1e-9)) < 1:
         raise DataError(f"diffusion_groups, field 'frame_interval_ps': {n_frames} frames {frame_interval_ps:g} ps "
                         f"apart put fewer than 2 saved lags in the fit window {start_ps:g}-{end_ps:g} ps "
                         f"(fit_fraction {tuple(fit_fraction)}); save frames more often or run longer")
