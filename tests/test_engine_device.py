@@ -8,32 +8,41 @@ import pytest
 import torch
 
 from mtsmlip.forces import ModelForces, md_providers
+from mtsmlip.forces.model import default_edge_filter
 from mtsmlip.md import Engine, MDInstability, RunSettings
 from mtsmlip.md import engine as engine_mod
 from tests.systems import small_water_box, write_tiny_pair
 
 # the ways a torch tensor hands a value to the host (each waits for a GPU)
 READS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__")
+# what else waits for a GPU: a result whose size depends on its values (nonzero), and
+# host data copied to the device (from pageable host memory, the copy blocks the host)
+WAITS = {torch.Tensor: ("nonzero",), torch: ("nonzero", "from_numpy", "as_tensor", "tensor")}
 
 
 @contextlib.contextmanager
 def counted_reads():
-    """Count every read of a tensor's value by the host; {'n': count}."""
-    seen, saved = {"n": 0}, {name: getattr(torch.Tensor, name) for name in READS}
+    """Count every read of a tensor's value by the host, and every call that
+    waits for a GPU (:data:`WAITS`); {'n': count, 'reads': reads alone, 'calls': names}."""
+    seen = {"n": 0, "reads": 0, "calls": []}
+    hooked = [(torch.Tensor, name) for name in READS] + [(owner, n) for owner, names in WAITS.items() for n in names]
+    saved = {(owner, name): getattr(owner, name) for owner, name in hooked}
 
-    def counting(name):
-        def read(self, *args, **kwargs):
+    def counting(owner, name):
+        def read(*args, **kwargs):
             seen["n"] += 1
-            return saved[name](self, *args, **kwargs)
+            seen["reads"] += owner is torch.Tensor and name in READS
+            seen["calls"].append(name)
+            return saved[owner, name](*args, **kwargs)
         return read
 
-    for name in READS:
-        setattr(torch.Tensor, name, counting(name))
+    for owner, name in hooked:
+        setattr(owner, name, counting(owner, name))
     try:
         yield seen
     finally:
-        for name, method in saved.items():
-            setattr(torch.Tensor, name, method)
+        for (owner, name), method in saved.items():
+            setattr(owner, name, method)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +53,20 @@ def gentle(tmp_path_factory):
     return mtsmlip.load(write_tiny_pair(tmp_path_factory.mktemp("gentle") / "pair", energy_scale=0.02))
 
 
-def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None, kernels="auto"):
+def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None, kernels="auto", as_on_a_gpu=False):
     """kernels="torch": the providers' edge work in torch operations, as on a GPU
-    (on the CPU, compiled loops read the positions' host memory)."""
+    (on the CPU, compiled loops read the positions' host memory). as_on_a_gpu:
+    every path a GPU takes (torch edge work, no edge filter, the thermostats'
+    device paths), on the CPU."""
     atoms = small_water_box(seed=1, momenta=True)
     fast, slow = md_providers(pair, atoms, settings.baseline, skin_A=skin_A)
     engine = Engine(atoms, fast, slow, settings, seed=seed)
     for nl in engine.neighbor_lists:
-        nl.kernels = kernels
+        nl.kernels = "torch" if as_on_a_gpu else kernels
+        if as_on_a_gpu:
+            nl.filter_edges = default_edge_filter(torch.device("cuda"))
+    if as_on_a_gpu and hasattr(engine.thermostat, "on_device"):
+        engine.thermostat.on_device = True
     if batch_inner_steps is not None:
         engine.batch_inner_steps = batch_inner_steps
     return engine
@@ -59,11 +74,10 @@ def engine_on(pair, settings, skin_A=1.0, seed=3, batch_inner_steps=None, kernel
 
 @pytest.mark.parametrize("thermostat", [None, "langevin", "bussi"])
 def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermostat):
-    """Bussi takes its device path (what it does on a GPU; on the CPU it reads K)."""
+    """Every path a GPU takes, on the CPU: no read, no value-sized result
+    (nonzero), no host data copied in, while a batch is integrated."""
     settings = RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None)
-    engine = engine_on(gentle, settings, kernels="torch")
-    if thermostat == "bussi":
-        engine.thermostat.on_device = True
+    engine = engine_on(gentle, settings, as_on_a_gpu=True)
     engine.run(1, progress=False)  # first calls build the lists
     inside, integrate = [], Engine.integrate
 
@@ -77,19 +91,40 @@ def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermosta
     with counted_reads() as total:
         engine.run(12, progress=False)
     assert sum(k for k, _ in inside) >= 12 and all(n == 0 for _, n in inside), inside
+    if thermostat == "langevin":
+        assert engine.thermostat.device_generator is not None  # its noise was drawn by the device path
     batches = len(inside)
     assert batches <= 12 // (engine.batch_inner_steps // 4) + 2  # a few batches, not one per step
     # outside the batches: one read per batch (flags, lists), a few per list rebuild
     builds = sum(nl.n_builds for nl in engine.neighbor_lists)
-    assert total["n"] <= 2 * batches + 3 * builds, (total["n"], batches, builds)
+    assert total["reads"] <= 2 * batches + 3 * builds, (total["calls"], batches, builds)
 
 
-def test_the_same_trajectory_whether_read_every_step_or_in_batches(gentle):
-    """A tiny skin makes batches outgrow their lists: they are done again, and
-    every state is bit for bit that of a run checked at every step."""
+def test_the_counter_sees_what_a_gpu_waits_for(gentle):
+    """The counter of the test above counts the edge filter's nonzero and the
+    host's Langevin noise copied in, the CPU's paths."""
+    engine = engine_on(gentle, RunSettings(0.5, 4, "langevin", 300.0), kernels="torch")
+    engine.run(1, progress=False)
+    with counted_reads() as seen:
+        engine.integrate(1)
+    assert "nonzero" in seen["calls"] and "from_numpy" in seen["calls"], seen["calls"]
+
+
+def test_the_edge_filter_is_on_where_it_waits_for_nothing():
+    assert default_edge_filter(torch.device("cpu")) and not default_edge_filter(torch.device("cuda"))
+
+
+@pytest.mark.parametrize("as_on_a_gpu", [False, True])
+def test_the_same_trajectory_whether_read_every_step_or_in_batches(gentle, as_on_a_gpu):
+    """A tiny skin makes batches outgrow their lists: they are done again (the
+    thermostat's random state with them, the device generator's too), and every
+    state is bit for bit that of a run checked at every step. Without the edge
+    filter (a GPU's path) the model's edges depend on when the list was built,
+    so its sums round differently: the same states to float32 rounding (a
+    random stream not restored would differ by the noise itself)."""
     settings = RunSettings(0.5, 2, "langevin", 300.0)
-    step_by_step = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=1)
-    batched = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=40)
+    step_by_step = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=1, as_on_a_gpu=as_on_a_gpu)
+    batched = engine_on(gentle, settings, skin_A=0.05, batch_inner_steps=40, as_on_a_gpu=as_on_a_gpu)
     states = {}
     for name, engine in (("step", step_by_step), ("batch", batched)):
         seen = states.setdefault(name, [])
@@ -99,7 +134,10 @@ def test_the_same_trajectory_whether_read_every_step_or_in_batches(gentle):
     assert len(states["step"]) == len(states["batch"]) == 31
     for a, b in zip(states["step"], states["batch"]):
         for field in ("positions", "momenta", "forces_fast", "forces_slow"):
-            assert torch.equal(getattr(a, field), getattr(b, field)), field
+            if as_on_a_gpu:
+                torch.testing.assert_close(getattr(b, field), getattr(a, field), rtol=1e-5, atol=1e-7)
+            else:
+                assert torch.equal(getattr(a, field), getattr(b, field)), field
 
 
 def test_a_flagged_step_inside_a_batch_stops_at_the_step_before_it(gentle):

@@ -118,6 +118,51 @@ def test_langevin_o_step_keeps_the_canonical_distribution():
     assert np.corrcoef(p.ravel(), new.ravel())[0, 1] == pytest.approx(np.exp(-0.5), abs=0.02)
 
 
+def test_langevin_o_step_on_the_device_keeps_the_canonical_distribution():
+    """The device path (its own generator, seeded once from the host's rng) draws
+    the same distribution as the host's noise, and nothing from the host's rng
+    after the seed."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    masses = torch.full((20000, 1), 40.0, dtype=torch.float64)
+    kT = units.kB * 300.0
+    p = torch.from_numpy(rng.standard_normal((20000, 3))) * (masses * kT).sqrt()
+    thermostat = Langevin(300.0, 0.05, rng)
+    thermostat.on_device = True
+    new, work = thermostat.inner(p, masses, 10 * units.fs)
+    after_seed = rng.bit_generator.state
+    new2, _ = thermostat.inner(new, masses, 10 * units.fs)
+    assert rng.bit_generator.state == after_seed  # the second draw came from the device generator alone
+    assert float(kinetic_energy_eV(new, masses)) / (1.5 * 20000 * kT) == pytest.approx(1.0, abs=0.02)
+    assert np.corrcoef(p.numpy().ravel(), new.numpy().ravel())[0, 1] == pytest.approx(np.exp(-0.5), abs=0.02)
+    assert not torch.equal(new2 - np.exp(-0.5) * new, new - np.exp(-0.5) * p)  # fresh noise each call
+    assert torch.is_tensor(work) and work.ndim == 0
+
+
+def test_langevin_device_noise_resumes_from_a_saved_state():
+    """get_state through JSON (as a restart file holds it) into a fresh
+    thermostat gives the same noise as the uninterrupted one."""
+    import json
+
+    import torch
+
+    from mtsmlip.md.thermostats import portable_state
+
+    masses, p = torch.ones((50, 1), dtype=torch.float64), torch.zeros((50, 3), dtype=torch.float64)
+    first = Langevin(300.0, 0.01, np.random.default_rng(5))
+    first.on_device = True
+    p1, _ = first.inner(p, masses, units.fs)
+    saved = json.loads(json.dumps(portable_state(first.get_state())))
+    expected, _ = first.inner(p1, masses, units.fs)
+    resumed = Langevin(300.0, 0.01, np.random.default_rng(99))
+    resumed.on_device = True
+    resumed.set_state(saved)
+    again, _ = resumed.inner(p1, masses, units.fs)
+    assert torch.equal(again, expected)
+    assert saved["device_rng"] is not None and Langevin(300.0).get_state()["device_rng"] is None
+
+
 def test_bussi_rescaling_targets_the_canonical_kinetic_energy():
     rng = np.random.default_rng(0)
     masses = np.ones((100, 1))

@@ -250,6 +250,12 @@ class SkinNeighborList:
         return torch.from_numpy(edge_index), torch.from_numpy(vectors), math.sqrt(shortest2)
 
 
+def default_edge_filter(device: torch.device) -> bool:
+    """Whether :class:`ModelForces` filters edges to r_max by default on `device`:
+    on the CPU only (on a GPU, the filter's nonzero makes every call wait)."""
+    return device.type == "cpu"
+
+
 def host_array(tensor: torch.Tensor) -> np.ndarray:
     """A CPU tensor's values as a C-contiguous float64 array (no copy when it is one)."""
     return np.ascontiguousarray(tensor.detach().numpy(), dtype=np.float64)
@@ -262,10 +268,18 @@ class ModelForces:
     float64 tensor eV/Å) out. ``min_distance_A`` is the shortest edge of the last
     call (for the engine's safety check); :meth:`virial_eV` the virial of the last
     call (kept as references, computed only when asked).
+
+    filter_edges: hand the model only the edges shorter than its r_max (see
+    :class:`SkinNeighborList`). None (the default): on the CPU, where the
+    compiled loop filters in the same pass; not on a GPU, where the filter's
+    ``nonzero`` would make every call wait for the device (the model then gets
+    every candidate within r_max + skin: the same forces, more edges).
     """
 
-    def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu", filter_edges: bool = True):
+    def __init__(self, loaded, atoms, skin_A: float = DEFAULT_SKIN_A, device="cpu", filter_edges: bool | None = None):
         device = torch_device(device)
+        if filter_edges is None:
+            filter_edges = default_edge_filter(device)
         where = f"structure {atoms.get_chemical_formula()}"
         check_species_known(atoms, loaded.type_names, where)
         check_image_count(atoms, loaded.r_max + skin_A, where)

@@ -24,6 +24,7 @@ from ..errors import DataError
 from ..files import atomic_write, run_files_in
 from .respa import MDState
 from .settings import RunSettings
+from .thermostats import portable_state
 
 LOG_COLUMNS = ("step", "time_ps", "temperature_K", "potential_eV", "kinetic_eV", "conserved_eV",
                "steps_per_s", "ns_per_day")
@@ -79,7 +80,7 @@ def write_restart(engine, path, state: MDState | None = None, step: int | None =
     s, step = (engine.state, engine.step) if state is None else (state, step)
     arrays = {name: getattr(s, name).cpu().numpy() for name in RESTART_ARRAYS[1:]}
     meta = {"format": "mtsmlip-restart-1", "step": step, "settings": asdict(engine.settings),
-            "provenance": engine.provenance, "thermostat": engine.thermostat.get_state(),
+            "provenance": engine.provenance, "thermostat": portable_state(engine.thermostat.get_state()),
             "energy_fast_eV": float(s.energy_fast_eV), "energy_slow_eV": float(s.energy_slow_eV),
             "work_eV": float(s.work_eV)}
 

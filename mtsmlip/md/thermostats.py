@@ -13,12 +13,18 @@ kinetic energy it added (eV), which the step adds to the state's ``work_eV``.
   velocity rescaling (Bussi, Donadio, Parrinello 2007) at the outer level.
 
 Randomness comes from an injected ``numpy.random.Generator`` for numpy and torch
-states alike, so the two paths draw the same numbers and the generator state is
-one plain dict to save in a restart. The inner piece stays on the device (its
-work is a 0-d tensor, no host sync). Bussi's outer piece needs K: on the CPU as a
+states on the CPU alike, so the two paths draw the same numbers and the
+generator state is one plain dict to save in a restart. On a GPU, Langevin's
+noise (3N numbers every inner step) is drawn there, by a torch generator seeded
+once from the numpy one: copying it from the host would make every inner step
+wait. Its state goes into the same dict (``device_rng``). The inner piece's work
+is a 0-d tensor (no host sync). Bussi's outer piece needs K: on the CPU as a
 number (as it always has, so CPU trajectories keep every bit); on a GPU its
 random numbers, which do not depend on K, are drawn on the host and α is
 computed on the device, so no step waits for the GPU.
+
+``on_device`` (both stochastic thermostats): None takes the device paths for
+momenta on a GPU; True or False always or never (tests take them on the CPU).
 """
 
 from __future__ import annotations
@@ -63,20 +69,63 @@ class NVE:
 
 
 class _Stochastic:
-    """Shared pieces: target kT, rng, save/restore of the rng."""
+    """Shared pieces: target kT, rng, the device's generator, save/restore of both.
+
+    get_state's ``device_rng`` is the device generator's state as a CPU byte
+    tensor (read without waiting for the device), or None before its first use;
+    :func:`portable_state` turns it into a list for a restart file."""
 
     def __init__(self, temperature_K: float, rng: np.random.Generator | None):
         if temperature_K is None or not (math.isfinite(temperature_K) and temperature_K > 0):
             raise DataError(f"thermostat {self.kind!r} needs a positive temperature_K (got {temperature_K})")
         self.kT_eV = units.kB * float(temperature_K)
         self.rng = np.random.default_rng() if rng is None else rng
+        self.on_device = None
+        self.device_generator = None  # made at the first draw on the device, seeded from rng
+        self.device_state_to_resume = None  # a restart's device_rng, for that first draw
+
+    def _device_path(self, p) -> bool:
+        if isinstance(p, np.ndarray):
+            return False
+        return p.device.type != "cpu" if self.on_device is None else bool(self.on_device)
+
+    def device_normal_like(self, p):
+        """Gaussian noise like the tensor `p`, drawn on its device."""
+        import torch
+
+        if self.device_generator is None or self.device_generator.device != p.device:
+            self.device_generator = torch.Generator(device=p.device)
+            if self.device_state_to_resume is not None:  # (rng is already past the seed's draw)
+                self.device_generator.set_state(self.device_state_to_resume)
+                self.device_state_to_resume = None
+            else:
+                self.device_generator.manual_seed(int(self.rng.integers(2**63)))
+        return torch.randn(p.shape, generator=self.device_generator, dtype=p.dtype, device=p.device)
 
     def get_state(self) -> dict:
-        return {"kind": self.kind, "rng": self.rng.bit_generator.state}
+        device = None if self.device_generator is None else self.device_generator.get_state()
+        return {"kind": self.kind, "rng": self.rng.bit_generator.state, "device_rng": device}
 
     def set_state(self, state: dict) -> None:
         _check_kind(state, self.kind)
         self.rng.bit_generator.state = state["rng"]
+        device = state.get("device_rng")
+        self.device_state_to_resume = None
+        if device is None:
+            self.device_generator = None  # (a CPU run's state, or one from before the first draw)
+            return
+        import torch
+
+        device = torch.as_tensor(device, dtype=torch.uint8).clone()
+        if self.device_generator is None:  # a restart: applied at the first draw
+            self.device_state_to_resume = device
+        else:
+            self.device_generator.set_state(device)
+
+
+def portable_state(state: dict) -> dict:
+    """A thermostat's get_state with tensors as lists (for JSON)."""
+    return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in state.items()}
 
 
 def _check_kind(state: dict, kind) -> None:
@@ -125,7 +174,8 @@ class Langevin(_Stochastic):
         """O-step: p ← c1·p + sqrt((1−c1²)·m·kT)·ξ with c1 = exp(−γ·dt)."""
         c1 = self.damping(masses, dt)
         sigma = (masses * (self.kT_eV * (1.0 - c1 * c1))) ** 0.5
-        new = c1 * p + sigma * standard_normal_like(p, self.rng)
+        noise = self.device_normal_like(p) if self._device_path(p) else standard_normal_like(p, self.rng)
+        new = c1 * p + sigma * noise
         return new, kinetic_energy(new, masses) - kinetic_energy(p, masses)
 
     def outer(self, p, masses, dt):
@@ -142,7 +192,6 @@ class Bussi(_Stochastic):
         super().__init__(temperature_K, rng)
         self.rate = 1.0 / (_positive("tau_fs", tau_fs) * units.fs)
         self.n_dof = n_dof
-        self.on_device = None  # None: for momenta on a GPU; True/False: always / never (tests)
 
     def inner(self, p, masses, dt):
         return p, 0.0
@@ -157,11 +206,6 @@ class Bussi(_Stochastic):
         n_dof = self.n_dof or (p.numel() if hasattr(p, "numel") else p.size)
         alpha = self.scale_factor(kinetic, n_dof, dt)
         return alpha * p, kinetic * (alpha * alpha - 1.0)
-
-    def _device_path(self, p) -> bool:
-        if isinstance(p, np.ndarray):
-            return False
-        return p.device.type != "cpu" if self.on_device is None else bool(self.on_device)
 
     def random_numbers(self, n_dof: int) -> tuple[float, float]:
         """R₁ and Σ_{n_dof−1} R² of one rescaling, in the order :meth:`scale_factor` draws them."""

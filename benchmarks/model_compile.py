@@ -1,0 +1,122 @@
+"""nequip's own compile path against the eager model, one model call at a time:
+ms per call (energy and edge forces, as the MD engine calls it), the first
+call's compile time, and how far the compiled forces are from the eager ones.
+
+    python benchmarks/model_compile.py [--device cpu|cuda] [--models fast,slow]
+                                       [--sizes 1] [--calls 20] [--modes default]
+
+The compiled model is what nequip's ``CompileGraphModel`` builds: the model
+(forces included, by autograd) traced by ``make_fx`` into one graph, then
+``torch.compile``-d. --modes: torch.compile modes to try ("default",
+"reduce-overhead": CUDA graphs on a GPU, "max-autotune"); "static" after a
+mode (e.g. "reduce-overhead:static") compiles for the one edge count of the
+call (what a CUDA graph needs: the edge count is fixed between list rebuilds
+when every candidate goes in), otherwise dynamic=True as nequip does.
+The shipped water pair on the 192-atom box (--sizes: multiples of it, cubes).
+A first look for the issue's CUDA-graph option: on this project's 2-core CPU
+every compiled variant was slower than eager (docs/results/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_ms(call, calls: int, device) -> float:
+    for _ in range(3):
+        call()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    sync(device)
+    return 1e3 * (time.perf_counter() - start) / calls
+
+
+def model_input(loaded, atoms, device) -> dict:
+    """The graph the engine hands the model at the box's first positions."""
+    from mtsmlip.forces import ModelForces
+
+    provider = ModelForces(loaded, atoms, device=device)
+    positions = torch.tensor(atoms.positions, dtype=torch.float64, device=device)
+    edge_index, vectors, _ = provider.neighbors.edges(positions, provider.r_max)
+    return provider.model, provider.graph(positions, edge_index, vectors)
+
+
+def compiled_call(model, data: dict, mode: str, dynamic: bool):
+    """nequip's trace-then-compile of `model` (a GraphModel), as a function of `data`
+    returning (edge_forces, total_energy)."""
+    from nequip.nn.compile import ListInputOutputStateDictWrapper
+    from nequip.utils.fx import nequip_make_fx
+
+    inner = model.model  # the GraphModel's wrapped module, as CompileGraphModel traces it
+    names = [n for n, _ in inner.named_parameters()] + [n for n, _ in inner.named_buffers()]
+    tensors = [t for _, t in inner.named_parameters()] + [t for _, t in inner.named_buffers()]
+    keys = sorted(data)
+    wrapped = ListInputOutputStateDictWrapper(inner, keys, ("edge_forces", "total_energy"), names)
+    traced = nequip_make_fx(model=wrapped, data=data, fields=keys, extra_inputs=tensors)
+    compiled = torch.compile(traced, mode=None if mode == "default" else mode, dynamic=dynamic, fullgraph=False)
+    return lambda: compiled(*([data[k] for k in keys] + tensors))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--models", default="fast,slow")
+    p.add_argument("--sizes", default="1", help="water boxes as multiples of 192 atoms (cubes)")
+    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--modes", default=None, help="comma-separated; default: 'default' on a CPU, "
+                   "'default,reduce-overhead:static' on a GPU")
+    args = p.parse_args(argv)
+    device = args.device
+    modes = (args.modes or ("default,reduce-overhead:static" if torch.device(device).type == "cuda" else "default"))
+    modes = [m.strip() for m in modes.split(",") if m.strip()]
+    for mode in modes:
+        if mode.split(":")[0] not in MODES:
+            p.error(f"--modes: {mode!r} is not one of {MODES} (optionally with ':static')")
+    warnings.filterwarnings("ignore")
+    import mtsmlip
+    from gpu import water  # the same boxes as benchmarks/gpu.py
+
+    pair = mtsmlip.load("water").models
+    name = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else "CPU"
+    print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'model':<8}{'atoms':>7}{'edges':>8}  {'variant':<28}{'ms/call':>10}{'vs eager':>10}"
+          f"{'compile s':>11}{'max|dF| eV/A':>14}")
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+        atoms = water(size)
+        for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            model, data = model_input(pair[model_name], atoms, device)
+            eager = model(dict(data))
+            eager_ms = timed_ms(lambda: model(dict(data)), args.calls, device)
+            edges = data["edge_index"].shape[1]
+            print(f"{model_name:<8}{len(atoms):>7}{edges:>8}  {'eager':<28}{eager_ms:>10.2f}{1.0:>9.2f}x"
+                  f"{'':>11}{'':>14}", flush=True)
+            for mode in modes:
+                base, _, static = mode.partition(":")
+                start = time.perf_counter()
+                call = compiled_call(model, data, base, dynamic=not static)
+                forces, _ = call()
+                sync(device)
+                compile_s = time.perf_counter() - start
+                ms = timed_ms(call, args.calls, device)
+                diff = float((forces - eager["edge_forces"]).abs().max())
+                label = f"{base} ({'static' if static else 'dynamic'})"
+                print(f"{model_name:<8}{len(atoms):>7}{edges:>8}  {label:<28}{ms:>10.2f}{eager_ms / ms:>9.2f}x"
+                      f"{compile_s:>11.0f}{diff:>14.1e}", flush=True)
+                torch._dynamo.reset()
+
+
+if __name__ == "__main__":
+    main()
