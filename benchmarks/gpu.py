@@ -4,7 +4,10 @@ calculator with ASE's VelocityVerlet), on 192, 1536 and 12288 atoms of water
 (the shipped pair on an embedded 64-molecule box and its 2x2x2 and 4x4x4
 supercells) and on 64 replicas of ethanol (untrained default-preset models on
 C/H/O: the cost, not the physics), with the speedups of MTS against both.
-Then, with --profile, where the time of one outer step goes (torch.profiler).
+On a GPU also MTS at n = 4 with the models' edges filtered to r_max (fewer
+edges, but the filter's nonzero waits for the device at every call; the default
+there gives every candidate within r_max + skin). Then, with --profile, where
+the time of one outer step goes (torch.profiler).
 
     python benchmarks/gpu.py [--device cuda] [--sizes 1,8,64] [--replicas 64]
                              [--steps 32] [--profile]
@@ -71,16 +74,19 @@ def untrained_models(type_names):
     return out
 
 
-def engine_ms(models, atoms, n_inner, steps, device) -> float:
-    """ms per 0.5 fs step of the engine: MTS at n_inner, or the baseline (n_inner None)."""
+def engine_ms(models, atoms, n_inner, steps, device, filter_edges=None) -> float:
+    """ms per 0.5 fs step of the engine: MTS at n_inner, or the baseline (n_inner
+    None). filter_edges: see ModelForces (None: its default for the device)."""
     from mtsmlip.forces import ModelForces, zero_forces
     from mtsmlip.md import Engine, RunSettings
 
+    def provider(name):
+        return ModelForces(models[name], atoms, device=device, filter_edges=filter_edges)
+
     if n_inner is None:
-        fast, slow, settings = ModelForces(models["baseline"], atoms, device=device), zero_forces, \
-            RunSettings(STEP_FS, 1, baseline=True)
+        fast, slow, settings = provider("baseline"), zero_forces, RunSettings(STEP_FS, 1, baseline=True)
     else:
-        fast, slow = ModelForces(models["fast"], atoms, device=device), ModelForces(models["slow"], atoms, device=device)
+        fast, slow = provider("fast"), provider("slow")
         settings = RunSettings(STEP_FS, n_inner)
     engine = Engine(atoms, fast, slow, settings, device=device)
     engine.run(max(1, 8 // settings.n_inner), progress=False)
@@ -148,7 +154,7 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     name = torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else "CPU"
     print(f"device: {args.device} ({name}), torch {torch.__version__}; {args.steps} timed steps of {STEP_FS} fs each")
-    header = f"{'system':<24}{'run':<22}{'ms/step':>10}{'ns/day':>10}{'vs baseline':>13}{'vs ASE peer':>13}"
+    header = f"{'system':<24}{'run':<26}{'ms/step':>10}{'ns/day':>10}{'vs baseline':>13}{'vs ASE peer':>13}"
     print(header)
     clock = time.perf_counter()
     last = None
@@ -156,10 +162,12 @@ def main(argv=None):
         rows = {"baseline (Verlet)": engine_ms(models, atoms, None, args.steps, args.device)}
         for n in N_VALUES:
             rows[f"MTS n={n}"] = engine_ms(models, atoms, n, args.steps, args.device)
+        if torch.device(args.device).type == "cuda":  # the other side of the default: fewer edges, a wait per call
+            rows["MTS n=4, edges filtered"] = engine_ms(models, atoms, 4, args.steps, args.device, filter_edges=True)
         rows["ASE peer (nequip+VV)"] = ase_peer_ms(models, atoms, max(8, args.steps // 4), args.device)
         base, peer = rows["baseline (Verlet)"], rows["ASE peer (nequip+VV)"]
         for run, ms in rows.items():
-            print(f"{label:<24}{run:<22}{ms:>10.2f}{ns_per_day(ms):>10.3f}{base / ms:>12.2f}x{peer / ms:>12.2f}x")
+            print(f"{label:<24}{run:<26}{ms:>10.2f}{ns_per_day(ms):>10.3f}{base / ms:>12.2f}x{peer / ms:>12.2f}x")
         last = (models, atoms)
     print(f"(all runs: {time.perf_counter() - clock:.0f} s)")
     if args.profile and last is not None:

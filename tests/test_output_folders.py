@@ -108,6 +108,25 @@ def test_a_tampered_restart_changes_nothing(md_inputs, tmp_path, capsys, step, m
     assert outputs(out) == before
 
 
+@pytest.mark.parametrize("thermostat, message", [
+    ({"kind": "langevin", "rng": "garbage"}, "field 'thermostat.rng': not the state of the run's random generator"),
+    ({"kind": "langevin", "rng": None, "device_rng": [1, 999]}, "field 'thermostat.device_rng': must be a list of bytes"),
+    ({"kind": "langevin", "rng": None, "device_rng": "x"}, "field 'thermostat.device_rng': must be a list of bytes")])
+def test_a_tampered_thermostat_state_is_refused_by_field(md_inputs, tmp_path, capsys, thermostat, message):
+    out = tmp_path / "run"
+    assert md(md_inputs, out, "--thermostat", "langevin", "--traj-every", "2", "--steps", "4") == 0
+    before = outputs(out)
+    with np.load(out / "restart.npz") as z:
+        saved = json.loads(str(z["meta"]))["thermostat"]
+    assert saved["device_rng"] is None  # a CPU run draws its noise from numpy alone
+    rng = saved["rng"] if thermostat["rng"] is None else thermostat["rng"]
+    tamper_restart(out / "restart.npz", thermostat={**thermostat, "rng": rng})
+    assert md(md_inputs, out, "--thermostat", "langevin", "--traj-every", "2", "--steps", "8", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "restart.npz, " + message in err, err
+    assert outputs(out) == before
+
+
 def test_a_run_without_its_restart_is_still_a_previous_run(md_inputs, tmp_path, capsys):
     out = tmp_path / "run"
     assert md(md_inputs, out, "--traj-every", "2", "--steps", "4") == 0

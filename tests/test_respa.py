@@ -161,6 +161,12 @@ def test_langevin_device_noise_resumes_from_a_saved_state():
     again, _ = resumed.inner(p1, masses, units.fs)
     assert torch.equal(again, expected)
     assert saved["device_rng"] is not None and Langevin(300.0).get_state()["device_rng"] is None
+    # a state of another kind of generator (a GPU's is 16 bytes) is named when first used
+    other = Langevin(300.0, 0.01, np.random.default_rng(1))
+    other.on_device = True
+    other.set_state({**saved, "device_rng": list(range(16))})
+    with pytest.raises(DataError, match="field 'thermostat.device_rng': not the state of a generator on cpu"):
+        other.inner(p1, masses, units.fs)
 
 
 def test_bussi_rescaling_targets_the_canonical_kinetic_energy():

@@ -137,7 +137,10 @@ def restore(engine, path) -> None:
     problem = engine.safety.problem_with_state(state)
     if problem is not None:
         raise DataError(f"{path}: restart state is unusable: {problem}")
-    engine.thermostat.set_state({k: v for k, v in meta["thermostat"].items() if k != "work_eV"})
+    try:
+        engine.thermostat.set_state({k: v for k, v in meta["thermostat"].items() if k != "work_eV"})
+    except DataError as exc:
+        raise DataError(f"{path}, {exc}") from None
     engine.restore(state, int(meta["step"]))
 
 

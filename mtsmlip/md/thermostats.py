@@ -96,8 +96,13 @@ class _Stochastic:
         if self.device_generator is None or self.device_generator.device != p.device:
             self.device_generator = torch.Generator(device=p.device)
             if self.device_state_to_resume is not None:  # (rng is already past the seed's draw)
-                self.device_generator.set_state(self.device_state_to_resume)
-                self.device_state_to_resume = None
+                resume, self.device_state_to_resume = self.device_state_to_resume, None
+                try:
+                    self.device_generator.set_state(resume)
+                except RuntimeError as exc:
+                    self.device_generator = None
+                    raise DataError(f"field 'thermostat.device_rng': not the state of a generator on {p.device} "
+                                    f"(written on another kind of device? {exc})") from None
             else:
                 self.device_generator.manual_seed(int(self.rng.integers(2**63)))
         return torch.randn(p.shape, generator=self.device_generator, dtype=p.dtype, device=p.device)
@@ -107,8 +112,13 @@ class _Stochastic:
         return {"kind": self.kind, "rng": self.rng.bit_generator.state, "device_rng": device}
 
     def set_state(self, state: dict) -> None:
+        """Restore a get_state (or a restart's copy of one: DataError naming the
+        field that is not what a run writes)."""
         _check_kind(state, self.kind)
-        self.rng.bit_generator.state = state["rng"]
+        try:
+            self.rng.bit_generator.state = state["rng"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"field 'thermostat.rng': not the state of the run's random generator ({exc})") from None
         device = state.get("device_rng")
         self.device_state_to_resume = None
         if device is None:
@@ -116,6 +126,10 @@ class _Stochastic:
             return
         import torch
 
+        if not torch.is_tensor(device):
+            if not (isinstance(device, list) and device and all(type(b) is int and 0 <= b < 256 for b in device)):
+                raise DataError("field 'thermostat.device_rng': must be a list of bytes (integers 0-255), "
+                                "a device generator's state")
         device = torch.as_tensor(device, dtype=torch.uint8).clone()
         if self.device_generator is None:  # a restart: applied at the first draw
             self.device_state_to_resume = device
