@@ -44,7 +44,7 @@ def timed_ms(call, calls: int, device) -> float:
     return 1e3 * (time.perf_counter() - start) / calls
 
 
-def model_input(loaded, atoms, device) -> dict:
+def model_input(loaded, atoms, device) -> tuple:
     """The graph the engine hands the model at the box's first positions."""
     from mtsmlip.forces import ModelForces
 
@@ -56,7 +56,10 @@ def model_input(loaded, atoms, device) -> dict:
 
 def compiled_call(model, data: dict, mode: str, dynamic: bool):
     """nequip's trace-then-compile of `model` (a GraphModel), as a function of `data`
-    returning (edge_forces, total_energy)."""
+    returning (edge_forces, total_energy). The traced graph holds the forces'
+    backward already, so it runs under no_grad on detached inputs and weights
+    (as nequip's own inference wrapper does): a graph that still expects a
+    backward would keep CUDA-graph trees recording instead of replaying."""
     from nequip.nn.compile import ListInputOutputStateDictWrapper
     from nequip.utils.fx import nequip_make_fx
 
@@ -67,7 +70,12 @@ def compiled_call(model, data: dict, mode: str, dynamic: bool):
     wrapped = ListInputOutputStateDictWrapper(inner, keys, ("edge_forces", "total_energy"), names)
     traced = nequip_make_fx(model=wrapped, data=data, fields=keys, extra_inputs=tensors)
     compiled = torch.compile(traced, mode=None if mode == "default" else mode, dynamic=dynamic, fullgraph=False)
-    return lambda: compiled(*([data[k] for k in keys] + tensors))
+    inputs = [data[k].detach() for k in keys] + [t.detach() for t in tensors]
+
+    def call():
+        with torch.no_grad():
+            return compiled(*inputs)
+    return call
 
 
 def main(argv=None):
@@ -98,16 +106,18 @@ def main(argv=None):
         atoms = water(size)
         for model_name in [m.strip() for m in args.models.split(",") if m.strip()]:
             model, data = model_input(pair[model_name], atoms, device)
-            eager = model(dict(data))
+            eager = {k: v.detach() for k, v in model(dict(data)).items()}
             eager_ms = timed_ms(lambda: model(dict(data)), args.calls, device)
             edges = data["edge_index"].shape[1]
             print(f"{model_name:<8}{len(atoms):>7}{edges:>8}  {'eager':<28}{eager_ms:>10.2f}{1.0:>9.2f}x"
                   f"{'':>11}{'':>14}", flush=True)
             for mode in modes:
                 base, _, static = mode.partition(":")
+                if static not in ("", "static"):
+                    p.error(f"--modes: {mode!r}: only ':static' may follow a mode")
                 start = time.perf_counter()
                 call = compiled_call(model, data, base, dynamic=not static)
-                forces, _ = call()
+                forces = call()[0].clone()  # (a CUDA graph's outputs are overwritten by its next replay)
                 sync(device)
                 compile_s = time.perf_counter() - start
                 ms = timed_ms(call, args.calls, device)

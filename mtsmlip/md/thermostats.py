@@ -89,6 +89,20 @@ class _Stochastic:
             return False
         return p.device.type != "cpu" if self.on_device is None else bool(self.on_device)
 
+    def check_device_state(self, device) -> None:
+        """DataError now, not at the first draw, if a restart's device generator
+        state does not fit a generator on `device` (one written on another kind
+        of device); nothing to check without one."""
+        if self.device_state_to_resume is None:
+            return
+        import torch
+
+        try:
+            torch.Generator(device=device).set_state(self.device_state_to_resume)
+        except RuntimeError as exc:
+            raise DataError(f"field 'thermostat.device_rng': not the state of a generator on {device} "
+                            f"(written on another kind of device? {exc})") from None
+
     def device_normal_like(self, p):
         """Gaussian noise like the tensor `p`, drawn on its device."""
         import torch
@@ -96,19 +110,19 @@ class _Stochastic:
         if self.device_generator is None or self.device_generator.device != p.device:
             self.device_generator = torch.Generator(device=p.device)
             if self.device_state_to_resume is not None:  # (rng is already past the seed's draw)
-                resume, self.device_state_to_resume = self.device_state_to_resume, None
                 try:
-                    self.device_generator.set_state(resume)
+                    self.device_generator.set_state(self.device_state_to_resume)
                 except RuntimeError as exc:
                     self.device_generator = None
                     raise DataError(f"field 'thermostat.device_rng': not the state of a generator on {p.device} "
                                     f"(written on another kind of device? {exc})") from None
+                self.device_state_to_resume = None
             else:
                 self.device_generator.manual_seed(int(self.rng.integers(2**63)))
         return torch.randn(p.shape, generator=self.device_generator, dtype=p.dtype, device=p.device)
 
     def get_state(self) -> dict:
-        device = None if self.device_generator is None else self.device_generator.get_state()
+        device = self.device_state_to_resume if self.device_generator is None else self.device_generator.get_state()
         return {"kind": self.kind, "rng": self.rng.bit_generator.state, "device_rng": device}
 
     def set_state(self, state: dict) -> None:
