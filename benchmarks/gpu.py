@@ -7,7 +7,9 @@ C/H/O: the cost, not the physics), with the speedups of MTS against both.
 On a GPU also MTS at n = 4 with the models' edges filtered to r_max (fewer
 edges, but the filter's nonzero waits for the device at every call; the default
 there gives every candidate within r_max + skin). Then, with --profile, where
-the time of one outer step goes (torch.profiler).
+the time of one outer step goes (torch.profiler). On a GPU it also lists the
+host synchronisations CUDA reports while a batch of steps is integrated
+(torch.cuda.set_sync_debug_mode; the engine is built to have none).
 
     python benchmarks/gpu.py [--device cuda] [--sizes 1,8,64] [--replicas 64]
                              [--steps 32] [--profile]
@@ -140,6 +142,33 @@ def profile_outer_step(models, atoms, n_inner, device) -> None:
     print(prof.key_averages().table(sort_by=key, row_limit=15))
 
 
+def host_syncs_in_a_batch(models, atoms, device, thermostat="langevin") -> list[str]:
+    """The host synchronisations CUDA reports (torch.cuda.set_sync_debug_mode)
+    while the engine integrates one batch of MTS n = 4 steps on `atoms`: the
+    first line of each warning. On a CPU: nothing to check (None)."""
+    if torch.device(device).type != "cuda":
+        return None
+    from mtsmlip.forces import ModelForces
+    from mtsmlip.md import Engine, RunSettings
+
+    fast, slow = ModelForces(models["fast"], atoms, device=device), ModelForces(models["slow"], atoms, device=device)
+    engine = Engine(atoms, fast, slow, RunSettings(STEP_FS, 4, thermostat, 300.0), device=device, seed=0)
+    engine.run(2, progress=False)  # lists built, generators seeded
+    for nl in engine.neighbor_lists:
+        nl.begin_lazy()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            engine.integrate(4)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            for nl in engine.neighbor_lists:
+                nl.end_lazy()
+    return [str(w.message).splitlines()[0] for w in seen if "synchroniz" in str(w.message)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -170,6 +199,14 @@ def main(argv=None):
             print(f"{label:<24}{run:<26}{ms:>10.2f}{ns_per_day(ms):>10.3f}{base / ms:>12.2f}x{peer / ms:>12.2f}x")
         last = (models, atoms)
     print(f"(all runs: {time.perf_counter() - clock:.0f} s)")
+    if args.sizes:
+        import mtsmlip
+
+        syncs = host_syncs_in_a_batch(mtsmlip.load("water").models, water(args.sizes[0]), args.device)
+        if syncs is not None:
+            print(f"host synchronisations while a batch of 4 outer steps (n = 4, Langevin) is integrated: {len(syncs)}")
+            for line in sorted(set(syncs)):
+                print(f"  {syncs.count(line)} x {line}")
     if args.profile and last is not None:
         water_pair_atoms = water(8 if 8 in args.sizes else args.sizes[0]) if args.sizes else last[1]
         import mtsmlip

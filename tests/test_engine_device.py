@@ -100,6 +100,27 @@ def test_no_host_read_while_a_batch_is_integrated(gentle, monkeypatch, thermosta
     assert total["reads"] <= 2 * batches + 3 * builds, (total["calls"], batches, builds)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.set_sync_debug_mode)")
+@pytest.mark.parametrize("thermostat", [None, "langevin", "bussi"])
+def test_no_host_sync_while_a_batch_is_integrated_on_a_cuda_device(gentle, thermostat):
+    """What the counter above cannot see (waits inside libraries), CUDA reports."""
+    atoms = small_water_box(seed=1, momenta=True)
+    fast, slow = md_providers(gentle, atoms, False, skin_A=1.0, device="cuda")
+    engine = Engine(atoms, fast, slow, RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None), seed=3,
+                    device="cuda")
+    engine.run(2, progress=False)  # lists built, generators seeded
+    for nl in engine.neighbor_lists:
+        nl.begin_lazy()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        engine.integrate(4)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        for nl in engine.neighbor_lists:
+            nl.end_lazy()
+
+
 def test_the_counter_sees_what_a_gpu_waits_for(gentle):
     """The counter of the test above counts the edge filter's nonzero and the
     host's Langevin noise copied in, the CPU's paths."""
