@@ -13,8 +13,9 @@ mode (e.g. "reduce-overhead:static") compiles for the one edge count of the
 call (what a CUDA graph needs: the edge count is fixed between list rebuilds
 when every candidate goes in), otherwise dynamic=True as nequip does.
 The shipped water pair on the 192-atom box (--sizes: multiples of it, cubes).
-A first look for the issue's CUDA-graph option: on this project's 2-core CPU
-every compiled variant was slower than eager (docs/results/benchmarks.md).
+On this project's 2-core CPU the fast model lost 2.5x and the slow one gained
+1.5x per call (docs/results/benchmarks.md); on a GPU this is the first look
+for a CUDA-graph option.
 """
 
 from __future__ import annotations
