@@ -4,6 +4,7 @@ call's compile time, and how far the compiled forces are from the eager ones.
 
     python benchmarks/model_compile.py [--device cpu|cuda] [--models fast,slow]
                                        [--sizes 1] [--calls 20] [--modes default]
+                                       [--engine OUTER_STEPS --blocks 3]
 
 The compiled model is what nequip's ``CompileGraphModel`` builds: the model
 (forces included, by autograd) traced by ``make_fx`` into one graph, then
@@ -13,6 +14,8 @@ mode (e.g. "reduce-overhead:static") compiles for the one edge count of the
 call (what a CUDA graph needs: the edge count is fixed between list rebuilds
 when every candidate goes in), otherwise dynamic=True as nequip does.
 The shipped water pair on the 192-atom box (--sizes: multiples of it, cubes).
+--engine: the same compiled slow model inside the engine (MTS n = 4, NVE),
+beside the eager one, in alternating blocks.
 On this project's 2-core CPU the fast model lost 2.5x and the slow one gained
 1.5x per call (docs/results/benchmarks.md); on a GPU this is the first look
 for a CUDA-graph option.
@@ -79,6 +82,67 @@ def compiled_call(model, data: dict, mode: str, dynamic: bool):
     return call
 
 
+class CompiledModel(torch.nn.Module):
+    """A drop-in for a provider's model (dict in, dict out): nequip's traced and
+    compiled graph (dynamic edge count), traced at the first call."""
+
+    def __init__(self, model, mode: str = "default"):
+        super().__init__()
+        self.eager, self.mode, self.compiled = model, mode, None
+
+    def forward(self, data: dict) -> dict:
+        from nequip.nn.compile import ListInputOutputStateDictWrapper
+        from nequip.utils.fx import nequip_make_fx
+
+        inner = self.eager.model
+        if self.compiled is None:
+            names = [n for n, _ in inner.named_parameters()] + [n for n, _ in inner.named_buffers()]
+            self.tensors = [t.detach() for _, t in inner.named_parameters()] + \
+                [t.detach() for _, t in inner.named_buffers()]
+            self.keys = sorted(data)
+            wrapped = ListInputOutputStateDictWrapper(inner, self.keys, ("edge_forces", "total_energy"), names)
+            traced = nequip_make_fx(model=wrapped, data=data, fields=self.keys, extra_inputs=self.tensors)
+            self.compiled = torch.compile(traced, mode=None if self.mode == "default" else self.mode, dynamic=True)
+        with torch.no_grad():
+            forces, energy = self.compiled(*([data[k].detach() for k in self.keys] + self.tensors))
+        return {"edge_forces": forces, "total_energy": energy}
+
+
+def engine_rows(pair, atoms, device, outer_steps: int, blocks: int) -> None:
+    """MTS n = 4 (NVE) with the slow model eager and compiled, in alternating
+    blocks of `outer_steps` on one state each: ms per inner step, and how many
+    graphs the compiler made (recompiles as the edge count changes)."""
+    from torch._dynamo.utils import counters
+
+    from mtsmlip.forces import ModelForces
+    from mtsmlip.md import Engine, RunSettings
+
+    engines = {}
+    for label in ("slow eager", "slow compiled"):
+        fast, slow = ModelForces(pair["fast"], atoms, device=device), ModelForces(pair["slow"], atoms, device=device)
+        if label == "slow compiled":
+            slow.model = CompiledModel(slow.model)
+        engines[label] = Engine(atoms, fast, slow, RunSettings(0.5, 4), device=device)
+        start = time.perf_counter()
+        engines[label].run(2, progress=False)  # (the compile)
+        print(f"engine, {label}: first 2 outer steps {time.perf_counter() - start:.0f} s", flush=True)
+    seconds = {label: [] for label in engines}
+    for _ in range(blocks):
+        for label, engine in engines.items():
+            sync(device)
+            start = time.perf_counter()
+            engine.run(outer_steps, progress=False)
+            sync(device)
+            seconds[label].append(time.perf_counter() - start)
+    per_inner = {label: 1e3 * min(t) / (4 * outer_steps) for label, t in seconds.items()}
+    for label, ms in per_inner.items():
+        spread = 1e3 * max(seconds[label]) / (4 * outer_steps)
+        print(f"engine, MTS n=4, {label:<14} {ms:8.2f} ms per inner step (best of {blocks} blocks of "
+              f"{outer_steps} outer steps; worst {spread:.2f})")
+    print(f"engine: compiled/eager {per_inner['slow eager'] / per_inner['slow compiled']:.2f}x; graphs compiled: "
+          f"{dict(counters['stats']).get('unique_graphs', 'n/a')}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -87,6 +151,10 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--modes", default=None, help="comma-separated; default: 'default' on a CPU, "
                    "'default,reduce-overhead:static' on a GPU")
+    p.add_argument("--engine", type=int, default=0, metavar="OUTER_STEPS",
+                   help="also run MTS n = 4 with the slow model eager and compiled, in alternating blocks "
+                        "of this many outer steps (the first size)")
+    p.add_argument("--blocks", type=int, default=3, help="blocks per engine run (with --engine)")
     args = p.parse_args(argv)
     device = args.device
     modes = (args.modes or ("default,reduce-overhead:static" if torch.device(device).type == "cuda" else "default"))
@@ -127,6 +195,8 @@ def main(argv=None):
                 print(f"{model_name:<8}{len(atoms):>7}{edges:>8}  {label:<28}{ms:>10.2f}{eager_ms / ms:>9.2f}x"
                       f"{compile_s:>11.0f}{diff:>14.1e}", flush=True)
                 torch._dynamo.reset()
+    if args.engine:
+        engine_rows(pair, water(int(args.sizes.split(",")[0])), device, args.engine, args.blocks)
 
 
 if __name__ == "__main__":
