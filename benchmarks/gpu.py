@@ -150,23 +150,12 @@ def host_syncs_in_a_batch(models, atoms, device, thermostat="langevin") -> list[
         return None
     from mtsmlip.forces import ModelForces
     from mtsmlip.md import Engine, RunSettings
+    from mtsmlip.md.engine import cuda_syncs_in_a_batch
 
     fast, slow = ModelForces(models["fast"], atoms, device=device), ModelForces(models["slow"], atoms, device=device)
     engine = Engine(atoms, fast, slow, RunSettings(STEP_FS, 4, thermostat, 300.0), device=device, seed=0)
     engine.run(2, progress=False)  # lists built, generators seeded
-    for nl in engine.neighbor_lists:
-        nl.begin_lazy()
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            engine.integrate(4)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-            for nl in engine.neighbor_lists:
-                nl.end_lazy()
-    return [str(w.message).splitlines()[0] for w in seen if "synchroniz" in str(w.message)]
+    return cuda_syncs_in_a_batch(engine, 4)
 
 
 def main(argv=None):

@@ -11,6 +11,8 @@ from mtsmlip.forces import ModelForces, md_providers
 from mtsmlip.forces.model import default_edge_filter
 from mtsmlip.md import Engine, MDInstability, RunSettings
 from mtsmlip.md import engine as engine_mod
+from mtsmlip.md.engine import cuda_syncs_in_a_batch
+from mtsmlip.errors import DataError
 from tests.systems import small_water_box, write_tiny_pair
 
 # the ways a torch tensor hands a value to the host (each waits for a GPU)
@@ -109,16 +111,12 @@ def test_no_host_sync_while_a_batch_is_integrated_on_a_cuda_device(gentle, therm
     engine = Engine(atoms, fast, slow, RunSettings(0.5, 4, thermostat, 300.0 if thermostat else None), seed=3,
                     device="cuda")
     engine.run(2, progress=False)  # lists built, generators seeded
-    for nl in engine.neighbor_lists:
-        nl.begin_lazy()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        engine.integrate(4)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-        for nl in engine.neighbor_lists:
-            nl.end_lazy()
+    assert cuda_syncs_in_a_batch(engine, 4) == []
+
+
+def test_the_cuda_sync_check_refuses_an_engine_off_cuda(gentle):
+    with pytest.raises(DataError, match="cuda_syncs_in_a_batch: the engine runs on cpu, not a CUDA device"):
+        cuda_syncs_in_a_batch(engine_on(gentle, RunSettings(0.5, 2)))
 
 
 def test_the_counter_sees_what_a_gpu_waits_for(gentle):

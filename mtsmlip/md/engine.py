@@ -325,3 +325,29 @@ class Engine:
         atoms.calc = SinglePointCalculator(atoms, energy=self.potential_eV(s), forces=forces)
         atoms.info.update(step=step, time_ps=self.settings.simulated_ps(step))
         return atoms
+
+
+def cuda_syncs_in_a_batch(engine: Engine, outer_steps: int = 4) -> list[str]:
+    """The host synchronisations CUDA reports (``torch.cuda.set_sync_debug_mode``)
+    while `engine`, on a CUDA device, integrates one batch of `outer_steps` as
+    :meth:`Engine.run` does (neighbour lists lazy): the first line of each
+    report, none for a clean loop. Run the engine a step or two first, so that
+    its lists are built and its generators seeded."""
+    import warnings
+
+    if torch.device(engine.tensor["device"]).type != "cuda":
+        raise DataError(f"cuda_syncs_in_a_batch: the engine runs on {engine.tensor['device']}, not a CUDA device")
+    for nl in engine.neighbor_lists:
+        nl.begin_lazy()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            engine.integrate(outer_steps)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+            for nl in engine.neighbor_lists:
+                nl.end_lazy()
+    return [str(w.message).splitlines()[0] for w in seen if "synchroniz" in str(w.message).lower()]
+
