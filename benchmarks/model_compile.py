@@ -59,37 +59,17 @@ def model_input(loaded, atoms, device) -> tuple:
     return provider.model, provider.graph(positions, edge_index, vectors)
 
 
-def compiled_call(model, data: dict, mode: str, dynamic: bool):
-    """nequip's trace-then-compile of `model` (a GraphModel), as a function of `data`
-    returning (edge_forces, total_energy). The traced graph holds the forces'
-    backward already, so it runs under no_grad on detached inputs and weights
-    (as nequip's own inference wrapper does): a graph that still expects a
-    backward would keep CUDA-graph trees recording instead of replaying."""
-    from nequip.nn.compile import ListInputOutputStateDictWrapper
-    from nequip.utils.fx import nequip_make_fx
-
-    inner = model.model  # the GraphModel's wrapped module, as CompileGraphModel traces it
-    names = [n for n, _ in inner.named_parameters()] + [n for n, _ in inner.named_buffers()]
-    tensors = [t for _, t in inner.named_parameters()] + [t for _, t in inner.named_buffers()]
-    keys = sorted(data)
-    wrapped = ListInputOutputStateDictWrapper(inner, keys, ("edge_forces", "total_energy"), names)
-    traced = nequip_make_fx(model=wrapped, data=data, fields=keys, extra_inputs=tensors)
-    compiled = torch.compile(traced, mode=None if mode == "default" else mode, dynamic=dynamic, fullgraph=False)
-    inputs = [data[k].detach() for k in keys] + [t.detach() for t in tensors]
-
-    def call():
-        with torch.no_grad():
-            return compiled(*inputs)
-    return call
-
-
 class CompiledModel(torch.nn.Module):
-    """A drop-in for a provider's model (dict in, dict out): nequip's traced and
-    compiled graph (dynamic edge count), traced at the first call."""
+    """A drop-in for a provider's model (dict in, dict out): nequip's trace of the
+    model (a GraphModel) with its forces' backward, torch.compile-d, traced at the
+    first call. The graph holds the backward already, so it runs under no_grad on
+    detached inputs and weights (as nequip's own inference wrapper does): a graph
+    that still expects a backward would keep CUDA-graph trees recording instead of
+    replaying. dynamic: one graph for every edge count (else one per count)."""
 
-    def __init__(self, model, mode: str = "default"):
+    def __init__(self, model, mode: str = "default", dynamic: bool = True):
         super().__init__()
-        self.eager, self.mode, self.compiled = model, mode, None
+        self.eager, self.mode, self.dynamic, self.compiled = model, mode, dynamic, None
 
     def forward(self, data: dict) -> dict:
         from nequip.nn.compile import ListInputOutputStateDictWrapper
@@ -103,7 +83,8 @@ class CompiledModel(torch.nn.Module):
             self.keys = sorted(data)
             wrapped = ListInputOutputStateDictWrapper(inner, self.keys, ("edge_forces", "total_energy"), names)
             traced = nequip_make_fx(model=wrapped, data=data, fields=self.keys, extra_inputs=self.tensors)
-            self.compiled = torch.compile(traced, mode=None if self.mode == "default" else self.mode, dynamic=True)
+            self.compiled = torch.compile(traced, mode=None if self.mode == "default" else self.mode,
+                                          dynamic=self.dynamic)
         with torch.no_grad():
             forces, energy = self.compiled(*([data[k].detach() for k in self.keys] + self.tensors))
         return {"edge_forces": forces, "total_energy": energy}
@@ -186,8 +167,11 @@ def main(argv=None):
                 if static not in ("", "static"):
                     p.error(f"--modes: {mode!r}: only ':static' may follow a mode")
                 start = time.perf_counter()
-                call = compiled_call(model, data, base, dynamic=not static)
-                forces = call()[0].clone()  # (a CUDA graph's outputs are overwritten by its next replay)
+                compiled = CompiledModel(model, base, dynamic=not static)
+
+                def call():
+                    return compiled(data)
+                forces = call()["edge_forces"].clone()  # (a CUDA graph's outputs are overwritten by its next replay)
                 sync(device)
                 compile_s = time.perf_counter() - start
                 ms = timed_ms(call, args.calls, device)

@@ -172,7 +172,7 @@ def test_langevin_device_noise_resumes_from_a_saved_state():
     other.on_device = True
     other.set_state({**saved, "device_rng": list(range(16))})
     with pytest.raises(DataError, match="field 'thermostat.device_rng': not the state of a generator on cpu"):
-        other.check_device_state(torch.device("cpu"))
+        other.check_device_state(p1)
     with pytest.raises(DataError, match="field 'thermostat.device_rng': not the state of a generator on cpu"):
         other.inner(p1, masses, units.fs)
 

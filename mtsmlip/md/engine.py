@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -333,8 +334,6 @@ def cuda_syncs_in_a_batch(engine: Engine, outer_steps: int = 4) -> list[str]:
     :meth:`Engine.run` does (neighbour lists lazy): the first line of each
     report, none for a clean loop. Run the engine a step or two first, so that
     its lists are built and its generators seeded."""
-    import warnings
-
     if torch.device(engine.tensor["device"]).type != "cuda":
         raise DataError(f"cuda_syncs_in_a_batch: the engine runs on {engine.tensor['device']}, not a CUDA device")
     for nl in engine.neighbor_lists:
@@ -350,4 +349,3 @@ def cuda_syncs_in_a_batch(engine: Engine, outer_steps: int = 4) -> list[str]:
             for nl in engine.neighbor_lists:
                 nl.end_lazy()
     return [str(w.message).splitlines()[0] for w in seen if "synchroniz" in str(w.message).lower()]
-

@@ -139,8 +139,7 @@ def restore(engine, path) -> None:
         raise DataError(f"{path}: restart state is unusable: {problem}")
     try:
         engine.thermostat.set_state({k: v for k, v in meta["thermostat"].items() if k != "work_eV"})
-        if hasattr(engine.thermostat, "check_device_state") and engine.thermostat._device_path(state.momenta):
-            engine.thermostat.check_device_state(engine.tensor["device"])
+        engine.thermostat.check_device_state(state.momenta)
     except DataError as exc:
         raise DataError(f"{path}, {exc}") from None
     engine.restore(state, int(meta["step"]))

@@ -67,6 +67,9 @@ class NVE:
     def set_state(self, state: dict) -> None:
         _check_kind(state, None)
 
+    def check_device_state(self, p) -> None:
+        """Nothing to check: NVE draws no random numbers."""
+
 
 class _Stochastic:
     """Shared pieces: target kT, rng, the device's generator, save/restore of both.
@@ -89,35 +92,34 @@ class _Stochastic:
             return False
         return p.device.type != "cpu" if self.on_device is None else bool(self.on_device)
 
-    def check_device_state(self, device) -> None:
+    def check_device_state(self, p) -> None:
         """DataError now, not at the first draw, if a restart's device generator
-        state does not fit a generator on `device` (one written on another kind
-        of device); nothing to check without one."""
-        if self.device_state_to_resume is None:
-            return
+        state does not fit a generator on the device of momenta `p` (one written on
+        another kind of device); nothing to check without one or off the device path."""
+        if self.device_state_to_resume is not None and self._device_path(p):
+            self._resumed_generator(p.device)
+
+    def _resumed_generator(self, device):
+        """A generator on `device` holding the restart's device state, or DataError."""
         import torch
 
+        generator = torch.Generator(device=device)
         try:
-            torch.Generator(device=device).set_state(self.device_state_to_resume)
+            generator.set_state(self.device_state_to_resume)
         except RuntimeError as exc:
             raise DataError(f"field 'thermostat.device_rng': not the state of a generator on {device} "
                             f"(written on another kind of device? {exc})") from None
+        return generator
 
     def device_normal_like(self, p):
         """Gaussian noise like the tensor `p`, drawn on its device."""
         import torch
 
         if self.device_generator is None or self.device_generator.device != p.device:
-            self.device_generator = torch.Generator(device=p.device)
             if self.device_state_to_resume is not None:  # (rng is already past the seed's draw)
-                try:
-                    self.device_generator.set_state(self.device_state_to_resume)
-                except RuntimeError as exc:
-                    self.device_generator = None
-                    raise DataError(f"field 'thermostat.device_rng': not the state of a generator on {p.device} "
-                                    f"(written on another kind of device? {exc})") from None
-                self.device_state_to_resume = None
+                self.device_generator, self.device_state_to_resume = self._resumed_generator(p.device), None
             else:
+                self.device_generator = torch.Generator(device=p.device)
                 self.device_generator.manual_seed(int(self.rng.integers(2**63)))
         return torch.randn(p.shape, generator=self.device_generator, dtype=p.dtype, device=p.device)
 
